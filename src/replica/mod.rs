@@ -1,1 +1,428 @@
-//! placeholder
+//! The replica: events, clocks, registers, conflicts — the pure core.
+//!
+//! A `Replica` takes inputs (a local write, a received event, a snapshot)
+//! and returns outputs (signed events to store and send, what changed). It
+//! reads no clock (the shell passes `now_ms`), touches no disk or network.
+//!
+//! Architecture invariant: nothing in this module does I/O or depends on
+//! tokio, redb, libp2p or HTTP. That is why the simulation can drive many
+//! replicas deterministically from a seed.
+
+mod clock;
+mod conflict;
+mod event;
+mod mvr;
+mod rules;
+mod state;
+mod vv;
+
+pub use clock::{Hlc, HlcClock, MAX_CLOCK_DRIFT_MS};
+pub use conflict::{conflicts, service_conflicts, Conflict, ConflictKind, ConflictSide};
+pub use event::{
+    Directory, Event, EventError, Op, SignedEvent, EVENT_FORMAT_VERSION, MAX_EVENT_BYTES,
+};
+pub use mvr::{Mvr, Versioned};
+pub use rules::{authorize, Rejected};
+pub use state::{message_id, Message, RecoveryPoint, Service, State, Touched};
+pub use vv::{Dot, VersionVector};
+
+use crate::model::{InvalidInput, MessageId, ServiceId, ZoneId, MAX_METADATA_BYTES};
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Most events held while they wait for their causal past. Past this,
+/// early events are dropped; anti-entropy fetches them again later.
+pub const MAX_PENDING_EVENTS: usize = 8192;
+
+/// Why a local write was refused. Nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    #[error("service {0} does not exist")]
+    NoSuchService(ServiceId),
+    #[error("service {0} is deleted")]
+    Deleted(ServiceId),
+    #[error("recovery point {0} does not exist")]
+    NoSuchRp(String),
+    #[error("message {0} does not exist")]
+    NoSuchMessage(MessageId),
+    #[error("{0} already exists")]
+    Exists(String),
+    #[error("refused: {0}")]
+    Rejected(#[from] Rejected),
+    #[error("this replica has no signing key")]
+    NoKey,
+}
+
+/// One event that was applied, and whether the rules refused its op.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub event: SignedEvent,
+    pub rejected: Option<Rejected>,
+}
+
+/// What became of a received event.
+#[derive(Debug, Clone)]
+pub enum Received {
+    /// Applied, with any buffered events it unblocked, in apply order.
+    Applied(Vec<Applied>),
+    /// Already applied or already waiting: nothing to do.
+    Duplicate,
+    /// Waiting for its causal past.
+    Buffered,
+    /// The early-event buffer is full; dropped, to be fetched again.
+    BufferFull,
+    /// Not authentic or not well formed: dropped.
+    Refused(EventError),
+}
+
+/// The keys whose stored rows are stale since the last `take_dirty`.
+#[derive(Debug, Clone, Default)]
+pub struct Dirty {
+    pub services: BTreeSet<ServiceId>,
+    pub messages: BTreeSet<MessageId>,
+}
+
+impl Dirty {
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty() && self.messages.is_empty()
+    }
+}
+
+/// A full copy of the replicated state, for a zone that fell behind the
+/// compacted log. Sent only between authenticated, configured peers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub vv: VersionVector,
+    pub state: State,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot does not cover events this replica has; send those first")]
+    NotDominating,
+}
+
+/// One zone's replica of the DR state.
+pub struct Replica {
+    zone: ZoneId,
+    key: Option<SigningKey>,
+    directory: Directory,
+    clock: HlcClock,
+    state: State,
+    vv: VersionVector,
+    pending: BTreeMap<Dot, SignedEvent>,
+    /// Per zone, the newest version vector it is known to have had.
+    known: BTreeMap<ZoneId, VersionVector>,
+    dirty: Dirty,
+}
+
+impl Replica {
+    /// An empty replica. `key` is the zone's signing key; a replica without
+    /// one can only receive (used by tools and tests).
+    pub fn new(zone: ZoneId, key: Option<SigningKey>, directory: Directory) -> Self {
+        Replica {
+            zone,
+            key,
+            directory,
+            clock: HlcClock::default(),
+            state: State::default(),
+            vv: VersionVector::new(),
+            pending: BTreeMap::new(),
+            known: BTreeMap::new(),
+            dirty: Dirty::default(),
+        }
+    }
+
+    /// A replica restored from what the store holds.
+    pub fn restore(
+        zone: ZoneId,
+        key: Option<SigningKey>,
+        directory: Directory,
+        state: State,
+        vv: VersionVector,
+        clock: Hlc,
+    ) -> Self {
+        let mut r = Replica::new(zone, key, directory);
+        r.state = state;
+        r.vv = vv;
+        r.clock = HlcClock::new(clock);
+        r
+    }
+
+    pub fn zone(&self) -> &ZoneId {
+        &self.zone
+    }
+    pub fn signing_key(&self) -> Option<&SigningKey> {
+        self.key.as_ref()
+    }
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+    pub fn vv(&self) -> &VersionVector {
+        &self.vv
+    }
+    pub fn clock(&self) -> Hlc {
+        self.clock.last()
+    }
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+    pub fn service(&self, id: &ServiceId) -> Option<&Service> {
+        self.state.services.get(id)
+    }
+    pub fn conflicts(&self) -> Vec<Conflict> {
+        conflicts(&self.state)
+    }
+
+    /// A digest of the replicated state: equal on replicas that applied the
+    /// same events.
+    pub fn digest(&self) -> String {
+        let bytes = postcard::to_stdvec(&(&self.vv, &self.state)).unwrap_or_default();
+        blake3::hash(&bytes).to_hex().to_string()
+    }
+
+    /// Stamps a time for a local action (an RP's snapshot time, say).
+    pub fn tick(&mut self, now_ms: u64) -> Hlc {
+        self.clock.tick(now_ms)
+    }
+
+    /// Makes, signs and applies a local write. The caller must make the
+    /// returned event durable before acknowledging it to anyone.
+    pub fn local_write(
+        &mut self,
+        op: Op,
+        actor: &str,
+        now_ms: u64,
+    ) -> Result<SignedEvent, WriteError> {
+        self.check_local(&op)?;
+        let key = self.key.as_ref().ok_or(WriteError::NoKey)?;
+        let seq = self.vv.get(&self.zone) + 1;
+        let event = Event {
+            origin: self.zone.clone(),
+            seq,
+            deps: self.vv.clone(),
+            hlc: self.clock.tick(now_ms),
+            actor: actor.to_string(),
+            op,
+        };
+        authorize(&self.state, &self.directory, &event)?;
+        let signed = event.sign(key);
+        let rejected = self.apply(&signed.event, now_ms);
+        debug_assert!(rejected.is_none(), "a checked local write was rejected");
+        Ok(signed)
+    }
+
+    /// The checks a local write gets beyond the replicated rules: what the
+    /// API should refuse even though a peer's event of the same shape would
+    /// be applied.
+    fn check_local(&self, op: &Op) -> Result<(), WriteError> {
+        let known = |z: &ZoneId| self.directory.contains(z);
+        let live = |id: &ServiceId| -> Result<&Service, WriteError> {
+            let s = self
+                .state
+                .services
+                .get(id)
+                .ok_or_else(|| WriteError::NoSuchService(id.clone()))?;
+            if s.is_deleted() {
+                return Err(WriteError::Deleted(id.clone()));
+            }
+            Ok(s)
+        };
+        let metadata_ok = |m: &str| {
+            if m.len() > MAX_METADATA_BYTES {
+                Err(InvalidInput::field(
+                    "metadata",
+                    format!("longer than {MAX_METADATA_BYTES} bytes"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match op {
+            Op::CreateService {
+                service,
+                policy,
+                metadata,
+                slot,
+            } => {
+                if self.state.services.contains_key(service) {
+                    return Err(WriteError::Exists(format!("service {service}")));
+                }
+                policy.validate(std::slice::from_ref(&self.zone), known)?;
+                metadata_ok(metadata)?;
+                slot.validate()?;
+            }
+            Op::SetPolicy { service, policy } => {
+                let s = live(service)?;
+                policy.validate(&s.active_zones(), known)?;
+            }
+            Op::SetMetadata { service, metadata } => {
+                live(service)?;
+                metadata_ok(metadata)?;
+            }
+            Op::SetSlot { service, zone, slot } => {
+                live(service)?;
+                if !known(zone) {
+                    return Err(InvalidInput::field("zone", format!("unknown zone {zone}")).into());
+                }
+                if let Some(slot) = slot {
+                    slot.validate()?;
+                }
+            }
+            Op::DeleteService { service } => {
+                live(service)?;
+            }
+            Op::CreateRp { service, rp, .. } => {
+                let s = live(service)?;
+                if s.rps.contains_key(rp) {
+                    return Err(WriteError::Exists(format!("recovery point {rp}")));
+                }
+            }
+            Op::SetCopy { service, rp, .. } | Op::SetHold { service, rp, .. } => {
+                let s = self
+                    .state
+                    .services
+                    .get(service)
+                    .ok_or_else(|| WriteError::NoSuchService(service.clone()))?;
+                if !s.rps.contains_key(rp) {
+                    return Err(WriteError::NoSuchRp(rp.to_string()));
+                }
+            }
+            Op::SendMessage { to, .. } => {
+                if !known(to) {
+                    return Err(InvalidInput::field("to", format!("unknown zone {to}")).into());
+                }
+            }
+            Op::AckMessage { message } => {
+                if !self.state.messages.contains_key(message) {
+                    return Err(WriteError::NoSuchMessage(message.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes in an event from a peer: verifies it, applies it if its causal
+    /// past is here (and then whatever it unblocks), or buffers it.
+    pub fn receive(&mut self, ev: SignedEvent, now_ms: u64) -> Received {
+        let dot = ev.dot();
+        if self.vv.covers(&dot) || self.pending.contains_key(&dot) {
+            return Received::Duplicate;
+        }
+        if let Err(e) = ev.verify(&self.directory) {
+            return Received::Refused(e);
+        }
+        if !self.is_ready(&ev.event) {
+            if self.pending.len() >= MAX_PENDING_EVENTS {
+                return Received::BufferFull;
+            }
+            self.pending.insert(dot, ev);
+            return Received::Buffered;
+        }
+        let mut applied = Vec::new();
+        let rejected = self.apply(&ev.event, now_ms);
+        applied.push(Applied { event: ev, rejected });
+        self.drain_pending(now_ms, &mut applied);
+        Received::Applied(applied)
+    }
+
+    fn is_ready(&self, ev: &Event) -> bool {
+        self.vv.get(&ev.origin) + 1 == ev.seq
+            && ev
+                .deps
+                .iter()
+                .all(|(z, s)| z == &ev.origin || self.vv.get(z) >= s)
+    }
+
+    fn drain_pending(&mut self, now_ms: u64, applied: &mut Vec<Applied>) {
+        loop {
+            let next = self
+                .pending
+                .iter()
+                .find(|(_, e)| self.is_ready(&e.event))
+                .map(|(d, _)| d.clone());
+            let Some(dot) = next else { break };
+            let Some(ev) = self.pending.remove(&dot) else { break };
+            let rejected = self.apply(&ev.event, now_ms);
+            applied.push(Applied { event: ev, rejected });
+        }
+    }
+
+    /// Applies an event whose causal past is here. Returns why its op was
+    /// refused, if it was; the version vector moves on either way.
+    fn apply(&mut self, ev: &Event, now_ms: u64) -> Option<Rejected> {
+        debug_assert!(self.is_ready(ev), "applied out of causal order");
+        self.clock.observe(ev.hlc, now_ms);
+        let verdict = authorize(&self.state, &self.directory, ev);
+        if verdict.is_ok() {
+            match self.state.apply(ev) {
+                Touched::Service(s) => self.dirty.services.insert(s),
+                Touched::Message(m) => self.dirty.messages.insert(m),
+            };
+        }
+        self.vv.set(ev.origin.clone(), ev.seq);
+        let mut had = ev.deps.clone();
+        had.set(ev.origin.clone(), ev.seq);
+        self.known.entry(ev.origin.clone()).or_default().merge(&had);
+        verdict.err()
+    }
+
+    /// Rows changed since the last call, for the store to write.
+    pub fn take_dirty(&mut self) -> Dirty {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// Records what a peer told us it has (sync handshakes).
+    pub fn note_peer_vv(&mut self, zone: &ZoneId, vv: &VersionVector) {
+        if self.directory.contains(zone) {
+            self.known.entry(zone.clone()).or_default().merge(vv);
+        }
+    }
+
+    /// Every zone in the directory is known to have every event at or below
+    /// this vector: the log below it can be compacted.
+    pub fn stable_vv(&self) -> VersionVector {
+        let mut out = self.vv.clone();
+        for z in self.directory.zones() {
+            if z == &self.zone {
+                continue;
+            }
+            let theirs = self.known.get(z).cloned().unwrap_or_default();
+            out = out.meet(&theirs);
+        }
+        out
+    }
+
+    pub fn export_snapshot(&self) -> Snapshot {
+        Snapshot {
+            vv: self.vv.clone(),
+            state: self.state.clone(),
+        }
+    }
+
+    /// Replaces the state with a peer's snapshot that covers all we have.
+    /// Returns buffered events the snapshot unblocked and that were applied.
+    pub fn import_snapshot(
+        &mut self,
+        snap: Snapshot,
+        now_ms: u64,
+    ) -> Result<Vec<Applied>, SnapshotError> {
+        if !snap.vv.dominates(&self.vv) {
+            return Err(SnapshotError::NotDominating);
+        }
+        self.vv = snap.vv;
+        self.state = snap.state;
+        self.pending.retain(|d, _| !self.vv.covers(d));
+        self.dirty.services = self.state.services.keys().cloned().collect();
+        self.dirty.messages = self.state.messages.keys().cloned().collect();
+        let mut applied = Vec::new();
+        self.drain_pending(now_ms, &mut applied);
+        Ok(applied)
+    }
+}

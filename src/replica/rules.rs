@@ -1,0 +1,147 @@
+//! Who may write what. The one place the ownership rules live: the local
+//! write path asks here before it signs, and every node asks here before it
+//! applies a received event, so all nodes accept and reject alike.
+//!
+//! Every check depends only on the event and on events in its causal past
+//! (which every node has applied before it), never on concurrent events:
+//! that is what keeps the verdict equal on every node.
+
+use super::{Directory, Event, Op, State};
+use crate::model::{MAX_ACTOR_BYTES, MAX_DISKS_PER_VM, MAX_MESSAGE_BYTES, MAX_METADATA_BYTES};
+
+/// Why an authentic event is refused. It still counts as delivered (the
+/// origin's seq moves on), but it changes no field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error("service {0} was not seen by the writer")]
+    UnknownService(String),
+    #[error("recovery point {0} was not seen by the writer")]
+    UnknownRp(String),
+    #[error("message {0} was not seen by the writer")]
+    UnknownMessage(String),
+    #[error("zone {writer} may not write {what}")]
+    NotOwner { writer: String, what: String },
+    #[error("{0} already exists")]
+    Exists(String),
+    #[error("invalid value: {0}")]
+    Invalid(String),
+}
+
+/// Decides whether `ev` may change `state`.
+pub fn authorize(state: &State, directory: &Directory, ev: &Event) -> Result<(), Rejected> {
+    if ev.actor.len() > MAX_ACTOR_BYTES {
+        return Err(Rejected::Invalid("actor too long".into()));
+    }
+    let seen_service = |id: &crate::model::ServiceId| {
+        state
+            .services
+            .get(id)
+            .filter(|s| s.seen_by(&ev.deps))
+            .ok_or_else(|| Rejected::UnknownService(id.to_string()))
+    };
+    match &ev.op {
+        Op::CreateService {
+            policy,
+            metadata,
+            slot,
+            ..
+        } => {
+            check_metadata(metadata)?;
+            slot.validate()
+                .map_err(|e| Rejected::Invalid(e.to_string()))?;
+            if !directory.contains(&policy.recovery_zone) || policy.interval_s == 0 {
+                return Err(Rejected::Invalid("policy".into()));
+            }
+            Ok(())
+        }
+        Op::SetPolicy { service, policy } => {
+            seen_service(service)?;
+            if !directory.contains(&policy.recovery_zone) || policy.interval_s == 0 {
+                return Err(Rejected::Invalid("policy".into()));
+            }
+            Ok(())
+        }
+        Op::SetMetadata { service, metadata } => {
+            seen_service(service)?;
+            check_metadata(metadata)
+        }
+        Op::SetSlot {
+            service,
+            zone,
+            slot,
+        } => {
+            seen_service(service)?;
+            if !directory.contains(zone) {
+                return Err(Rejected::Invalid(format!("unknown zone {zone}")));
+            }
+            if let Some(slot) = slot {
+                slot.validate()
+                    .map_err(|e| Rejected::Invalid(e.to_string()))?;
+            }
+            Ok(())
+        }
+        Op::DeleteService { service } => seen_service(service).map(|_| ()),
+        Op::CreateRp {
+            service,
+            rp,
+            disks,
+            metadata,
+            ..
+        } => {
+            let s = seen_service(service)?;
+            if !rp.is_owned_by(&ev.origin) {
+                return Err(Rejected::NotOwner {
+                    writer: ev.origin.to_string(),
+                    what: format!("recovery point {rp}"),
+                });
+            }
+            // The origin's own events are totally ordered, so an earlier RP
+            // with this id is in the causal past on every node.
+            if s.rps.contains_key(rp) {
+                return Err(Rejected::Exists(format!("recovery point {rp}")));
+            }
+            if disks.is_empty() || disks.len() > MAX_DISKS_PER_VM {
+                return Err(Rejected::Invalid("recovery point disks".into()));
+            }
+            check_metadata(metadata)
+        }
+        Op::SetCopy { service, rp, .. } | Op::SetHold { service, rp, .. } => {
+            let s = seen_service(service)?;
+            s.rps
+                .get(rp)
+                .filter(|r| ev.deps.covers(&r.created))
+                .map(|_| ())
+                .ok_or_else(|| Rejected::UnknownRp(rp.to_string()))
+        }
+        Op::SendMessage { to, body } => {
+            if !directory.contains(to) {
+                return Err(Rejected::Invalid(format!("unknown zone {to}")));
+            }
+            if body.len() > MAX_MESSAGE_BYTES {
+                return Err(Rejected::Invalid("message body too long".into()));
+            }
+            Ok(())
+        }
+        Op::AckMessage { message } => {
+            let m = state
+                .messages
+                .get(message)
+                .filter(|m| ev.deps.covers(&m.dot))
+                .ok_or_else(|| Rejected::UnknownMessage(message.to_string()))?;
+            if m.to != ev.origin {
+                return Err(Rejected::NotOwner {
+                    writer: ev.origin.to_string(),
+                    what: format!("acknowledgement of message {message} to {}", m.to),
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
+fn check_metadata(metadata: &str) -> Result<(), Rejected> {
+    if metadata.len() > MAX_METADATA_BYTES {
+        return Err(Rejected::Invalid("metadata too long".into()));
+    }
+    Ok(())
+}

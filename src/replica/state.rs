@@ -1,0 +1,274 @@
+//! The materialised state: what every node holds after applying events.
+//! Equal sets of applied events give equal `State` values, byte for byte.
+
+use super::{Dot, Event, Hlc, Mvr, Op, VersionVector, Versioned};
+use crate::model::{CopyState, MessageId, Policy, RpDisk, RpId, ServiceId, VmSlot, ZoneId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A DR service as replicated: every mutable field is a register.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub id: ServiceId,
+    /// The dots of the events that created it (more than one only if two
+    /// zones created the same id concurrently).
+    pub created: Vec<Dot>,
+    pub policy: Mvr<Policy>,
+    pub metadata: Mvr<String>,
+    /// Per zone, the VM that stands for the service there.
+    pub slots: BTreeMap<ZoneId, Mvr<Option<VmSlot>>>,
+    pub deleted: Mvr<bool>,
+    pub rps: BTreeMap<RpId, RecoveryPoint>,
+}
+
+/// A recovery point: one group snapshot, with a copy state per zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryPoint {
+    pub id: RpId,
+    /// The zone that took it: the only writer of the RP itself.
+    pub origin: ZoneId,
+    pub created: Dot,
+    /// When the group snapshot was taken.
+    pub taken: Hlc,
+    pub disks: Vec<RpDisk>,
+    /// The service's VM metadata at the time of the snapshot.
+    pub metadata: String,
+    /// Per zone, that zone's copy; each written by its own zone only.
+    pub copies: BTreeMap<ZoneId, Versioned<CopyState>>,
+    pub hold: Mvr<bool>,
+}
+
+impl RecoveryPoint {
+    pub fn copy_state(&self, zone: &ZoneId) -> Option<&CopyState> {
+        self.copies.get(zone).map(|v| &v.value)
+    }
+
+    pub fn is_complete_in(&self, zone: &ZoneId) -> bool {
+        self.copy_state(zone).is_some_and(CopyState::is_complete)
+    }
+
+    /// On hold if any current value says so: a hold is never lost to a
+    /// concurrent release.
+    pub fn is_held(&self) -> bool {
+        self.hold.values().iter().any(|v| v.value)
+    }
+}
+
+/// A control message between CMPs, carried as an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: MessageId,
+    pub dot: Dot,
+    pub from: ZoneId,
+    pub to: ZoneId,
+    pub actor: String,
+    pub sent: Hlc,
+    pub body: String,
+    /// Who acknowledged it in the target zone, and when.
+    pub acked: Option<Versioned<String>>,
+}
+
+impl Service {
+    fn new(id: ServiceId) -> Self {
+        Service {
+            id,
+            created: Vec::new(),
+            policy: Mvr::default(),
+            metadata: Mvr::default(),
+            slots: BTreeMap::new(),
+            deleted: Mvr::default(),
+            rps: BTreeMap::new(),
+        }
+    }
+
+    /// True if one of the events that created the service is covered by `deps`:
+    /// the writer had seen the service.
+    pub fn seen_by(&self, deps: &VersionVector) -> bool {
+        self.created.iter().any(|d| deps.covers(d))
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.get().copied().unwrap_or(false)
+    }
+
+    /// The VM slot a zone reads for `zone`.
+    pub fn slot(&self, zone: &ZoneId) -> Option<&VmSlot> {
+        self.slots.get(zone).and_then(|r| r.get()).and_then(|s| s.as_ref())
+    }
+
+    /// Zones where the service has an active VM. A zone counts if any of its
+    /// slot's current values is active, so a concurrent write cannot hide one.
+    pub fn active_zones(&self) -> Vec<ZoneId> {
+        self.slots
+            .iter()
+            .filter(|(_, r)| {
+                r.values()
+                    .iter()
+                    .any(|v| v.value.as_ref().is_some_and(|s| s.active))
+            })
+            .map(|(z, _)| z.clone())
+            .collect()
+    }
+
+    /// Newest RP (by snapshot time) whose copy in `zone` is complete.
+    pub fn newest_complete_rp(&self, zone: &ZoneId) -> Option<&RecoveryPoint> {
+        self.rps
+            .values()
+            .filter(|rp| rp.is_complete_in(zone))
+            .max_by(|a, b| (a.taken, &a.id).cmp(&(b.taken, &b.id)))
+    }
+}
+
+/// Everything replicated, keyed for deterministic encoding.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub services: BTreeMap<ServiceId, Service>,
+    pub messages: BTreeMap<MessageId, Message>,
+}
+
+/// What applying one event changed, so the store can write just that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touched {
+    Service(ServiceId),
+    Message(MessageId),
+}
+
+impl State {
+    /// Applies an event that `rules::authorize` accepted. Pure field writes:
+    /// every decision about whether the event may apply was made before.
+    pub(super) fn apply(&mut self, ev: &Event) -> Touched {
+        let dot = ev.dot();
+        let deps = &ev.deps;
+        let hlc = ev.hlc;
+        match &ev.op {
+            Op::CreateService {
+                service,
+                policy,
+                metadata,
+                slot,
+            } => {
+                let s = self
+                    .services
+                    .entry(service.clone())
+                    .or_insert_with(|| Service::new(service.clone()));
+                if let Err(at) = s.created.binary_search(&dot) {
+                    s.created.insert(at, dot.clone());
+                }
+                s.policy.write(deps, dot.clone(), hlc, policy.clone());
+                s.metadata.write(deps, dot.clone(), hlc, metadata.clone());
+                s.slots
+                    .entry(ev.origin.clone())
+                    .or_default()
+                    .write(deps, dot, hlc, Some(slot.clone()));
+                Touched::Service(service.clone())
+            }
+            Op::SetPolicy { service, policy } => {
+                self.with_service(service, |s| s.policy.write(deps, dot, hlc, policy.clone()))
+            }
+            Op::SetMetadata { service, metadata } => self.with_service(service, |s| {
+                s.metadata.write(deps, dot, hlc, metadata.clone())
+            }),
+            Op::SetSlot {
+                service,
+                zone,
+                slot,
+            } => self.with_service(service, |s| {
+                s.slots
+                    .entry(zone.clone())
+                    .or_default()
+                    .write(deps, dot, hlc, slot.clone())
+            }),
+            Op::DeleteService { service } => {
+                self.with_service(service, |s| s.deleted.write(deps, dot, hlc, true))
+            }
+            Op::CreateRp {
+                service,
+                rp,
+                disks,
+                metadata,
+                taken,
+            } => self.with_service(service, |s| {
+                let mut copies = BTreeMap::new();
+                copies.insert(
+                    ev.origin.clone(),
+                    Versioned {
+                        dot: dot.clone(),
+                        hlc,
+                        value: CopyState::Complete,
+                    },
+                );
+                s.rps.insert(
+                    rp.clone(),
+                    RecoveryPoint {
+                        id: rp.clone(),
+                        origin: ev.origin.clone(),
+                        created: dot,
+                        taken: *taken,
+                        disks: disks.clone(),
+                        metadata: metadata.clone(),
+                        copies,
+                        hold: Mvr::default(),
+                    },
+                );
+            }),
+            Op::SetCopy { service, rp, state } => self.with_service(service, |s| {
+                if let Some(r) = s.rps.get_mut(rp) {
+                    r.copies.insert(
+                        ev.origin.clone(),
+                        Versioned {
+                            dot,
+                            hlc,
+                            value: state.clone(),
+                        },
+                    );
+                }
+            }),
+            Op::SetHold { service, rp, hold } => self.with_service(service, |s| {
+                if let Some(r) = s.rps.get_mut(rp) {
+                    r.hold.write(deps, dot, hlc, *hold);
+                }
+            }),
+            Op::SendMessage { to, body } => {
+                let id = message_id(&dot);
+                self.messages.insert(
+                    id.clone(),
+                    Message {
+                        id: id.clone(),
+                        dot,
+                        from: ev.origin.clone(),
+                        to: to.clone(),
+                        actor: ev.actor.clone(),
+                        sent: hlc,
+                        body: body.clone(),
+                        acked: None,
+                    },
+                );
+                Touched::Message(id)
+            }
+            Op::AckMessage { message } => {
+                if let Some(m) = self.messages.get_mut(message) {
+                    m.acked = Some(Versioned {
+                        dot,
+                        hlc,
+                        value: ev.actor.clone(),
+                    });
+                }
+                Touched::Message(message.clone())
+            }
+        }
+    }
+
+    fn with_service(&mut self, id: &ServiceId, f: impl FnOnce(&mut Service)) -> Touched {
+        if let Some(s) = self.services.get_mut(id) {
+            f(s);
+        }
+        Touched::Service(id.clone())
+    }
+}
+
+/// The id of the message sent by the event `dot`.
+pub fn message_id(dot: &Dot) -> MessageId {
+    // A zone id and a number always make a valid message id.
+    MessageId::new(format!("{}.{}", dot.origin, dot.seq))
+        .unwrap_or_else(|_| unreachable!("zone ids are valid message id characters"))
+}

@@ -1,0 +1,364 @@
+//! The node's durable replica: one writer thread that applies local writes
+//! and received events to the replica and commits them to redb in shared
+//! transactions (group commit), then tells subscribers what became durable.
+//!
+//! Every mutation of the replica goes through this one thread, so the order
+//! of apply and the order of commit are the same; readers take a read lock.
+
+use super::{Store, StoreError};
+use crate::model::ZoneId;
+use crate::replica::{
+    Dot, EventError, Op, Received, Rejected, Replica, SignedEvent, Snapshot, SnapshotError,
+    WriteError,
+};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Most commands folded into one write transaction.
+pub const MAX_WRITE_BATCH: usize = 512;
+/// Commands waiting for the writer before callers are made to wait.
+const WRITE_QUEUE_LEN: usize = 4096;
+/// Commits kept for slow subscribers; one that falls further behind is told
+/// it lagged and must catch up by anti-entropy.
+const COMMIT_FEED_LEN: usize = 4096;
+
+/// A row of the local (never synced) table to write with a commit.
+#[derive(Debug, Clone)]
+pub enum LocalMutation {
+    Put(String, Vec<u8>),
+    Delete(String),
+}
+
+/// Why the durable replica refused or failed a request.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("storage failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("the database failed earlier and refuses writes until the node restarts")]
+    Poisoned,
+    #[error("the writer has stopped")]
+    Stopped,
+}
+
+/// Events that just became durable, each with the peer it came from (none
+/// for local writes), in apply order.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    pub events: Vec<(SignedEvent, Option<ZoneId>)>,
+}
+
+/// What became of a batch of received events.
+#[derive(Debug, Default, Clone)]
+pub struct IngestReport {
+    pub applied: Vec<SignedEvent>,
+    pub duplicates: usize,
+    pub buffered: usize,
+    pub buffer_full: usize,
+    pub refused: Vec<EventError>,
+    pub rejected: Vec<(Dot, Rejected)>,
+}
+
+enum Cmd {
+    Write {
+        op: Op,
+        actor: String,
+        local: Vec<LocalMutation>,
+        reply: oneshot::Sender<Result<SignedEvent, DbError>>,
+    },
+    Ingest {
+        events: Vec<SignedEvent>,
+        from: Option<ZoneId>,
+        reply: oneshot::Sender<Result<IngestReport, DbError>>,
+    },
+    Local {
+        local: Vec<LocalMutation>,
+        reply: oneshot::Sender<Result<(), DbError>>,
+    },
+    Import {
+        snapshot: Box<Snapshot>,
+        reply: oneshot::Sender<Result<(), DbError>>,
+    },
+}
+
+struct Inner {
+    replica: RwLock<Replica>,
+    store: Store,
+    poisoned: AtomicBool,
+    feed: broadcast::Sender<Arc<Commit>>,
+}
+
+/// A cloneable handle to the durable replica.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+    tx: mpsc::Sender<Cmd>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Db {
+    /// Opens the store, restores the replica from it and starts the writer
+    /// thread. `replica` must be empty; it is filled from the store.
+    pub fn open(store: Store, replica: Replica) -> Result<Db, StoreError> {
+        let loaded = store.load()?;
+        let replica = Replica::restore(
+            replica.zone().clone(),
+            replica_key(&replica),
+            replica.directory().clone(),
+            loaded.state,
+            loaded.vv,
+            loaded.clock,
+        );
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE_LEN);
+        let (feed, _) = broadcast::channel(COMMIT_FEED_LEN);
+        let inner = Arc::new(Inner {
+            replica: RwLock::new(replica),
+            store,
+            poisoned: AtomicBool::new(false),
+            feed,
+        });
+        let writer = inner.clone();
+        std::thread::Builder::new()
+            .name("drengine-writer".into())
+            .spawn(move || writer_loop(writer, rx))
+            .map_err(|e| StoreError::Redb {
+                path: inner.store.path().to_path_buf(),
+                source: redb::Error::Io(e),
+            })?;
+        Ok(Db { inner, tx })
+    }
+
+    /// Reads the replica under a shared lock. Keep `f` short.
+    pub fn read<R>(&self, f: impl FnOnce(&Replica) -> R) -> R {
+        f(&read_lock(&self.inner.replica))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn zone(&self) -> ZoneId {
+        self.read(|r| r.zone().clone())
+    }
+
+    /// True once a commit failed: the node must restart.
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.poisoned.load(Ordering::SeqCst)
+    }
+
+    /// Every commit from now on. A receiver that lags is told so.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Commit>> {
+        self.inner.feed.subscribe()
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, DbError>>) -> Cmd,
+    ) -> Result<T, DbError> {
+        if self.is_poisoned() {
+            return Err(DbError::Poisoned);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| DbError::Stopped)?;
+        rx.await.map_err(|_| DbError::Stopped)?
+    }
+
+    /// A local write: validated, signed, applied and durable when this returns.
+    pub async fn write(&self, op: Op, actor: &str) -> Result<SignedEvent, DbError> {
+        self.write_with_local(op, actor, Vec::new()).await
+    }
+
+    /// A local write together with local rows, in the same transaction.
+    pub async fn write_with_local(
+        &self,
+        op: Op,
+        actor: &str,
+        local: Vec<LocalMutation>,
+    ) -> Result<SignedEvent, DbError> {
+        let actor = actor.to_string();
+        self.call(|reply| Cmd::Write {
+            op,
+            actor,
+            local,
+            reply,
+        })
+        .await
+    }
+
+    /// Events from a peer (or a tool): verified, applied in causal order,
+    /// durable when this returns.
+    pub async fn ingest(
+        &self,
+        events: Vec<SignedEvent>,
+        from: Option<ZoneId>,
+    ) -> Result<IngestReport, DbError> {
+        self.call(|reply| Cmd::Ingest {
+            events,
+            from,
+            reply,
+        })
+        .await
+    }
+
+    /// Local rows only, durable when this returns.
+    pub async fn local(&self, local: Vec<LocalMutation>) -> Result<(), DbError> {
+        self.call(|reply| Cmd::Local { local, reply }).await
+    }
+
+    /// Replaces the state with a peer's snapshot that covers ours.
+    pub async fn import_snapshot(&self, snapshot: Snapshot) -> Result<(), DbError> {
+        let snapshot = Box::new(snapshot);
+        self.call(|reply| Cmd::Import { snapshot, reply }).await
+    }
+
+    /// Drops log entries every zone is known to have. Returns how many.
+    pub fn compact(&self) -> Result<u64, StoreError> {
+        let stable = self.read(|r| r.stable_vv());
+        self.inner.store.compact(&stable)
+    }
+}
+
+fn replica_key(r: &Replica) -> Option<ed25519_dalek::SigningKey> {
+    r.signing_key().cloned()
+}
+
+fn read_lock(l: &RwLock<Replica>) -> RwLockReadGuard<'_, Replica> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write_lock(l: &RwLock<Replica>) -> RwLockWriteGuard<'_, Replica> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A reply held back until the batch's commit is durable.
+enum Reply {
+    Write(oneshot::Sender<Result<SignedEvent, DbError>>, Result<SignedEvent, DbError>),
+    Ingest(oneshot::Sender<Result<IngestReport, DbError>>, IngestReport),
+    Unit(oneshot::Sender<Result<(), DbError>>, Result<(), DbError>),
+}
+
+fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut cmds = vec![first];
+        while cmds.len() < MAX_WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(c) => cmds.push(c),
+                Err(_) => break,
+            }
+        }
+        let mut replica = write_lock(&inner.replica);
+        let now = now_ms();
+        let mut events: Vec<(SignedEvent, Option<ZoneId>)> = Vec::new();
+        let mut local = Vec::new();
+        let mut replies = Vec::with_capacity(cmds.len());
+        let mut imported = false;
+        for cmd in cmds {
+            match cmd {
+                Cmd::Write {
+                    op,
+                    actor,
+                    local: l,
+                    reply,
+                } => {
+                    let res = replica.local_write(op, &actor, now).map_err(DbError::from);
+                    if let Ok(ev) = &res {
+                        events.push((ev.clone(), None));
+                        local.extend(l);
+                    }
+                    replies.push(Reply::Write(reply, res));
+                }
+                Cmd::Ingest {
+                    events: incoming,
+                    from,
+                    reply,
+                } => {
+                    let mut report = IngestReport::default();
+                    for ev in incoming {
+                        match replica.receive(ev, now) {
+                            Received::Applied(applied) => {
+                                for a in applied {
+                                    if let Some(r) = a.rejected {
+                                        report.rejected.push((a.event.dot(), r));
+                                    }
+                                    report.applied.push(a.event.clone());
+                                    events.push((a.event, from.clone()));
+                                }
+                            }
+                            Received::Duplicate => report.duplicates += 1,
+                            Received::Buffered => report.buffered += 1,
+                            Received::BufferFull => report.buffer_full += 1,
+                            Received::Refused(e) => report.refused.push(e),
+                        }
+                    }
+                    replies.push(Reply::Ingest(reply, report));
+                }
+                Cmd::Local { local: l, reply } => {
+                    local.extend(l);
+                    replies.push(Reply::Unit(reply, Ok(())));
+                }
+                Cmd::Import { snapshot, reply } => {
+                    let floor = snapshot.vv.clone();
+                    let res = match replica.import_snapshot(*snapshot, now) {
+                        Ok(applied) => {
+                            events.extend(applied.into_iter().map(|a| (a.event, None)));
+                            inner
+                                .store
+                                .replace_state(&mut replica, &floor)
+                                .map_err(DbError::from)
+                        }
+                        Err(e) => Err(e.into()),
+                    };
+                    imported |= res.is_ok();
+                    replies.push(Reply::Unit(reply, res));
+                }
+            }
+        }
+        let plain: Vec<SignedEvent> = events.iter().map(|(e, _)| e.clone()).collect();
+        let committed = if plain.is_empty() && local.is_empty() && !imported {
+            Ok(())
+        } else {
+            inner.store.commit(&mut replica, &plain, &local)
+        };
+        drop(replica);
+        match committed {
+            Ok(()) => {
+                if !events.is_empty() {
+                    // No subscriber is not an error: the feed is best effort.
+                    let _ = inner.feed.send(Arc::new(Commit { events }));
+                }
+                for r in replies {
+                    // A caller that went away no longer wants the answer.
+                    let _ = match r {
+                        Reply::Write(tx, res) => tx.send(res).map_err(|_| ()),
+                        Reply::Ingest(tx, rep) => tx.send(Ok(rep)).map_err(|_| ()),
+                        Reply::Unit(tx, res) => tx.send(res).map_err(|_| ()),
+                    };
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed; refusing writes until restart");
+                inner.poisoned.store(true, Ordering::SeqCst);
+                for r in replies {
+                    let _ = match r {
+                        Reply::Write(tx, _) => tx.send(Err(DbError::Poisoned)).map_err(|_| ()),
+                        Reply::Ingest(tx, _) => tx.send(Err(DbError::Poisoned)).map_err(|_| ()),
+                        Reply::Unit(tx, _) => tx.send(Err(DbError::Poisoned)).map_err(|_| ()),
+                    };
+                }
+            }
+        }
+    }
+}
