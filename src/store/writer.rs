@@ -224,6 +224,12 @@ impl Db {
         self.call(|reply| Cmd::Import { snapshot, reply }).await
     }
 
+    /// Records a peer's version vector (from a sync handshake), which lets
+    /// compaction know what that zone has.
+    pub fn note_peer_vv(&self, zone: &ZoneId, vv: &crate::replica::VersionVector) {
+        write_lock(&self.inner.replica).note_peer_vv(zone, vv);
+    }
+
     /// Drops log entries every zone is known to have. Returns how many.
     pub fn compact(&self) -> Result<u64, StoreError> {
         let stable = self.read(|r| r.stable_vv());

@@ -1,0 +1,286 @@
+//! The node's configuration: one typed struct read from one TOML file per
+//! zone, with every default in this file and validation that names the key.
+
+use crate::model::ZoneId;
+use crate::replica::Directory;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// One zone's node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node's zone; must be in `zones`.
+    pub zone: ZoneId,
+    /// Where the redb database lives (put it on replicated storage).
+    pub data_dir: PathBuf,
+    /// The zone's ed25519 secret key (hex, from `drengine keygen`). It signs
+    /// events and is the node's libp2p identity. Relative to the config file.
+    pub key_file: PathBuf,
+    /// Every zone of the deployment: the directory of public keys.
+    pub zones: Vec<ZoneEntry>,
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub sync: SyncConfig,
+    #[serde(default)]
+    pub engine: EngineConfig,
+    /// The local StorPool cluster's API (see `crate::storpool`).
+    #[serde(default)]
+    pub storpool: toml::Table,
+}
+
+/// A zone of the directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneEntry {
+    pub id: ZoneId,
+    /// ed25519 public key, hex.
+    pub public_key: String,
+    /// The zone's sync address, a libp2p multiaddr such as
+    /// `/ip4/127.0.0.1/tcp/7201`. Needed for zones this node dials.
+    #[serde(default)]
+    pub sync_addr: Option<String>,
+    /// The name of the zone's StorPool cluster as a remote location in the
+    /// other zones' clusters (defaults to the zone id).
+    #[serde(default)]
+    pub storpool_location: Option<String>,
+}
+
+/// A bearer token and what it may do.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// Recorded as the actor of every write made with the token.
+    pub name: String,
+    pub token: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads everything.
+    Read,
+    /// The CMP: protect VMs, edit them, take RPs, fail over.
+    Cmp,
+    /// Operators: all of the above plus resolve conflicts and delete.
+    Operator,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    pub tokens: Vec<TokenEntry>,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// PEM certificate and key; both set means HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7100)),
+            tokens: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// libp2p listen multiaddr.
+    pub listen: String,
+    /// Zones this node keeps a control link to (dials and accepts).
+    pub peers: Vec<ZoneId>,
+    pub anti_entropy_interval_ms: u64,
+    pub redial_initial_ms: u64,
+    pub redial_max_ms: u64,
+    pub max_batch_events: usize,
+    pub max_batch_bytes: usize,
+    pub max_message_bytes: usize,
+    /// How often the log is compacted below what every zone has.
+    pub compact_interval_ms: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            listen: "/ip4/127.0.0.1/tcp/7200".into(),
+            peers: Vec::new(),
+            anti_entropy_interval_ms: 5_000,
+            redial_initial_ms: 200,
+            redial_max_ms: 10_000,
+            max_batch_events: 1024,
+            max_batch_bytes: 4 * 1024 * 1024,
+            max_message_bytes: 16 * 1024 * 1024,
+            compact_interval_ms: 60_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Run the reconciler (off for a node that only serves state).
+    pub enabled: bool,
+    /// How often the reconciler looks at what is due.
+    pub tick_ms: u64,
+    /// Most StorPool calls the reconciler has in flight at once.
+    pub max_concurrent_calls: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            enabled: true,
+            tick_ms: 500,
+            max_concurrent_calls: 16,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        // Relative paths are relative to the file, as an operator expects.
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut cfg.data_dir, &mut cfg.key_file] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks what serde cannot: cross references and limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = BTreeMap::new();
+        for (i, z) in self.zones.iter().enumerate() {
+            if seen.insert(z.id.clone(), i).is_some() {
+                return Err(invalid(format!("zones[{i}].id"), format!("{} listed twice", z.id)));
+            }
+            parse_public_key(&z.public_key)
+                .map_err(|m| invalid(format!("zones[{i}].public_key"), m))?;
+        }
+        if !seen.contains_key(&self.zone) {
+            return Err(invalid("zone", format!("{} is not in [[zones]]", self.zone)));
+        }
+        for (i, p) in self.sync.peers.iter().enumerate() {
+            if !seen.contains_key(p) {
+                return Err(invalid(format!("sync.peers[{i}]"), format!("{p} is not in [[zones]]")));
+            }
+            if p == &self.zone {
+                return Err(invalid(format!("sync.peers[{i}]"), "a zone is not its own peer"));
+            }
+        }
+        for (i, t) in self.api.tokens.iter().enumerate() {
+            if t.token.len() < 4 {
+                return Err(invalid(format!("api.tokens[{i}].token"), "at least 4 characters"));
+            }
+        }
+        if self.api.tls_cert.is_some() != self.api.tls_key.is_some() {
+            return Err(invalid("api.tls_cert", "tls_cert and tls_key go together"));
+        }
+        if self.api.max_body_bytes == 0 {
+            return Err(invalid("api.max_body_bytes", "must be positive"));
+        }
+        if self.sync.max_batch_events == 0 || self.sync.max_batch_bytes == 0 {
+            return Err(invalid("sync.max_batch_events", "batch limits must be positive"));
+        }
+        if self.engine.tick_ms == 0 {
+            return Err(invalid("engine.tick_ms", "must be positive"));
+        }
+        Ok(())
+    }
+
+    /// The directory of zone public keys.
+    pub fn directory(&self) -> Directory {
+        Directory::new(
+            self.zones
+                .iter()
+                .filter_map(|z| Some((z.id.clone(), parse_public_key(&z.public_key).ok()?)))
+                .collect(),
+        )
+    }
+
+    pub fn zone_entry(&self, zone: &ZoneId) -> Option<&ZoneEntry> {
+        self.zones.iter().find(|z| &z.id == zone)
+    }
+
+    /// The StorPool location name of `zone` (its cluster as seen remotely).
+    pub fn storpool_location(&self, zone: &ZoneId) -> String {
+        self.zone_entry(zone)
+            .and_then(|z| z.storpool_location.clone())
+            .unwrap_or_else(|| zone.to_string())
+    }
+}
+
+/// Parses a hex ed25519 public key.
+pub fn parse_public_key(hex_key: &str) -> Result<ed25519_dalek::VerifyingKey, String> {
+    let bytes: [u8; 32] = hex::decode(hex_key.trim())
+        .map_err(|e| format!("not hex: {e}"))?
+        .try_into()
+        .map_err(|_| "must be 32 bytes (64 hex digits)".to_string())?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|e| format!("not a valid key: {e}"))
+}
+
+/// Reads a hex ed25519 secret key file (as written by `drengine keygen`).
+pub fn read_signing_key(path: &Path) -> Result<ed25519_dalek::SigningKey, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bytes: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| invalid("key_file", format!("{}: not 64 hex digits", path.display())))?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&bytes))
+}
+
+/// A fresh secret key, hex encoded, and its public key.
+pub fn generate_key() -> (String, String) {
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    (
+        hex::encode(key.to_bytes()),
+        hex::encode(key.verifying_key().to_bytes()),
+    )
+}
