@@ -535,11 +535,7 @@ impl World {
     pub fn advance(&mut self, now: Now) {
         let keys: Vec<_> = self.links.keys().copied().collect();
         for key in keys {
-            loop {
-                let head = match self.links.get(&key).and_then(|l| l.queue.front()) {
-                    Some(&h) => h,
-                    None => break,
-                };
+            while let Some(&head) = self.links.get(&key).and_then(|l| l.queue.front()) {
                 if self.transfers[&head].finish_ms > now.mono_ms {
                     break;
                 }
