@@ -4,10 +4,48 @@
 //! failover) that the API and CLI call.
 //!
 //! This file fixes the engine's public face, which the API is written
-//! against. The reconciler itself lives in the submodules.
+//! against. The reconciler itself lives in the submodules:
+//!
+//! * [`naming`] — deterministic StorPool names and tags from service and RP ids.
+//! * [`schedule`] — when scheduled RPs are due (phase-spread slots).
+//! * [`retention`] — the one function that selects copies to delete.
+//! * [`rpo`] — the one function of RPO arithmetic.
+//! * [`journal`] — intents in the store's local table that make every step
+//!   crash-safe.
+//! * `plan` — what one service needs now (pure); `reconciler` — the steps
+//!   that carry it out; `flows` — failover, migration, revert, test failover;
+//!   `sp` — the door to StorPool, with the crash hook tests use.
+//!
+//! Architecture invariant: the engine changes StorPool only through names
+//! it derives from service and RP ids, and journals every create before it
+//! sends it; it writes replicated state only through `Db`, so the
+//! ownership rules apply to it like to any writer.
 
+mod core;
+mod flows;
+pub mod journal;
+pub mod naming;
+mod plan;
+mod reconciler;
+pub mod retention;
+pub mod rpo;
+pub mod schedule;
+mod sp;
+
+pub use sp::CrashPoint;
+
+use self::core::{now_ms, Inner};
+use self::journal::Purpose;
 use crate::model::{RpId, ServiceId, ZoneId};
+use crate::node::config::Config;
+use crate::store::Db;
+use crate::storpool::StorPoolClient;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
 
 /// Why a DR action was refused or failed. Each kind maps to one HTTP status.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -88,13 +126,29 @@ pub struct ServiceStatus {
     pub last_error: Option<String>,
 }
 
-/// A handle to the running engine of this node. Cloneable.
+/// What one reconciler pass did (for tests and logs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Services that had work.
+    pub services: usize,
+    /// Of those, services whose work failed (they back off).
+    pub failed: usize,
+}
+
+/// A handle to the engine of this node. Cloneable.
 ///
 /// Every method runs its StorPool calls against the local cluster and its
 /// state writes through the durable replica, so an answer means durable.
 #[derive(Clone, Default)]
 pub struct Engine {
-    _private: (),
+    inner: Option<Arc<Inner>>,
+    runner: Option<Arc<Runner>>,
+}
+
+/// The reconciler task and its stop signal.
+struct Runner {
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Engine {
@@ -103,85 +157,325 @@ impl Engine {
         Engine::default()
     }
 
+    /// Opens the engine of this node and spawns its reconciler, which runs
+    /// until [`Engine::shutdown`]. With `engine.enabled = false` in the
+    /// configuration, answers a disabled engine. Call inside a tokio runtime.
+    pub fn start(db: Db, storpool: StorPoolClient, config: &Config) -> Result<Engine, EngineError> {
+        if !config.engine.enabled {
+            return Ok(Engine::disabled());
+        }
+        let mut engine = Engine::open(db, storpool, config)?;
+        let inner = engine.inner()?.clone();
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run_loop(inner, stop_rx));
+        engine.runner = Some(Arc::new(Runner {
+            stop,
+            task: Mutex::new(Some(task)),
+        }));
+        Ok(engine)
+    }
+
+    /// The engine without its background reconciler: actions work, and
+    /// [`Engine::reconcile_once`] drives the reconciler a pass at a time.
+    /// What tests use to step the engine deterministically.
+    pub fn open(db: Db, storpool: StorPoolClient, config: &Config) -> Result<Engine, EngineError> {
+        let zone = db.zone();
+        if zone != config.zone {
+            return Err(EngineError::Invalid(format!(
+                "the database belongs to zone {zone}, the configuration to {}",
+                config.zone
+            )));
+        }
+        let locations = config
+            .zones
+            .iter()
+            .map(|z| (z.id.clone(), config.storpool_location(&z.id)))
+            .collect();
+        let inner = Inner::new(db, sp::Sp::new(storpool), config.engine.clone(), locations);
+        Ok(Engine {
+            inner: Some(Arc::new(inner)),
+            runner: None,
+        })
+    }
+
+    /// Stops the reconciler: no new steps; steps in progress get
+    /// `engine.shutdown_grace_ms` to finish and are then cut off (which the
+    /// journal makes safe). Actions still work on this handle afterwards.
+    pub async fn shutdown(&self) {
+        let Some(runner) = &self.runner else {
+            return;
+        };
+        runner.stop.send_replace(true);
+        let task = runner
+            .task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = task {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "reconciler task ended badly");
+            }
+        }
+    }
+
+    fn inner(&self) -> Result<&Arc<Inner>, EngineError> {
+        match &self.inner {
+            Some(i) if !i.sp.is_crashed() => Ok(i),
+            _ => Err(EngineError::NotRunning),
+        }
+    }
+
+    /// This node's zone, if the engine runs.
+    pub fn zone(&self) -> Option<ZoneId> {
+        self.inner.as_ref().map(|i| i.zone.clone())
+    }
+
+    /// One reconciler pass: every service with work now gets it done
+    /// (bounded by `engine.max_concurrent_calls`), and the pass returns when
+    /// all are done.
+    pub async fn reconcile_once(&self) -> Result<PassReport, EngineError> {
+        let inner = self.inner()?.clone();
+        let ids = inner
+            .services_with_work(now_ms())
+            .map_err(sp::Fail::into_engine_error)?;
+        let limit = inner.cfg.max_concurrent_calls.max(1);
+        let results: Vec<bool> = futures::stream::iter(ids)
+            .map(|id| {
+                let inner = inner.clone();
+                async move { inner.work_service(&id).await.is_ok() }
+            })
+            .buffer_unordered(limit)
+            .collect()
+            .await;
+        if inner.sp.is_crashed() {
+            return Err(EngineError::NotRunning);
+        }
+        Ok(PassReport {
+            services: results.len(),
+            failed: results.iter().filter(|ok| !**ok).count(),
+        })
+    }
+
+    /// Test hook: the engine dies (as if the process were killed) at the
+    /// given StorPool call from now; every later call and write is refused.
+    /// `None` removes a point not reached yet.
+    pub fn set_crash_point(&self, point: Option<CrashPoint>) {
+        if let Some(i) = &self.inner {
+            i.sp.set_crash_point(point);
+        }
+    }
+
+    /// StorPool calls this engine made so far.
+    pub fn storpool_calls(&self) -> u64 {
+        self.inner.as_ref().map(|i| i.sp.calls()).unwrap_or(0)
+    }
+
     /// Takes a recovery point now (on demand). Returns its id once the group
     /// snapshot is taken and the RP recorded; replication follows.
-    pub async fn take_rp(&self, _service: &ServiceId, _actor: &str) -> Result<RpId, EngineError> {
-        Err(EngineError::NotRunning)
+    pub async fn take_rp(&self, service: &ServiceId, actor: &str) -> Result<RpId, EngineError> {
+        let inner = self.inner()?;
+        let lock = inner.lock_for(service);
+        let _held = lock.lock().await;
+        inner
+            .take_rp_locked(service, Purpose::OnDemand, actor)
+            .await
+            .map_err(sp::Fail::into_engine_error)
     }
 
     /// Unplanned failover to this zone: from `rp`, or the newest RP complete
     /// here. Works with the primary zone unreachable.
     pub async fn failover(
         &self,
-        _service: &ServiceId,
-        _rp: Option<&RpId>,
-        _actor: &str,
+        service: &ServiceId,
+        rp: Option<&RpId>,
+        actor: &str,
     ) -> Result<FailoverOutcome, EngineError> {
-        Err(EngineError::NotRunning)
+        self.inner()?
+            .failover(service, rp, actor)
+            .await
+            .map_err(sp::Fail::into_engine_error)
     }
 
     /// Planned migration, first half (run in the zone where the VM runs,
     /// after the CMP stopped the VM): marks the VM stopped and takes the final RP.
     pub async fn start_migration(
         &self,
-        _service: &ServiceId,
-        _target: &ZoneId,
-        _actor: &str,
+        service: &ServiceId,
+        target: &ZoneId,
+        actor: &str,
     ) -> Result<MigrationStarted, EngineError> {
-        Err(EngineError::NotRunning)
+        self.inner()?
+            .start_migration(service, target, actor)
+            .await
+            .map_err(sp::Fail::into_engine_error)
     }
 
     /// Planned migration, second half (run in the target zone): refuses
     /// unless the final RP is complete here, then switches the active zone.
     pub async fn complete_migration(
         &self,
-        _service: &ServiceId,
-        _actor: &str,
+        service: &ServiceId,
+        actor: &str,
     ) -> Result<FailoverOutcome, EngineError> {
-        Err(EngineError::NotRunning)
+        self.inner()?
+            .complete_migration(service, actor)
+            .await
+            .map_err(sp::Fail::into_engine_error)
     }
 
     /// Reverts the VM's volumes in this (active) zone to `rp`.
     pub async fn revert(
         &self,
-        _service: &ServiceId,
-        _rp: &RpId,
-        _actor: &str,
+        service: &ServiceId,
+        rp: &RpId,
+        actor: &str,
     ) -> Result<FailoverOutcome, EngineError> {
-        Err(EngineError::NotRunning)
+        self.inner()?
+            .revert(service, rp, actor)
+            .await
+            .map_err(sp::Fail::into_engine_error)
     }
 
     /// Test failover: clones of an RP's snapshots here, no activation.
     pub async fn test_failover(
         &self,
-        _service: &ServiceId,
-        _rp: Option<&RpId>,
-        _actor: &str,
+        service: &ServiceId,
+        rp: Option<&RpId>,
+        actor: &str,
     ) -> Result<FailoverOutcome, EngineError> {
-        Err(EngineError::NotRunning)
+        self.inner()?
+            .test_failover(service, rp, actor)
+            .await
+            .map_err(sp::Fail::into_engine_error)
     }
 
     /// Removes the volumes of a test failover.
     pub async fn cleanup_test_failover(
         &self,
-        _service: &ServiceId,
-        _actor: &str,
+        service: &ServiceId,
+        actor: &str,
     ) -> Result<(), EngineError> {
-        Err(EngineError::NotRunning)
+        self.inner()?
+            .cleanup_test_failover(service, actor)
+            .await
+            .map_err(sp::Fail::into_engine_error)
     }
 
     /// RPO and last error of a service, as this zone sees it.
-    pub fn status(&self, _service: &ServiceId) -> Option<ServiceStatus> {
-        None
+    pub fn status(&self, service: &ServiceId) -> Option<ServiceStatus> {
+        let inner = self.inner.as_ref()?;
+        let now = now_ms();
+        let rpo = inner
+            .db
+            .read(|r| r.service(service).map(|s| rpo::rpo(s, now, inner.cfg.rpo_grace_ms)))?;
+        let last_error = inner.mem().last_error.get(service).cloned();
+        Some(ServiceStatus { rpo, last_error })
     }
 
-    /// RPO of every service this zone protects or receives.
+    /// RPO of every service this zone protects (its VM is active here) or
+    /// receives (it is the recovery zone).
     pub fn rpo_all(&self) -> Vec<RpoStatus> {
-        Vec::new()
+        let Some(inner) = self.inner.as_ref() else {
+            return Vec::new();
+        };
+        let now = now_ms();
+        let zone = &inner.zone;
+        inner.db.read(|r| {
+            r.state()
+                .services
+                .values()
+                .filter(|s| {
+                    !s.is_deleted()
+                        && (s.active_zones().contains(zone)
+                            || s.policy.get().is_some_and(|p| &p.recovery_zone == zone))
+                })
+                .map(|s| rpo::rpo(s, now, inner.cfg.rpo_grace_ms))
+                .collect()
+        })
     }
 
-    /// StorPool errors met so far (for `/metrics`).
+    /// StorPool errors met so far, retried ones included (for `/metrics`).
     pub fn storpool_errors_total(&self) -> u64 {
-        0
+        self.inner
+            .as_ref()
+            .map(|i| i.sp.client.errors_total())
+            .unwrap_or(0)
     }
+}
+
+/// Removes a service from the in-flight set when its task ends, however it ends.
+struct InFlight {
+    inner: Arc<Inner>,
+    id: ServiceId,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.inner.mem().in_flight.remove(&self.id);
+    }
+}
+
+/// The reconciler: each tick, every service with work that is not already
+/// being worked on gets a task; tasks run at most `max_concurrent_calls` at
+/// a time. A slow service never holds up the others' schedule.
+async fn run_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    let zone = inner.zone.clone();
+    tracing::info!(zone = %zone, tick_ms = inner.cfg.tick_ms, "reconciler started");
+    let mut tasks = JoinSet::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(inner.cfg.tick_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tick.tick() => {}
+        }
+        while let Some(done) = tasks.try_join_next() {
+            if let Err(e) = done {
+                if e.is_panic() {
+                    tracing::error!(zone = %zone, error = %e, "reconciler step panicked");
+                }
+            }
+        }
+        if inner.sp.is_crashed() {
+            break;
+        }
+        let ids = match inner.services_with_work(now_ms()) {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(zone = %zone, error = %e.shown(), "cannot plan this pass");
+                continue;
+            }
+        };
+        for id in ids {
+            if tasks.len() >= inner.cfg.max_queued_services {
+                break;
+            }
+            inner.mem().in_flight.insert(id.clone());
+            let guard = InFlight {
+                inner: inner.clone(),
+                id,
+            };
+            tasks.spawn(async move {
+                let permit = guard.inner.permits.clone().acquire_owned().await;
+                if permit.is_ok() {
+                    // Failures are noted on the service (back-off, last error).
+                    let _ = guard.inner.work_service(&guard.id).await;
+                }
+            });
+        }
+    }
+    let grace = tokio::time::sleep(Duration::from_millis(inner.cfg.shutdown_grace_ms));
+    tokio::pin!(grace);
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => if next.is_none() { break },
+            _ = &mut grace => {
+                tracing::warn!(zone = %zone, steps = tasks.len(), "cutting off steps at shutdown");
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                break;
+            }
+        }
+    }
+    tracing::info!(zone = %zone, "reconciler stopped");
 }

@@ -155,8 +155,26 @@ pub struct EngineConfig {
     pub enabled: bool,
     /// How often the reconciler looks at what is due.
     pub tick_ms: u64,
-    /// Most StorPool calls the reconciler has in flight at once.
+    /// Most StorPool calls the reconciler has in flight at once (one per
+    /// service being worked on).
     pub max_concurrent_calls: usize,
+    /// Most services queued for the reconciler at once; the rest wait for
+    /// the next tick.
+    pub max_queued_services: usize,
+    /// Slack on top of the policy interval before a service counts as past
+    /// its RPO: the time to take and transfer one RP.
+    pub rpo_grace_ms: u64,
+    /// Back-off of a service's work after a failure, doubling up to the max.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// How soon an incoming copy is looked at again, doubling up to the max.
+    pub copy_poll_initial_ms: u64,
+    pub copy_poll_max_ms: u64,
+    /// How often volumes that pin an RP against retention are looked up.
+    pub dep_check_interval_ms: u64,
+    /// How long a shutdown waits for steps in progress before cutting them
+    /// off (which is safe: the journal finishes them after a restart).
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -165,6 +183,14 @@ impl Default for EngineConfig {
             enabled: true,
             tick_ms: 500,
             max_concurrent_calls: 16,
+            max_queued_services: 8192,
+            rpo_grace_ms: 30_000,
+            retry_initial_ms: 1_000,
+            retry_max_ms: 60_000,
+            copy_poll_initial_ms: 250,
+            copy_poll_max_ms: 5_000,
+            dep_check_interval_ms: 60_000,
+            shutdown_grace_ms: 5_000,
         }
     }
 }
@@ -226,8 +252,27 @@ impl Config {
         if self.sync.max_batch_events == 0 || self.sync.max_batch_bytes == 0 {
             return Err(invalid("sync.max_batch_events", "batch limits must be positive"));
         }
-        if self.engine.tick_ms == 0 {
-            return Err(invalid("engine.tick_ms", "must be positive"));
+        let e = &self.engine;
+        for (key, v) in [
+            ("engine.tick_ms", e.tick_ms),
+            ("engine.max_concurrent_calls", e.max_concurrent_calls as u64),
+            ("engine.max_queued_services", e.max_queued_services as u64),
+            ("engine.retry_initial_ms", e.retry_initial_ms),
+            ("engine.copy_poll_initial_ms", e.copy_poll_initial_ms),
+            ("engine.dep_check_interval_ms", e.dep_check_interval_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be positive"));
+            }
+        }
+        if e.retry_max_ms < e.retry_initial_ms {
+            return Err(invalid("engine.retry_max_ms", "must be at least engine.retry_initial_ms"));
+        }
+        if e.copy_poll_max_ms < e.copy_poll_initial_ms {
+            return Err(invalid(
+                "engine.copy_poll_max_ms",
+                "must be at least engine.copy_poll_initial_ms",
+            ));
         }
         Ok(())
     }

@@ -1,0 +1,176 @@
+//! The engine's shared insides: the durable replica, the StorPool door, the
+//! per-service locks and the in-memory back-offs, with the small helpers
+//! every step uses. The reconciler and the flows are methods on [`Inner`].
+
+use super::journal::{self, Rows};
+use super::plan::{Backoff, Memory};
+use super::sp::{Fail, Sp};
+use super::EngineError;
+use crate::model::{RpId, ServiceId, ZoneId};
+use crate::node::config::EngineConfig;
+use crate::replica::{Op, RecoveryPoint, Service, SignedEvent};
+use crate::store::{Db, LocalMutation};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The actor recorded on the reconciler's own writes.
+pub const NODE_ACTOR: &str = "node";
+
+pub(crate) struct Inner {
+    pub zone: ZoneId,
+    pub db: Db,
+    pub sp: Sp,
+    pub cfg: EngineConfig,
+    /// Each zone's StorPool location name, as this zone's cluster knows it.
+    pub locations: BTreeMap<ZoneId, String>,
+    pub mem: Mutex<Memory>,
+    /// One async lock per service: at most one step of a service at a time,
+    /// whether the reconciler's or an action's.
+    locks: Mutex<HashMap<ServiceId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Bounds the steps running at once (each makes one StorPool call at a time).
+    pub permits: Arc<tokio::sync::Semaphore>,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Inner {
+    pub fn new(
+        db: Db,
+        sp: Sp,
+        cfg: EngineConfig,
+        locations: BTreeMap<ZoneId, String>,
+    ) -> Self {
+        let permits = Arc::new(tokio::sync::Semaphore::new(cfg.max_concurrent_calls.max(1)));
+        Inner {
+            zone: db.zone(),
+            db,
+            sp,
+            cfg,
+            locations,
+            mem: Mutex::new(Memory::default()),
+            locks: Mutex::new(HashMap::new()),
+            permits,
+        }
+    }
+
+    pub fn mem(&self) -> MutexGuard<'_, Memory> {
+        self.mem.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The lock of one service's steps.
+    pub fn lock_for(&self, id: &ServiceId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(id.clone()).or_default().clone()
+    }
+
+    /// The StorPool location of `zone` (its cluster's name in the others).
+    pub fn location(&self, zone: &ZoneId) -> String {
+        self.locations
+            .get(zone)
+            .cloned()
+            .unwrap_or_else(|| zone.to_string())
+    }
+
+    /// A copy of the service as replicated here.
+    pub fn service(&self, id: &ServiceId) -> Option<Service> {
+        self.db.read(|r| r.service(id).cloned())
+    }
+
+    /// The service, or `NotFound`.
+    pub fn live_service(&self, id: &ServiceId) -> Result<Service, Fail> {
+        let s = self
+            .service(id)
+            .ok_or_else(|| refused(EngineError::NotFound(format!("service {id} does not exist"))))?;
+        if s.is_deleted() {
+            return Err(refused(EngineError::NotFound(format!(
+                "service {id} is deleted"
+            ))));
+        }
+        Ok(s)
+    }
+
+    /// A replicated write (durable when it returns), with local rows in the
+    /// same transaction. A crashed engine writes nothing.
+    pub async fn write(
+        &self,
+        op: Op,
+        actor: &str,
+        local: Vec<LocalMutation>,
+    ) -> Result<SignedEvent, Fail> {
+        self.sp.alive()?;
+        let ev = self.db.write_with_local(op, actor, local).await?;
+        Ok(ev)
+    }
+
+    /// Local rows only (the journal), durable when it returns.
+    pub async fn local(&self, rows: Vec<LocalMutation>) -> Result<(), Fail> {
+        self.sp.alive()?;
+        self.db.local(rows).await?;
+        Ok(())
+    }
+
+    /// Every journal row of the engine.
+    pub fn rows(&self) -> Result<Rows, Fail> {
+        let (rows, bad) = Rows::from_scan(self.db.store().local_scan(journal::PREFIX)?);
+        for key in bad {
+            tracing::warn!(zone = %self.zone, key, "journal row does not parse; ignored");
+        }
+        Ok(rows)
+    }
+
+    pub fn local_get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Fail> {
+        Ok(self
+            .db
+            .store()
+            .local_get(key)?
+            .and_then(|b| journal::decode(&b)))
+    }
+
+    /// Remembers the outcome of a service's work: a failure backs the
+    /// service off (and a permanent one shows on it), a success clears both.
+    pub fn note_outcome(&self, id: &ServiceId, outcome: &Result<(), Fail>) {
+        let now = now_ms();
+        let mut mem = self.mem();
+        match outcome {
+            Ok(()) => {
+                mem.retry.remove(id);
+                mem.last_error.remove(id);
+            }
+            Err(Fail::Crashed) => {}
+            Err(f) => {
+                let prev = mem.retry.get(id).copied();
+                let b = Backoff::next(prev, now, self.cfg.retry_initial_ms, self.cfg.retry_max_ms);
+                mem.retry.insert(id.clone(), b);
+                if f.is_transient() {
+                    tracing::info!(zone = %self.zone, service = %id, error = %f.shown(), retry_in_ms = b.delay_ms, "transient failure; backing off");
+                } else {
+                    tracing::warn!(zone = %self.zone, service = %id, error = %f.shown(), retry_in_ms = b.delay_ms, "step failed");
+                    mem.last_error.insert(id.clone(), f.shown());
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn refused(e: EngineError) -> Fail {
+    Fail::Refused(e)
+}
+
+pub(crate) fn precondition(msg: impl Into<String>) -> Fail {
+    Fail::Refused(EngineError::Precondition(msg.into()))
+}
+
+/// An RP of the service, or `NotFound`.
+pub(crate) fn rp_of<'a>(s: &'a Service, rp: &RpId) -> Result<&'a RecoveryPoint, Fail> {
+    s.rps.get(rp).ok_or_else(|| {
+        refused(EngineError::NotFound(format!(
+            "recovery point {rp} of service {} does not exist",
+            s.id
+        )))
+    })
+}

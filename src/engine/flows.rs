@@ -1,0 +1,475 @@
+//! The DR actions operators and the CMP ask for: failover, planned
+//! migration, revert, test failover. Each runs under the service's lock,
+//! checks its preconditions against the replicated state of this zone only
+//! (so it works while other zones are unreachable), journals what it is
+//! about to create, and records the result in one replicated write.
+
+use super::core::{precondition, refused, rp_of, Inner};
+use super::journal::{self, Purpose, TestRecord, VolumesIntent};
+use super::naming::{self, Kind};
+use super::sp::Fail;
+use super::{EngineError, FailoverOutcome, FailoverVolume, MigrationStarted};
+use crate::model::{CopyState, RpId, ServiceId, VmSlot, ZoneId};
+use crate::replica::{Op, RecoveryPoint, Service};
+use crate::storpool::{VolumeCreate, VolumeRevert};
+
+impl Inner {
+    /// Unplanned failover to this zone from `rp`, or the newest RP complete here.
+    pub async fn failover(
+        &self,
+        id: &ServiceId,
+        rp: Option<&RpId>,
+        actor: &str,
+    ) -> Result<FailoverOutcome, Fail> {
+        let lock = self.lock_for(id);
+        let _held = lock.lock().await;
+        let s = self.live_service(id)?;
+        let rp = self.usable_rp(&s, rp)?;
+        if let Some(done) = self.already_running_from(&s, &rp)? {
+            return Ok(done);
+        }
+        if s.active_zones().contains(&self.zone) {
+            return Err(precondition(format!(
+                "the VM of service {id} is already active in zone {}",
+                self.zone
+            )));
+        }
+        self.activate_from(&s, &rp, actor).await
+    }
+
+    /// First half of a planned migration, in the zone where the VM runs:
+    /// marks the VM stopped, then takes the final RP.
+    pub async fn start_migration(
+        &self,
+        id: &ServiceId,
+        target: &ZoneId,
+        actor: &str,
+    ) -> Result<MigrationStarted, Fail> {
+        let lock = self.lock_for(id);
+        let _held = lock.lock().await;
+        if target == &self.zone {
+            return Err(refused(EngineError::Invalid(
+                "target: the VM already runs in this zone".into(),
+            )));
+        }
+        // An RP left half taken is finished first: it was taken while the
+        // VM ran and must not pass for the final one.
+        if let Some(intent) =
+            self.local_get::<journal::TakeIntent>(&journal::take_key(id))?
+        {
+            match self.finish_take(id, intent).await {
+                Ok(_) | Err(Fail::Refused(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let s = self.live_service(id)?;
+        let policy = s
+            .policy
+            .get()
+            .ok_or_else(|| precondition(format!("service {id} has no policy")))?;
+        if &policy.recovery_zone != target {
+            return Err(precondition(format!(
+                "service {id} replicates to {}, not {target}: migrate to the recovery zone or change the policy first",
+                policy.recovery_zone
+            )));
+        }
+        let slot = s
+            .slot(&self.zone)
+            .cloned()
+            .ok_or_else(|| precondition(format!("service {id} has no VM in zone {}", self.zone)))?;
+        let active = s.active_zones();
+        if active.iter().any(|z| z != &self.zone) {
+            return Err(precondition(format!(
+                "service {id} has active VMs in {active:?}: resolve that conflict first"
+            )));
+        }
+        if active.contains(&self.zone) {
+            let stopped = VmSlot {
+                active: false,
+                ..slot
+            };
+            self.write(
+                Op::SetSlot {
+                    service: id.clone(),
+                    zone: self.zone.clone(),
+                    slot: Some(stopped),
+                },
+                actor,
+                Vec::new(),
+            )
+            .await?;
+        } else if let Some(rp) = self.final_rp(&self.live_service(id)?, &self.zone) {
+            // A retry after the final RP was taken.
+            return Ok(MigrationStarted {
+                service: id.clone(),
+                target: target.clone(),
+                final_rp: rp.id.clone(),
+            });
+        } else if self.stopped_by(&s, &self.zone).is_none() {
+            return Err(precondition(format!(
+                "the VM of service {id} is not active in zone {}",
+                self.zone
+            )));
+        }
+        let final_rp = self.take_rp_locked(id, Purpose::Final, actor).await?;
+        tracing::info!(zone = %self.zone, service = %id, target = %target, rp = %final_rp, "migration started");
+        Ok(MigrationStarted {
+            service: id.clone(),
+            target: target.clone(),
+            final_rp,
+        })
+    }
+
+    /// Second half of a planned migration, in the target zone: refuses
+    /// until the final RP (taken after the source VM was marked stopped) is
+    /// complete here, then runs the VM here.
+    pub async fn complete_migration(
+        &self,
+        id: &ServiceId,
+        actor: &str,
+    ) -> Result<FailoverOutcome, Fail> {
+        let lock = self.lock_for(id);
+        let _held = lock.lock().await;
+        let s = self.live_service(id)?;
+        let source = s
+            .slots
+            .keys()
+            .filter(|z| *z != &self.zone)
+            .filter_map(|z| self.final_rp(&s, z).map(|rp| (z.clone(), rp.clone())))
+            .max_by(|a, b| (a.1.taken, &a.1.id).cmp(&(b.1.taken, &b.1.id)));
+        let Some((source, rp)) = source else {
+            return Err(precondition(format!(
+                "no migration of service {id} was started: no zone has a final RP taken after its VM was stopped"
+            )));
+        };
+        if let Some(done) = self.already_running_from(&s, &rp)? {
+            return Ok(done);
+        }
+        let active = s.active_zones();
+        if !active.is_empty() {
+            return Err(precondition(format!(
+                "service {id} still has active VMs in {active:?}"
+            )));
+        }
+        if !rp.is_complete_in(&self.zone) {
+            let state = rp
+                .copy_state(&self.zone)
+                .map(|c| format!("{c:?}"))
+                .unwrap_or_else(|| "not started".into());
+            return Err(precondition(format!(
+                "the final RP {} of the migration from {source} is not complete in zone {} yet ({state})",
+                rp.id, self.zone
+            )));
+        }
+        let out = self.activate_from(&s, &rp, actor).await?;
+        tracing::info!(zone = %self.zone, service = %id, from = %source, rp = %rp.id, "migration completed");
+        Ok(out)
+    }
+
+    /// Reverts the VM's volumes in this (active) zone to an RP.
+    pub async fn revert(
+        &self,
+        id: &ServiceId,
+        rp: &RpId,
+        _actor: &str,
+    ) -> Result<FailoverOutcome, Fail> {
+        let lock = self.lock_for(id);
+        let _held = lock.lock().await;
+        let s = self.live_service(id)?;
+        let slot = s
+            .slot(&self.zone)
+            .filter(|slot| slot.active)
+            .cloned()
+            .ok_or_else(|| {
+                precondition(format!(
+                    "the VM of service {id} is not active in zone {}",
+                    self.zone
+                ))
+            })?;
+        let rp = self.usable_rp(&s, Some(rp))?;
+        if rp.disks.len() != slot.disks.len() {
+            return Err(precondition(format!(
+                "RP {} has {} disks, the VM has {}",
+                rp.id,
+                rp.disks.len(),
+                slot.disks.len()
+            )));
+        }
+        let mut volumes = Vec::new();
+        for (vol, d) in slot.disks.iter().zip(&rp.disks) {
+            let req = VolumeRevert {
+                to_snapshot: format!("~{}", d.global_id),
+                revert_size: None,
+            };
+            self.sp.run(self.sp.client.volume_revert(vol, &req)).await?;
+            volumes.push(FailoverVolume {
+                disk: d.volume.clone(),
+                volume: vol.clone(),
+                from_snapshot: req.to_snapshot,
+            });
+        }
+        tracing::info!(zone = %self.zone, service = %id, rp = %rp.id, "reverted");
+        Ok(self.outcome(id, &rp, volumes))
+    }
+
+    /// Test failover: clones of an RP here, tagged, without activating anything.
+    pub async fn test_failover(
+        &self,
+        id: &ServiceId,
+        rp: Option<&RpId>,
+        _actor: &str,
+    ) -> Result<FailoverOutcome, Fail> {
+        let lock = self.lock_for(id);
+        let _held = lock.lock().await;
+        let s = self.live_service(id)?;
+        let rp = self.usable_rp(&s, rp)?;
+        let key = journal::test_key(id);
+        if let Some(running) = self.local_get::<TestRecord>(&key)? {
+            if running.rp != rp.id {
+                return Err(precondition(format!(
+                    "a test failover of service {id} from {} is running: clean it up first",
+                    running.rp
+                )));
+            }
+        }
+        let names: Vec<String> = (0..rp.disks.len())
+            .map(|i| naming::object_name(Kind::Test, id, &rp.id, i))
+            .collect();
+        let record = TestRecord {
+            rp: rp.id.clone(),
+            volumes: names.clone(),
+        };
+        self.local(vec![journal::put(key, &record)]).await?;
+        let volumes = self.create_volumes(Kind::Test, id, &rp, &names).await?;
+        tracing::info!(zone = %self.zone, service = %id, rp = %rp.id, "test failover volumes created");
+        Ok(self.outcome(id, &rp, volumes))
+    }
+
+    /// Deletes a test failover's clones: those its record names and any
+    /// other volume tagged as one of the service's test clones.
+    pub async fn cleanup_test_failover(&self, id: &ServiceId, _actor: &str) -> Result<(), Fail> {
+        let lock = self.lock_for(id);
+        let _held = lock.lock().await;
+        let key = journal::test_key(id);
+        let record = self.local_get::<TestRecord>(&key)?;
+        let mut names: Vec<String> = record.map(|r| r.volumes).unwrap_or_default();
+        for v in self.sp.run(self.sp.client.volumes_list()).await? {
+            if naming::is_ours(&v.tags, Kind::Test, id, None) && !names.contains(&v.name) {
+                names.push(v.name);
+            }
+        }
+        for name in &names {
+            if let Some(v) = self.sp.run(self.sp.client.volume_opt(name)).await? {
+                if naming::is_ours(&v.tags, Kind::Test, id, None) {
+                    self.sp
+                        .run_absent_ok(self.sp.client.volume_delete(name))
+                        .await?;
+                }
+            }
+        }
+        self.local(vec![journal::del(key)]).await?;
+        tracing::info!(zone = %self.zone, service = %id, volumes = names.len(), "test failover cleaned up");
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------
+
+    /// The RP to fail over to: `rp` or the newest complete here; it must be
+    /// complete here.
+    fn usable_rp(&self, s: &Service, rp: Option<&RpId>) -> Result<RecoveryPoint, Fail> {
+        let rp = match rp {
+            Some(r) => rp_of(s, r)?.clone(),
+            None => s.newest_complete_rp(&self.zone).cloned().ok_or_else(|| {
+                precondition(format!(
+                    "no recovery point of service {} is complete in zone {}",
+                    s.id, self.zone
+                ))
+            })?,
+        };
+        if !rp.is_complete_in(&self.zone) {
+            let state = rp
+                .copy_state(&self.zone)
+                .map(|c| format!("{c:?}"))
+                .unwrap_or_else(|| "no copy".into());
+            return Err(precondition(format!(
+                "recovery point {} is not complete in zone {} ({state})",
+                rp.id, self.zone
+            )));
+        }
+        Ok(rp)
+    }
+
+    /// If the VM already runs here on volumes made from `rp` (a retried
+    /// failover or migration), what the first call answered.
+    fn already_running_from(
+        &self,
+        s: &Service,
+        rp: &RecoveryPoint,
+    ) -> Result<Option<FailoverOutcome>, Fail> {
+        let Some(slot) = s.slot(&self.zone).filter(|slot| slot.active) else {
+            return Ok(None);
+        };
+        let names: Vec<String> = (0..rp.disks.len())
+            .map(|i| naming::object_name(Kind::Vm, &s.id, &rp.id, i))
+            .collect();
+        if slot.disks != names {
+            return Ok(None);
+        }
+        let volumes = rp
+            .disks
+            .iter()
+            .zip(names)
+            .map(|(d, v)| FailoverVolume {
+                disk: d.volume.clone(),
+                volume: v,
+                from_snapshot: format!("~{}", d.global_id),
+            })
+            .collect();
+        Ok(Some(self.outcome(&s.id, rp, volumes)))
+    }
+
+    /// Creates the VM's volumes from `rp` and marks the VM active here, in
+    /// one replicated write that also pins the RP (volumes depend on it).
+    async fn activate_from(
+        &self,
+        s: &Service,
+        rp: &RecoveryPoint,
+        actor: &str,
+    ) -> Result<FailoverOutcome, Fail> {
+        let id = &s.id;
+        let key = journal::vol_key(id);
+        if let Some(old) = self.local_get::<VolumesIntent>(&key)? {
+            if old.rp != rp.id {
+                self.delete_volumes(Kind::Vm, id, &old.rp, &old.volumes)
+                    .await?;
+            }
+        }
+        let names: Vec<String> = (0..rp.disks.len())
+            .map(|i| naming::object_name(Kind::Vm, id, &rp.id, i))
+            .collect();
+        let intent = VolumesIntent {
+            rp: rp.id.clone(),
+            volumes: names.clone(),
+        };
+        self.local(vec![journal::put(key.clone(), &intent)]).await?;
+        let volumes = match self.create_volumes(Kind::Vm, id, rp, &names).await {
+            Ok(v) => v,
+            Err(Fail::Crashed) => return Err(Fail::Crashed),
+            Err(e) => {
+                // Leave nothing half made behind a refused or failed action.
+                self.delete_volumes(Kind::Vm, id, &rp.id, &names).await?;
+                self.local(vec![journal::del(key)]).await?;
+                return Err(e);
+            }
+        };
+        let cmp_vm_id = s
+            .slot(&self.zone)
+            .or_else(|| s.slot(&rp.origin))
+            .map(|slot| slot.cmp_vm_id.clone())
+            .unwrap_or_else(|| id.to_string());
+        let slot = VmSlot {
+            cmp_vm_id,
+            disks: names.clone(),
+            active: true,
+        };
+        self.write(
+            Op::SetSlot {
+                service: id.clone(),
+                zone: self.zone.clone(),
+                slot: Some(slot),
+            },
+            actor,
+            vec![
+                journal::del(key),
+                journal::put(journal::dep_key(id, &rp.id), &names),
+            ],
+        )
+        .await?;
+        tracing::info!(zone = %self.zone, service = %id, rp = %rp.id, "VM active here");
+        Ok(self.outcome(id, rp, volumes))
+    }
+
+    /// Creates one volume per disk of `rp` from its snapshots here. A volume
+    /// that exists already is taken as ours only if it is tagged for this RP
+    /// and nothing was written to it since (its parent is still the RP's
+    /// snapshot).
+    async fn create_volumes(
+        &self,
+        kind: Kind,
+        id: &ServiceId,
+        rp: &RecoveryPoint,
+        names: &[String],
+    ) -> Result<Vec<FailoverVolume>, Fail> {
+        let mut out = Vec::new();
+        for (i, (d, name)) in rp.disks.iter().zip(names).enumerate() {
+            let parent = format!("~{}", d.global_id);
+            let req = VolumeCreate {
+                name: Some(name.clone()),
+                parent: Some(parent.clone()),
+                tags: Some(naming::tags(kind, id, &rp.id, i)),
+                ..VolumeCreate::default()
+            };
+            match self.sp.run(self.sp.client.volume_create(&req)).await {
+                Ok(_) => {}
+                Err(Fail::StorPool(e)) if e.is_exists() => {
+                    let v = self.sp.run(self.sp.client.volume(name)).await?;
+                    let snapshot = naming::rp_snapshot_name(id, &rp.id, i);
+                    if !naming::is_ours(&v.tags, kind, id, Some(&rp.id))
+                        || v.parent_name.as_deref() != Some(snapshot.as_str())
+                    {
+                        return Err(precondition(format!(
+                            "volume {name} exists and is not an untouched clone of RP {}",
+                            rp.id
+                        )));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            out.push(FailoverVolume {
+                disk: d.volume.clone(),
+                volume: name.clone(),
+                from_snapshot: parent,
+            });
+        }
+        Ok(out)
+    }
+
+    fn outcome(&self, id: &ServiceId, rp: &RecoveryPoint, volumes: Vec<FailoverVolume>) -> FailoverOutcome {
+        FailoverOutcome {
+            service: id.clone(),
+            zone: self.zone.clone(),
+            rp: rp.id.clone(),
+            volumes,
+            metadata: rp.metadata.clone(),
+        }
+    }
+
+    /// If `zone`'s VM was marked stopped by `zone` itself, the dot of that write.
+    fn stopped_by(&self, s: &Service, zone: &ZoneId) -> Option<u64> {
+        let reg = s.slots.get(zone)?;
+        if reg.values().is_empty()
+            || reg
+                .values()
+                .iter()
+                .any(|v| v.value.as_ref().is_none_or(|slot| slot.active))
+        {
+            return None;
+        }
+        let w = reg.winner()?;
+        (&w.dot.origin == zone).then_some(w.dot.seq)
+    }
+
+    /// The final RP of a migration out of `zone`: an RP `zone` took after it
+    /// marked its VM stopped. Causality, not clocks: `zone`'s events are
+    /// totally ordered, so an RP event with a higher seq than the stop
+    /// event was written after it, and its snapshot taken after it (the
+    /// journal makes any RP begun before the stop finish before it).
+    fn final_rp<'a>(&self, s: &'a Service, zone: &ZoneId) -> Option<&'a RecoveryPoint> {
+        let stop_seq = self.stopped_by(s, zone)?;
+        s.rps
+            .values()
+            .filter(|rp| &rp.origin == zone && rp.created.seq > stop_seq)
+            .filter(|rp| !matches!(rp.copy_state(zone), Some(CopyState::Failed { .. })))
+            .max_by(|a, b| (a.taken, &a.id).cmp(&(b.taken, &b.id)))
+    }
+}

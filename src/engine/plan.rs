@@ -1,0 +1,248 @@
+//! What the reconciler should do for one service now: a pure function of
+//! the replicated state, the journal rows, the engine's in-memory back-offs
+//! and the time. The reconciler runs it for every service each pass (to find
+//! those with work) and again under the service's lock just before acting,
+//! so it always acts on fresh state.
+
+use super::journal::Rows;
+use super::{retention, schedule};
+use crate::model::{CopyState, RpId, ServiceId, ZoneId};
+use crate::replica::Service;
+use std::collections::{HashMap, HashSet};
+
+/// A delay that doubles on every failure, up to a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// Not before this time (Unix ms).
+    pub at_ms: u64,
+    pub delay_ms: u64,
+}
+
+impl Backoff {
+    /// The first wait.
+    pub fn start(now_ms: u64, initial_ms: u64) -> Self {
+        Backoff {
+            at_ms: now_ms.saturating_add(initial_ms),
+            delay_ms: initial_ms,
+        }
+    }
+
+    /// The next wait after `prev` (or the first one).
+    pub fn next(prev: Option<Backoff>, now_ms: u64, initial_ms: u64, max_ms: u64) -> Self {
+        let delay_ms = prev
+            .map(|b| b.delay_ms.saturating_mul(2))
+            .unwrap_or(initial_ms)
+            .clamp(1, max_ms.max(1));
+        Backoff {
+            at_ms: now_ms.saturating_add(delay_ms),
+            delay_ms,
+        }
+    }
+
+    pub fn due(b: Option<&Backoff>, now_ms: u64) -> bool {
+        b.is_none_or(|b| b.at_ms <= now_ms)
+    }
+}
+
+/// What the engine remembers between passes without writing it down. Lost
+/// on restart, which only means some checks are made once more.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// Services being worked on now (one task per service at a time).
+    pub in_flight: HashSet<ServiceId>,
+    /// A service whose last work failed waits before the next try.
+    pub retry: HashMap<ServiceId, Backoff>,
+    /// When to look at an incoming copy again.
+    pub polls: HashMap<(ServiceId, RpId), Backoff>,
+    /// When to try again to copy an RP its origin has not exported (yet).
+    pub pulls: HashMap<(ServiceId, RpId), Backoff>,
+    /// When to look again at volumes an RP's deletion waits on.
+    pub dep_checks: HashMap<(ServiceId, RpId), Backoff>,
+    /// Own RPs exported to a recovery zone named after they were taken.
+    pub exported: HashSet<(ServiceId, RpId, ZoneId)>,
+    /// The last permanent error of each service, until its work succeeds.
+    pub last_error: HashMap<ServiceId, String>,
+}
+
+/// One service's work, in the order the reconciler does it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Work {
+    /// A failover or migration left volumes half made (a crash): undo.
+    pub resume_vol: bool,
+    /// An RP was being taken when the engine stopped: finish it.
+    pub resume_take: bool,
+    /// Copies were being started when the engine stopped: finish them.
+    pub resume_pulls: Vec<RpId>,
+    /// This zone is the only active one and protects towards itself: turn
+    /// replication around, towards this zone.
+    pub reverse_to: Option<ZoneId>,
+    /// A scheduled RP is due.
+    pub take: bool,
+    /// Own RPs to export to a recovery zone named after they were taken.
+    pub exports: Vec<RpId>,
+    /// RPs of other zones to copy here.
+    pub pulls: Vec<RpId>,
+    /// Incoming copies to look at.
+    pub polls: Vec<RpId>,
+    /// Copies retention deletes.
+    pub deletes: Vec<RpId>,
+    /// RPs retention would delete but volumes may still depend on.
+    pub dep_checks: Vec<RpId>,
+}
+
+impl Work {
+    pub fn is_empty(&self) -> bool {
+        *self == Work::default()
+    }
+}
+
+/// The work `zone` has for `service` at `now_ms`.
+pub fn plan_service(
+    s: &Service,
+    zone: &ZoneId,
+    now_ms: u64,
+    rows: &Rows,
+    mem: &Memory,
+) -> Work {
+    let id = &s.id;
+    let mut w = Work {
+        resume_vol: rows.vol.contains(id),
+        resume_take: rows.take.contains(id),
+        ..Work::default()
+    };
+    w.resume_pulls = rows
+        .pull
+        .iter()
+        .filter(|(sid, rp)| sid == id && Backoff::due(mem.pulls.get(&(id.clone(), rp.clone())), now_ms))
+        .map(|(_, rp)| rp.clone())
+        .collect();
+    let depended = rows.depended(id);
+    if s.is_deleted() {
+        w.deletes = retention::deletions(s, zone, &depended, now_ms);
+        return w;
+    }
+    let Some(policy) = s.policy.winner() else {
+        return w;
+    };
+    let rz = &policy.value.recovery_zone;
+    let active = s.active_zones();
+    let active_here = active.contains(zone);
+
+    if active.len() == 1 && active_here && rz == zone {
+        w.reverse_to = previous_zone(s, zone);
+    }
+    if active_here && !w.resume_take {
+        let last_taken = s
+            .rps
+            .values()
+            .filter(|rp| &rp.origin == zone)
+            .map(|rp| rp.taken.wall_ms)
+            .max();
+        let slot_since = s
+            .slots
+            .get(zone)
+            .and_then(|r| r.winner())
+            .map(|v| v.hlc.wall_ms)
+            .unwrap_or(0);
+        let since = slot_since.max(policy.hlc.wall_ms);
+        let due = schedule::next_due_ms(id, policy.value.interval_s, last_taken, since);
+        w.take = now_ms >= due;
+    }
+    if rz != zone {
+        w.exports = s
+            .rps
+            .values()
+            .filter(|rp| {
+                &rp.origin == zone
+                    && rp.is_complete_in(zone)
+                    && rp.copy_state(rz).is_none()
+                    && rp.taken.wall_ms < policy.hlc.wall_ms
+                    && !mem.exported.contains(&(id.clone(), rp.id.clone(), rz.clone()))
+            })
+            .map(|rp| rp.id.clone())
+            .collect();
+    }
+    if rz == zone {
+        let candidates: Vec<RpId> = s
+            .rps
+            .values()
+            .filter(|rp| {
+                let key = (id.clone(), rp.id.clone());
+                &rp.origin != zone
+                    && rp.is_complete_in(&rp.origin)
+                    && rp.copy_state(zone).is_none()
+                    && !rows.pull.contains(&key)
+                    && Backoff::due(mem.pulls.get(&key), now_ms)
+            })
+            .map(|rp| rp.id.clone())
+            .collect();
+        if !candidates.is_empty() {
+            w.pulls = retention::worth_copying(s, zone, &depended, &candidates, now_ms);
+        }
+    }
+    w.polls = s
+        .rps
+        .values()
+        .filter(|rp| {
+            rp.copy_state(zone) == Some(&CopyState::Transferring)
+                && Backoff::due(mem.polls.get(&(id.clone(), rp.id.clone())), now_ms)
+        })
+        .map(|rp| rp.id.clone())
+        .collect();
+    w.deletes = retention::deletions(s, zone, &depended, now_ms);
+    let dep_only: std::collections::BTreeSet<RpId> = rows
+        .dep
+        .keys()
+        .filter(|(sid, _)| sid == id)
+        .map(|(_, rp)| rp.clone())
+        .collect();
+    if !dep_only.is_empty() {
+        let without = depended
+            .iter()
+            .filter(|rp| !dep_only.contains(*rp))
+            .cloned()
+            .collect();
+        w.dep_checks = retention::deletions(s, zone, &without, now_ms)
+            .into_iter()
+            .filter(|rp| {
+                dep_only.contains(rp)
+                    && Backoff::due(mem.dep_checks.get(&(id.clone(), rp.clone())), now_ms)
+            })
+            .collect();
+    }
+    w
+}
+
+/// The zone that protected the service before this one took over: where
+/// the newest RP not taken here came from, else any other zone with a VM.
+pub fn previous_zone(s: &Service, zone: &ZoneId) -> Option<ZoneId> {
+    s.rps
+        .values()
+        .filter(|rp| &rp.origin != zone)
+        .max_by(|a, b| (a.taken, &a.id).cmp(&(b.taken, &b.id)))
+        .map(|rp| rp.origin.clone())
+        .or_else(|| {
+            s.slots
+                .iter()
+                .find(|(z, r)| *z != zone && r.get().is_some_and(|v| v.is_some()))
+                .map(|(z, _)| z.clone())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_limit() {
+        let b = Backoff::next(None, 1000, 100, 350);
+        assert_eq!(b, Backoff { at_ms: 1100, delay_ms: 100 });
+        let b = Backoff::next(Some(b), 2000, 100, 350);
+        assert_eq!(b.delay_ms, 200);
+        let b = Backoff::next(Some(b), 2000, 100, 350);
+        assert_eq!(b.delay_ms, 350);
+        assert!(!Backoff::due(Some(&b), 2349));
+        assert!(Backoff::due(Some(&b), 2350));
+        assert!(Backoff::due(None, 0));
+    }
+}

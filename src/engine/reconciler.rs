@@ -1,0 +1,635 @@
+//! The reconciler's steps: compare what the replicated state wants with
+//! what StorPool has, act, record. One service at a time under its lock;
+//! every step is safe to cut short at any StorPool call and to run again.
+//!
+//! The RP path, in the zone where the VM is active:
+//!   journal intent → `VolumesGroupSnapshot` (deterministic names and tags)
+//!   → `SnapshotExport` of each to the recovery zone's location
+//!   → `CreateRp` written with the intent removed in the same transaction.
+//! The copy path, in the recovery zone:
+//!   journal intent → `SnapshotFromRemote` per disk (deterministic names)
+//!   → `SetCopy` transferring/complete (intent removed in the same
+//!   transaction) → look at the copy until no disk is `recoveringFromRemote`
+//!   → `SetCopy` complete.
+//! Retention, in every zone: `SnapshotDelete` of its own copy → `SetCopy` deleted.
+
+use super::core::{now_ms, precondition, Inner, NODE_ACTOR};
+use super::journal::{self, Purpose, PullIntent, TakeIntent, VolumesIntent};
+use super::naming::{self, Kind};
+use super::plan::{plan_service, Backoff, Work};
+use super::sp::Fail;
+use crate::model::{CopyState, RpDisk, RpId, ServiceId};
+use crate::replica::{Hlc, Op, Service};
+use crate::storpool::{
+    GroupSnapshot, GroupSnapshotVolume, SnapshotExport, SnapshotFromRemote, SnapshotInfo,
+};
+
+impl Inner {
+    /// The services that have work now and are neither being worked on nor
+    /// backing off.
+    pub fn services_with_work(&self, now: u64) -> Result<Vec<ServiceId>, Fail> {
+        let rows = self.rows()?;
+        let mem = self.mem();
+        let zone = &self.zone;
+        Ok(self.db.read(|r| {
+            r.state()
+                .services
+                .values()
+                .filter(|s| {
+                    !mem.in_flight.contains(&s.id)
+                        && Backoff::due(mem.retry.get(&s.id), now)
+                        && !plan_service(s, zone, now, &rows, &mem).is_empty()
+                })
+                .map(|s| s.id.clone())
+                .collect()
+        }))
+    }
+
+    /// Does the service's work under its lock, planned afresh.
+    pub async fn work_service(&self, id: &ServiceId) -> Result<Work, Fail> {
+        let lock = self.lock_for(id);
+        let _held = lock.lock().await;
+        let now = now_ms();
+        let rows = self.rows()?;
+        let work = {
+            let mem = self.mem();
+            self.db
+                .read(|r| r.service(id).map(|s| plan_service(s, &self.zone, now, &rows, &mem)))
+        };
+        let Some(work) = work else {
+            return Ok(Work::default());
+        };
+        if work.is_empty() {
+            return Ok(work);
+        }
+        let outcome = self.do_work(id, &work).await;
+        self.note_outcome(id, &outcome);
+        outcome.map(|()| work)
+    }
+
+    async fn do_work(&self, id: &ServiceId, w: &Work) -> Result<(), Fail> {
+        if w.resume_vol {
+            self.resume_volumes(id).await?;
+        }
+        if w.resume_take {
+            if let Some(intent) = self.local_get::<TakeIntent>(&journal::take_key(id))? {
+                match self.finish_take(id, intent).await {
+                    Ok(_) | Err(Fail::Refused(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        for rp in &w.resume_pulls {
+            self.pull(id, rp).await?;
+        }
+        if let Some(to) = &w.reverse_to {
+            self.reverse_replication(id, to).await?;
+        }
+        if w.take {
+            match self.take_rp_locked(id, Purpose::Scheduled, NODE_ACTOR).await {
+                Ok(_) | Err(Fail::Refused(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for rp in &w.exports {
+            self.export_late(id, rp).await?;
+        }
+        for rp in &w.pulls {
+            self.pull(id, rp).await?;
+        }
+        for rp in &w.polls {
+            self.poll_copy(id, rp).await?;
+        }
+        for rp in &w.deletes {
+            self.delete_copy(id, rp).await?;
+        }
+        for rp in &w.dep_checks {
+            self.check_dependents(id, rp).await?;
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------
+    // Taking recovery points
+    // ---------------------------------------------------------------------
+
+    /// Takes an RP of the service's VM in this zone (the caller holds the
+    /// service's lock). Any RP left half taken by a crash is finished first.
+    pub async fn take_rp_locked(
+        &self,
+        id: &ServiceId,
+        purpose: Purpose,
+        actor: &str,
+    ) -> Result<RpId, Fail> {
+        if let Some(intent) = self.local_get::<TakeIntent>(&journal::take_key(id))? {
+            match self.finish_take(id, intent).await {
+                Ok(_) | Err(Fail::Refused(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let s = self.live_service(id)?;
+        let slot = s
+            .slot(&self.zone)
+            .ok_or_else(|| precondition(format!("service {id} has no VM in zone {}", self.zone)))?;
+        let active_here = s.active_zones().contains(&self.zone);
+        if purpose != Purpose::Final && !active_here {
+            return Err(precondition(format!(
+                "the VM of service {id} is not active in zone {}",
+                self.zone
+            )));
+        }
+        let policy = s
+            .policy
+            .get()
+            .ok_or_else(|| precondition(format!("service {id} has no policy")))?;
+        let export_to =
+            (policy.recovery_zone != self.zone).then(|| self.location(&policy.recovery_zone));
+        let now = now_ms();
+        let rp = naming::new_rp_id(&self.zone, now, |r| s.rps.contains_key(r));
+        let snapshots = (0..slot.disks.len())
+            .map(|i| naming::rp_snapshot_name(id, &rp, i))
+            .collect();
+        let intent = TakeIntent {
+            rp,
+            taken_ms: now,
+            volumes: slot.disks.clone(),
+            snapshots,
+            metadata: s.metadata.get().cloned().unwrap_or_default(),
+            export_to,
+            purpose,
+            actor: actor.to_string(),
+        };
+        self.local(vec![journal::put(journal::take_key(id), &intent)])
+            .await?;
+        self.finish_take(id, intent).await
+    }
+
+    /// Carries out (or, if no longer wanted, undoes) a journalled RP.
+    pub async fn finish_take(&self, id: &ServiceId, intent: TakeIntent) -> Result<RpId, Fail> {
+        let key = journal::take_key(id);
+        let s = self.service(id);
+        if s.as_ref().is_some_and(|s| s.rps.contains_key(&intent.rp)) {
+            self.local(vec![journal::del(key)]).await?;
+            return Ok(intent.rp);
+        }
+        if s.as_ref().is_none_or(Service::is_deleted) {
+            self.undo_take(id, &intent).await?;
+            return Err(precondition(format!("service {id} is deleted")));
+        }
+        let req = GroupSnapshot {
+            volumes: intent
+                .volumes
+                .iter()
+                .zip(&intent.snapshots)
+                .enumerate()
+                .map(|(i, (v, n))| GroupSnapshotVolume {
+                    volume: v.clone(),
+                    name: Some(n.clone()),
+                    tags: Some(naming::tags(Kind::Rp, id, &intent.rp, i)),
+                })
+                .collect(),
+            tags: None,
+        };
+        let before_ms = now_ms();
+        let (gids, taken_ms) = match self
+            .sp
+            .run(self.sp.client.volumes_group_snapshot(&req))
+            .await
+        {
+            Ok(res) if res.len() == intent.snapshots.len() => (
+                res.into_iter().map(|r| r.snapshot_global_id).collect(),
+                // Made just now: a resumed intent's snapshot is younger than the intent.
+                before_ms.max(intent.taken_ms),
+            ),
+            Ok(_) => {
+                self.undo_take(id, &intent).await?;
+                return Err(precondition("StorPool answered a group snapshot of the wrong size"));
+            }
+            Err(Fail::StorPool(e)) if e.is_exists() => {
+                // Made before a crash or a lost answer: recognise our own by name and tags.
+                match self.own_snapshots(id, &intent).await? {
+                    Some(gids) => (gids, intent.taken_ms),
+                    None => {
+                        self.undo_take(id, &intent).await?;
+                        return Err(precondition(format!(
+                            "snapshot names of RP {} are taken by objects not made for it",
+                            intent.rp
+                        )));
+                    }
+                }
+            }
+            Err(e) if !e.is_transient() && !matches!(e, Fail::Crashed) => {
+                // Nothing was made (the group snapshot is all or nothing).
+                self.local(vec![journal::del(key)]).await?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut export_error = None;
+        if let Some(location) = &intent.export_to {
+            for name in &intent.snapshots {
+                let req = SnapshotExport {
+                    snapshot: name.clone(),
+                    location: location.clone(),
+                };
+                match self.sp.run(self.sp.client.snapshot_export(&req)).await {
+                    Ok(()) => {}
+                    Err(Fail::StorPool(e)) if e.is_exists() => {}
+                    Err(e) if e.is_transient() || matches!(e, Fail::Crashed) => return Err(e),
+                    // The RP still protects locally; the error shows on the service.
+                    Err(e) => {
+                        export_error = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        let disks = intent
+            .volumes
+            .iter()
+            .zip(&intent.snapshots)
+            .zip(gids)
+            .map(|((v, n), g)| RpDisk {
+                volume: v.clone(),
+                snapshot: n.clone(),
+                global_id: g,
+            })
+            .collect();
+        let op = Op::CreateRp {
+            service: id.clone(),
+            rp: intent.rp.clone(),
+            disks,
+            metadata: intent.metadata.clone(),
+            taken: Hlc {
+                wall_ms: taken_ms,
+                logical: 0,
+            },
+        };
+        match self
+            .write(op, &intent.actor, vec![journal::del(key.clone())])
+            .await
+        {
+            Ok(_) => {}
+            Err(Fail::Db(crate::store::DbError::Write(e))) => {
+                // The service went away meanwhile: the snapshots are not wanted.
+                self.undo_take(id, &intent).await?;
+                return Err(precondition(e.to_string()));
+            }
+            Err(e) => return Err(e),
+        }
+        tracing::info!(zone = %self.zone, service = %id, rp = %intent.rp, purpose = ?intent.purpose, "recovery point taken");
+        if let Some(e) = export_error {
+            self.mem().last_error.insert(id.clone(), e.shown());
+        }
+        Ok(intent.rp)
+    }
+
+    /// The globalIds of the snapshots an intent names, if they are all there
+    /// and tagged as made for it.
+    async fn own_snapshots(
+        &self,
+        id: &ServiceId,
+        intent: &TakeIntent,
+    ) -> Result<Option<Vec<String>>, Fail> {
+        let mut gids = Vec::new();
+        for name in &intent.snapshots {
+            match self.sp.run(self.sp.client.snapshot_opt(name)).await? {
+                Some(info) if naming::is_ours(&info.tags, Kind::Rp, id, Some(&intent.rp)) => {
+                    gids.push(info.global_id)
+                }
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(gids))
+    }
+
+    /// Deletes whatever a journalled RP may have made, then the intent.
+    async fn undo_take(&self, id: &ServiceId, intent: &TakeIntent) -> Result<(), Fail> {
+        for name in &intent.snapshots {
+            match self.sp.run(self.sp.client.snapshot_opt(name)).await? {
+                Some(info) if naming::is_ours(&info.tags, Kind::Rp, id, Some(&intent.rp)) => {
+                    self.sp
+                        .run_absent_ok(self.sp.client.snapshot_delete(name))
+                        .await?
+                }
+                _ => {}
+            }
+        }
+        self.local(vec![journal::del(journal::take_key(id))]).await
+    }
+
+    /// Exports an own RP to the recovery zone named after it was taken.
+    async fn export_late(&self, id: &ServiceId, rp_id: &RpId) -> Result<(), Fail> {
+        let Some(s) = self.service(id) else {
+            return Ok(());
+        };
+        let (Some(rp), Some(policy)) = (s.rps.get(rp_id), s.policy.get()) else {
+            return Ok(());
+        };
+        let location = self.location(&policy.recovery_zone);
+        for d in &rp.disks {
+            let req = SnapshotExport {
+                snapshot: format!("~{}", d.global_id),
+                location: location.clone(),
+            };
+            match self.sp.run(self.sp.client.snapshot_export(&req)).await {
+                Ok(()) => {}
+                Err(Fail::StorPool(e)) if e.is_exists() => {}
+                Err(Fail::StorPool(e)) if e.is_not_found() => break,
+                Err(e) => return Err(e),
+            }
+        }
+        self.mem()
+            .exported
+            .insert((id.clone(), rp_id.clone(), policy.recovery_zone.clone()));
+        Ok(())
+    }
+
+    /// Turns replication around: this zone runs the VM alone and the policy
+    /// still names it as the recovery zone, so protect towards `to`.
+    async fn reverse_replication(&self, id: &ServiceId, to: &crate::model::ZoneId) -> Result<(), Fail> {
+        let Some(s) = self.service(id) else {
+            return Ok(());
+        };
+        let Some(mut policy) = s.policy.get().cloned() else {
+            return Ok(());
+        };
+        policy.recovery_zone = to.clone();
+        self.write(
+            Op::SetPolicy {
+                service: id.clone(),
+                policy,
+            },
+            NODE_ACTOR,
+            Vec::new(),
+        )
+        .await?;
+        tracing::info!(zone = %self.zone, service = %id, recovery_zone = %to, "replication reversed");
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------
+    // Copies in the recovery zone
+    // ---------------------------------------------------------------------
+
+    /// Copies (or goes on copying) an RP of another zone into this one.
+    async fn pull(&self, id: &ServiceId, rp_id: &RpId) -> Result<(), Fail> {
+        let key = journal::pull_key(id, rp_id);
+        let s = self.service(id);
+        let rp = s.as_ref().and_then(|s| s.rps.get(rp_id)).cloned();
+        let Some(rp) = rp else {
+            return self.local(vec![journal::del(key)]).await;
+        };
+        if rp.copy_state(&self.zone).is_some() {
+            return self.local(vec![journal::del(key)]).await;
+        }
+        if s.as_ref().is_some_and(Service::is_deleted) {
+            return self.undo_pull(id, &rp).await;
+        }
+        if self.db.store().local_get(&key)?.is_none() {
+            self.local(vec![journal::put(key.clone(), &PullIntent { rp: rp_id.clone() })])
+                .await?;
+        }
+        let location = self.location(&rp.origin);
+        for (i, d) in rp.disks.iter().enumerate() {
+            let req = SnapshotFromRemote {
+                remote_location: location.clone(),
+                remote_id: d.global_id.clone(),
+                name: Some(naming::rp_snapshot_name(id, rp_id, i)),
+                tags: Some(naming::tags(Kind::Rp, id, rp_id, i)),
+                ..SnapshotFromRemote::default()
+            };
+            match self.sp.run(self.sp.client.snapshot_from_remote(&req)).await {
+                Ok(()) => {}
+                Err(Fail::StorPool(e)) if e.is_exists() => {}
+                Err(Fail::StorPool(e)) if e.is_not_found() => {
+                    // Not exported to us (yet), or gone at the origin.
+                    let gone = !rp.is_complete_in(&rp.origin);
+                    if gone {
+                        return self.undo_pull(id, &rp).await;
+                    }
+                    let now = now_ms();
+                    let mut mem = self.mem();
+                    let k = (id.clone(), rp_id.clone());
+                    let prev = mem.pulls.get(&k).copied();
+                    let b = Backoff::next(prev, now, self.cfg.retry_initial_ms, self.cfg.retry_max_ms);
+                    mem.pulls.insert(k, b);
+                    tracing::debug!(zone = %self.zone, service = %id, rp = %rp_id, retry_in_ms = b.delay_ms, "RP not exported to this zone yet");
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.mem().pulls.remove(&(id.clone(), rp_id.clone()));
+        let state = self.copy_progress(&rp).await?;
+        let state = match state {
+            Some(true) => CopyState::Complete,
+            Some(false) => CopyState::Transferring,
+            None => CopyState::Failed {
+                error: crate::storpool::error_names::OBJECT_DOES_NOT_EXIST.into(),
+            },
+        };
+        self.record_copy(id, rp_id, state, vec![journal::del(key)])
+            .await
+    }
+
+    /// Whether every disk of this zone's copy is complete (`Some(true)`),
+    /// still arriving (`Some(false)`), or missing (`None`). Stops at the
+    /// first disk still arriving.
+    async fn copy_progress(&self, rp: &crate::replica::RecoveryPoint) -> Result<Option<bool>, Fail> {
+        for d in &rp.disks {
+            let info: Option<SnapshotInfo> = self
+                .sp
+                .run(self.sp.client.snapshot_opt(&format!("~{}", d.global_id)))
+                .await?;
+            match info {
+                None => return Ok(None),
+                Some(i) if i.deleted => return Ok(None),
+                Some(i) if i.recovering_from_remote => return Ok(Some(false)),
+                Some(_) => {}
+            }
+        }
+        Ok(Some(true))
+    }
+
+    async fn record_copy(
+        &self,
+        id: &ServiceId,
+        rp_id: &RpId,
+        state: CopyState,
+        local: Vec<crate::store::LocalMutation>,
+    ) -> Result<(), Fail> {
+        let k = (id.clone(), rp_id.clone());
+        match &state {
+            CopyState::Transferring => {
+                let b = Backoff::start(now_ms(), self.cfg.copy_poll_initial_ms);
+                self.mem().polls.insert(k, b);
+            }
+            _ => {
+                self.mem().polls.remove(&k);
+            }
+        }
+        tracing::info!(zone = %self.zone, service = %id, rp = %rp_id, state = ?state, "copy state");
+        self.write(
+            Op::SetCopy {
+                service: id.clone(),
+                rp: rp_id.clone(),
+                state,
+            },
+            NODE_ACTOR,
+            local,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes a partial copy whose RP is no longer wanted, then its intent.
+    async fn undo_pull(&self, id: &ServiceId, rp: &crate::replica::RecoveryPoint) -> Result<(), Fail> {
+        for d in &rp.disks {
+            self.sp
+                .run_absent_ok(self.sp.client.snapshot_delete(&format!("~{}", d.global_id)))
+                .await?;
+        }
+        self.local(vec![journal::del(journal::pull_key(id, &rp.id))])
+            .await
+    }
+
+    /// Looks at an incoming copy; records it complete once every disk is.
+    async fn poll_copy(&self, id: &ServiceId, rp_id: &RpId) -> Result<(), Fail> {
+        let Some(rp) = self.service(id).and_then(|s| s.rps.get(rp_id).cloned()) else {
+            return Ok(());
+        };
+        if rp.copy_state(&self.zone) != Some(&CopyState::Transferring) {
+            return Ok(());
+        }
+        match self.copy_progress(&rp).await? {
+            Some(true) => {
+                self.record_copy(id, rp_id, CopyState::Complete, Vec::new())
+                    .await
+            }
+            Some(false) => {
+                let now = now_ms();
+                let mut mem = self.mem();
+                let k = (id.clone(), rp_id.clone());
+                let prev = mem.polls.get(&k).copied();
+                let b = Backoff::next(
+                    prev,
+                    now,
+                    self.cfg.copy_poll_initial_ms,
+                    self.cfg.copy_poll_max_ms,
+                );
+                mem.polls.insert(k, b);
+                Ok(())
+            }
+            None => {
+                // The copy vanished under us: drop what is left of it.
+                for d in &rp.disks {
+                    self.sp
+                        .run_absent_ok(
+                            self.sp.client.snapshot_delete(&format!("~{}", d.global_id)),
+                        )
+                        .await?;
+                }
+                self.record_copy(
+                    id,
+                    rp_id,
+                    CopyState::Failed {
+                        error: crate::storpool::error_names::OBJECT_DOES_NOT_EXIST.into(),
+                    },
+                    Vec::new(),
+                )
+                .await
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------
+    // Retention
+    // ---------------------------------------------------------------------
+
+    /// Deletes this zone's copy of an RP and records it deleted.
+    async fn delete_copy(&self, id: &ServiceId, rp_id: &RpId) -> Result<(), Fail> {
+        let Some(rp) = self.service(id).and_then(|s| s.rps.get(rp_id).cloned()) else {
+            return Ok(());
+        };
+        for d in &rp.disks {
+            self.sp
+                .run_absent_ok(self.sp.client.snapshot_delete(&format!("~{}", d.global_id)))
+                .await?;
+        }
+        self.mem().polls.remove(&(id.clone(), rp_id.clone()));
+        tracing::info!(zone = %self.zone, service = %id, rp = %rp_id, "copy deleted by retention");
+        self.write(
+            Op::SetCopy {
+                service: id.clone(),
+                rp: rp_id.clone(),
+                state: CopyState::Deleted,
+            },
+            NODE_ACTOR,
+            Vec::new(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Looks whether volumes made from an RP here still exist; once none
+    /// does, the RP is no longer pinned and retention may delete it.
+    async fn check_dependents(&self, id: &ServiceId, rp_id: &RpId) -> Result<(), Fail> {
+        let key = journal::dep_key(id, rp_id);
+        let Some(volumes) = self.local_get::<Vec<String>>(&key)? else {
+            return Ok(());
+        };
+        for v in &volumes {
+            if self.sp.run(self.sp.client.volume_opt(v)).await?.is_some() {
+                let now = now_ms();
+                let b = Backoff::start(now, self.cfg.dep_check_interval_ms);
+                self.mem().dep_checks.insert((id.clone(), rp_id.clone()), b);
+                return Ok(());
+            }
+        }
+        self.mem().dep_checks.remove(&(id.clone(), rp_id.clone()));
+        self.local(vec![journal::del(key)]).await
+    }
+
+    // ---------------------------------------------------------------------
+    // Volumes of failovers and migrations
+    // ---------------------------------------------------------------------
+
+    /// A failover or migration stopped between creating volumes and
+    /// activating the VM: unless the VM is active on them, delete them.
+    async fn resume_volumes(&self, id: &ServiceId) -> Result<(), Fail> {
+        let key = journal::vol_key(id);
+        let Some(intent) = self.local_get::<VolumesIntent>(&key)? else {
+            return Ok(());
+        };
+        let done = self.service(id).is_some_and(|s| {
+            s.slot(&self.zone)
+                .is_some_and(|slot| slot.active && slot.disks == intent.volumes)
+        });
+        if !done {
+            self.delete_volumes(Kind::Vm, id, &intent.rp, &intent.volumes)
+                .await?;
+        }
+        self.local(vec![journal::del(key)]).await
+    }
+
+    /// Deletes volumes the engine made (checked by their tags).
+    pub async fn delete_volumes(
+        &self,
+        kind: Kind,
+        id: &ServiceId,
+        rp: &RpId,
+        names: &[String],
+    ) -> Result<(), Fail> {
+        for name in names {
+            if let Some(v) = self.sp.run(self.sp.client.volume_opt(name)).await? {
+                if naming::is_ours(&v.tags, kind, id, Some(rp)) {
+                    self.sp
+                        .run_absent_ok(self.sp.client.volume_delete(name))
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,251 @@
+//! Retention: which copies of a service's recovery points a zone deletes.
+//!
+//! [`select`] is the one function that decides; everything else (the
+//! reconciler's deletions, and the recovery zone's choice of which RPs are
+//! worth copying at all) asks it. Pure: the caller passes the time in.
+//!
+//! Each zone applies retention to its own copies only. RPs the zone took
+//! itself are kept by the policy's local retention, copies received from
+//! another zone by the remote retention; each is kept while it is among the
+//! newest `keep_last` of its group or younger than `keep_for_s`. Whatever
+//! the policy says, a zone never deletes its copy of
+//! - the newest RP complete in the recovery zone (the one a failover would use),
+//! - an RP on hold,
+//! - an RP that volumes here were created from and still depend on,
+//! - an RP it took that is still on its way to the recovery zone,
+//! - a copy still being received (unless the service is deleted).
+
+use crate::model::{CopyState, Policy, RpId, ZoneId};
+use crate::replica::Service;
+use std::collections::BTreeSet;
+
+/// One RP as retention sees it in one zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub rp: RpId,
+    pub taken_ms: u64,
+    /// Taken by this zone (local retention) rather than copied here (remote).
+    pub own: bool,
+    /// This zone's copy.
+    pub state: CopyState,
+    /// Kept whatever the policy says (see the module documentation).
+    pub protected: bool,
+}
+
+impl Entry {
+    fn present(&self) -> bool {
+        matches!(self.state, CopyState::Complete | CopyState::Transferring)
+    }
+}
+
+/// The RPs whose copy in this zone retention deletes now. `policy` is the
+/// service's policy (none: keep everything); a deleted service keeps only
+/// protected copies.
+pub fn select(
+    entries: &[Entry],
+    policy: Option<&Policy>,
+    service_deleted: bool,
+    now_ms: u64,
+) -> Vec<RpId> {
+    let mut out = Vec::new();
+    if service_deleted {
+        out.extend(
+            entries
+                .iter()
+                .filter(|e| e.present() && !e.protected)
+                .map(|e| e.rp.clone()),
+        );
+        return out;
+    }
+    let Some(policy) = policy else {
+        return out;
+    };
+    for own in [true, false] {
+        let rule = if own {
+            &policy.local_retention
+        } else {
+            &policy.remote_retention
+        };
+        let mut group: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| e.own == own && e.state == CopyState::Complete)
+            .collect();
+        // Newest first; the id breaks ties so every node orders alike.
+        group.sort_by(|a, b| (b.taken_ms, &b.rp).cmp(&(a.taken_ms, &a.rp)));
+        let keep_for_ms = rule.keep_for_s.saturating_mul(1000);
+        for (i, e) in group.into_iter().enumerate() {
+            let recent = now_ms.saturating_sub(e.taken_ms) < keep_for_ms;
+            if i < rule.keep_last as usize || recent || e.protected {
+                continue;
+            }
+            out.push(e.rp.clone());
+        }
+    }
+    out
+}
+
+/// The retention view of `service` in `zone`: every RP with a copy state
+/// here, with its protection worked out. `depended` are the RPs that volumes
+/// in this zone were created from and still depend on.
+pub fn entries(service: &Service, zone: &ZoneId, depended: &BTreeSet<RpId>) -> Vec<Entry> {
+    let recovery_zone = service.policy.get().map(|p| &p.recovery_zone);
+    let newest_safe = recovery_zone
+        .and_then(|z| service.newest_complete_rp(z))
+        .map(|rp| rp.id.clone());
+    service
+        .rps
+        .values()
+        .filter_map(|rp| {
+            let state = rp.copy_state(zone)?.clone();
+            let own = &rp.origin == zone;
+            let on_its_way = own
+                && recovery_zone.is_some_and(|rz| {
+                    rz != zone
+                        && matches!(
+                            rp.copy_state(rz),
+                            Some(CopyState::Pending | CopyState::Transferring)
+                        )
+                });
+            let protected = rp.is_held()
+                || depended.contains(&rp.id)
+                || newest_safe.as_ref() == Some(&rp.id)
+                || on_its_way;
+            Some(Entry {
+                rp: rp.id.clone(),
+                taken_ms: rp.taken.wall_ms,
+                own,
+                state,
+                protected,
+            })
+        })
+        .collect()
+}
+
+/// What `zone`'s retention deletes of `service` now.
+pub fn deletions(
+    service: &Service,
+    zone: &ZoneId,
+    depended: &BTreeSet<RpId>,
+    now_ms: u64,
+) -> Vec<RpId> {
+    select(
+        &entries(service, zone, depended),
+        service.policy.get(),
+        service.is_deleted(),
+        now_ms,
+    )
+}
+
+/// Of `candidates` (RPs of other zones not yet copied here), those retention
+/// would keep if they were copied: the only ones worth transferring.
+pub fn worth_copying(
+    service: &Service,
+    zone: &ZoneId,
+    depended: &BTreeSet<RpId>,
+    candidates: &[RpId],
+    now_ms: u64,
+) -> Vec<RpId> {
+    if service.is_deleted() {
+        return Vec::new();
+    }
+    let mut all = entries(service, zone, depended);
+    for id in candidates {
+        if let Some(rp) = service.rps.get(id) {
+            all.push(Entry {
+                rp: id.clone(),
+                taken_ms: rp.taken.wall_ms,
+                own: false,
+                state: CopyState::Complete,
+                protected: false,
+            });
+        }
+    }
+    let dropped = select(&all, service.policy.get(), false, now_ms);
+    candidates
+        .iter()
+        .filter(|c| !dropped.contains(c))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Retention;
+
+    fn rp(i: u64) -> RpId {
+        RpId::new(format!("a.{i}")).unwrap()
+    }
+
+    fn entry(i: u64, own: bool, state: CopyState, protected: bool) -> Entry {
+        Entry {
+            rp: rp(i),
+            taken_ms: i * 1000,
+            own,
+            state,
+            protected,
+        }
+    }
+
+    fn policy(local: u32, remote: u32, keep_for_s: u64) -> Policy {
+        Policy {
+            interval_s: 60,
+            recovery_zone: ZoneId::new("b").unwrap(),
+            local_retention: Retention {
+                keep_last: local,
+                keep_for_s,
+            },
+            remote_retention: Retention {
+                keep_last: remote,
+                keep_for_s,
+            },
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_n_of_each_group() {
+        let es: Vec<Entry> = (1..=5)
+            .map(|i| entry(i, true, CopyState::Complete, false))
+            .chain((6..=9).map(|i| entry(i, false, CopyState::Complete, false)))
+            .collect();
+        let mut out = select(&es, Some(&policy(2, 3, 0)), false, 100_000);
+        out.sort();
+        assert_eq!(out, vec![rp(1), rp(2), rp(3), rp(6)]);
+    }
+
+    #[test]
+    fn keeps_young_ones_whatever_their_rank() {
+        let es: Vec<Entry> = (1..=5)
+            .map(|i| entry(i, true, CopyState::Complete, false))
+            .collect();
+        // now = 6 s; keep for 3 s: RPs at 4 s and 5 s are young, 1..3 go except the newest 1.
+        let mut out = select(&es, Some(&policy(1, 1, 3)), false, 6_000);
+        out.sort();
+        assert_eq!(out, vec![rp(1), rp(2), rp(3)]);
+    }
+
+    #[test]
+    fn never_deletes_protected_or_incoming_copies() {
+        let es = vec![
+            entry(1, false, CopyState::Complete, true),
+            entry(2, false, CopyState::Transferring, false),
+            entry(3, false, CopyState::Complete, false),
+            entry(4, false, CopyState::Complete, false),
+            entry(5, false, CopyState::Deleted, false),
+        ];
+        let out = select(&es, Some(&policy(1, 1, 0)), false, 100_000);
+        assert_eq!(out, vec![rp(3)]);
+    }
+
+    #[test]
+    fn a_deleted_service_keeps_only_protected_copies() {
+        let es = vec![
+            entry(1, true, CopyState::Complete, true),
+            entry(2, true, CopyState::Complete, false),
+            entry(3, false, CopyState::Transferring, false),
+            entry(4, false, CopyState::Failed { error: "x".into() }, false),
+        ];
+        let out = select(&es, None, true, 0);
+        assert_eq!(out, vec![rp(2), rp(3)]);
+    }
+}

@@ -1,0 +1,374 @@
+//! Test bench for the DR engine: a StorPool emulator in-process (one cluster
+//! per zone, each the others' remote location), one redb-backed `Db` and one
+//! `Engine` per zone, and a relay that carries events between zones' Dbs
+//! directly (a zone is "stopped" by not relaying to or from it). Waits are
+//! conditions with deadlines, never bare sleeps.
+#![allow(dead_code)]
+
+use drengine::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use drengine::engine::{naming, Engine};
+use drengine::model::{CopyState, Policy, Retention, RpId, ServiceId, VmSlot, ZoneId};
+use drengine::node::config::{Config, EngineConfig, ZoneEntry};
+use drengine::replica::{Op, Replica, Service};
+use drengine::store::{Db, Store};
+use drengine::storpool::{SnapshotInfo, StorPoolClient, VolumeCreate, VolumeInfo};
+use ed25519_dalek::SigningKey;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub const TOKEN: &str = "4242";
+pub const MIB: u64 = 1024 * 1024;
+
+pub fn z(s: &str) -> ZoneId {
+    ZoneId::new(s).unwrap()
+}
+
+pub fn svc(s: &str) -> ServiceId {
+    ServiceId::new(s).unwrap()
+}
+
+/// Polls `cond` until it holds or `deadline_ms` passes.
+pub async fn wait_until<F, Fut>(what: &str, deadline_ms: u64, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_millis(deadline_ms);
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// One zone: its durable replica and its engine.
+pub struct Node {
+    pub zone: ZoneId,
+    pub db: Db,
+    pub engine: Engine,
+}
+
+pub struct Net {
+    pub dir: tempfile::TempDir,
+    pub emu: EmulatorHandle,
+    pub zones: Vec<ZoneId>,
+    keys: BTreeMap<ZoneId, SigningKey>,
+    pub engine_cfg: EngineConfig,
+    pub nodes: BTreeMap<ZoneId, Node>,
+}
+
+/// Engine settings that make tests quick: short ticks and back-offs.
+pub fn quick_engine() -> EngineConfig {
+    EngineConfig {
+        tick_ms: 20,
+        retry_initial_ms: 20,
+        retry_max_ms: 200,
+        copy_poll_initial_ms: 10,
+        copy_poll_max_ms: 100,
+        dep_check_interval_ms: 50,
+        shutdown_grace_ms: 2_000,
+        ..EngineConfig::default()
+    }
+}
+
+impl Net {
+    /// Zones `names`, an emulator cluster for each (tweaked by `emu`), and
+    /// a node per zone.
+    pub async fn new(names: &[&str], emu: impl FnOnce(&mut EmulatorConfig)) -> Net {
+        let mut cfg = EmulatorConfig::local(names, TOKEN);
+        emu(&mut cfg);
+        let emu = Emulator::start(cfg).await.expect("emulator starts");
+        eprintln!("emulator seed {}", emu.seed());
+        let zones: Vec<ZoneId> = names.iter().map(|n| z(n)).collect();
+        let keys = zones
+            .iter()
+            .map(|zone| (zone.clone(), SigningKey::generate(&mut rand::rngs::OsRng)))
+            .collect();
+        let mut net = Net {
+            dir: tempfile::tempdir().unwrap(),
+            emu,
+            zones: zones.clone(),
+            keys,
+            engine_cfg: quick_engine(),
+            nodes: BTreeMap::new(),
+        };
+        for zone in &zones {
+            net.open(zone).await;
+        }
+        net
+    }
+
+    pub fn config(&self, zone: &ZoneId) -> Config {
+        Config {
+            zone: zone.clone(),
+            data_dir: self.dir.path().to_path_buf(),
+            key_file: self.dir.path().join(format!("{zone}.key")),
+            zones: self
+                .zones
+                .iter()
+                .map(|zone| ZoneEntry {
+                    id: zone.clone(),
+                    public_key: hex::encode(self.keys[zone].verifying_key().to_bytes()),
+                    sync_addr: None,
+                    storpool_location: None,
+                })
+                .collect(),
+            api: Default::default(),
+            sync: Default::default(),
+            engine: self.engine_cfg.clone(),
+            storpool: Default::default(),
+        }
+    }
+
+    fn db_path(&self, zone: &ZoneId) -> PathBuf {
+        self.dir.path().join(format!("{zone}.redb"))
+    }
+
+    /// A StorPool client of `zone`'s cluster that retries quickly.
+    pub fn sp(&self, zone: &ZoneId) -> StorPoolClient {
+        let mut cfg = self.emu.storpool_config(zone.as_str()).unwrap();
+        cfg.backoff_initial_ms = 1;
+        cfg.backoff_max_ms = 20;
+        cfg.timeout_ms = 5_000;
+        StorPoolClient::new(cfg).unwrap()
+    }
+
+    /// Opens (or reopens, waiting for the old handle to let go of the file)
+    /// the zone's redb database and a fresh engine over it.
+    pub async fn open(&mut self, zone: &ZoneId) {
+        self.nodes.remove(zone);
+        let config = self.config(zone);
+        let directory = config.directory();
+        let path = self.db_path(zone);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let store = loop {
+            match Store::open(&path, zone) {
+                Ok(s) => break s,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "cannot reopen {path:?}: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        };
+        let replica = Replica::new(zone.clone(), Some(self.keys[zone].clone()), directory);
+        let db = Db::open(store, replica).unwrap();
+        let engine = Engine::open(db.clone(), self.sp(zone), &config).unwrap();
+        self.nodes.insert(
+            zone.clone(),
+            Node {
+                zone: zone.clone(),
+                db,
+                engine,
+            },
+        );
+    }
+
+    /// Starts the background reconciler of `zone` (replacing the stepped engine).
+    pub fn start(&mut self, zone: &ZoneId) {
+        let config = self.config(zone);
+        let sp = self.sp(zone);
+        let node = self.nodes.get_mut(zone).unwrap();
+        node.engine = Engine::start(node.db.clone(), sp, &config).unwrap();
+    }
+
+    pub fn node(&self, zone: &ZoneId) -> &Node {
+        &self.nodes[zone]
+    }
+
+    pub fn engine(&self, zone: &str) -> &Engine {
+        &self.nodes[&z(zone)].engine
+    }
+
+    pub fn db(&self, zone: &str) -> &Db {
+        &self.nodes[&z(zone)].db
+    }
+
+    pub fn service(&self, zone: &str, id: &ServiceId) -> Service {
+        self.db(zone).read(|r| r.service(id).cloned()).unwrap()
+    }
+
+    /// Carries every event `from` has and `to` lacks, in causal order.
+    pub async fn relay(&self, from: &ZoneId, to: &ZoneId) {
+        let (a, b) = (&self.nodes[from].db, &self.nodes[to].db);
+        loop {
+            let theirs = b.read(|r| r.vv().clone());
+            let ours = a.read(|r| r.vv().clone());
+            let batch = a
+                .store()
+                .events_missing(&theirs, &ours, 256, 4 * MIB as usize)
+                .unwrap();
+            if batch.events.is_empty() {
+                return;
+            }
+            let more = batch.more;
+            b.ingest(batch.events, Some(from.clone())).await.unwrap();
+            if !more {
+                return;
+            }
+        }
+    }
+
+    /// Relays between every pair of `zones` until they hold the same events.
+    pub async fn sync(&self, zones: &[&str]) {
+        for _ in 0..4 {
+            for a in zones {
+                for b in zones {
+                    if a != b {
+                        self.relay(&z(a), &z(b)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Relays among `zones` and steps their engines until `cond` holds.
+    pub async fn settle(&self, what: &str, zones: &[&str], cond: impl Fn(&Net) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.sync(zones).await;
+            if cond(self) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            for zone in zones {
+                // A failing pass backs the service off; the loop tries again.
+                let _ = self.engine(zone).reconcile_once().await;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Creates volumes in `zone`'s cluster.
+    pub async fn volumes(&self, zone: &str, names: &[&str]) {
+        let c = self.sp(&z(zone));
+        for n in names {
+            c.volume_create(&VolumeCreate {
+                name: Some(n.to_string()),
+                size: Some(MIB),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        }
+    }
+
+    /// Protects a VM with `disks` in `zone`, replicating to `recovery`.
+    pub async fn protect(&self, zone: &str, id: &ServiceId, disks: &[&str], recovery: &str, interval_s: u64, keep_last: u32) {
+        self.volumes(zone, disks).await;
+        let keep = Retention {
+            keep_last,
+            keep_for_s: 0,
+        };
+        self.db(zone)
+            .write(
+                Op::CreateService {
+                    service: id.clone(),
+                    policy: Policy {
+                        interval_s,
+                        recovery_zone: z(recovery),
+                        local_retention: keep.clone(),
+                        remote_retention: keep,
+                    },
+                    metadata: format!("vm config of {id}"),
+                    slot: VmSlot {
+                        cmp_vm_id: format!("cmp-{id}"),
+                        disks: disks.iter().map(|d| d.to_string()).collect(),
+                        active: true,
+                    },
+                },
+                "cmp",
+            )
+            .await
+            .unwrap();
+    }
+
+    /// True if `zone`'s own state says its copy of `rp` is complete.
+    pub fn complete_in(&self, zone: &str, id: &ServiceId, rp: &RpId) -> bool {
+        self.db(zone)
+            .read(|r| r.service(id).and_then(|s| s.rps.get(rp).map(|rp| rp.is_complete_in(&z(zone)))))
+            .unwrap_or(false)
+    }
+
+    /// Live (not pending deletion) snapshots the engine made in `zone`'s cluster.
+    pub async fn rp_snapshots(&self, zone: &str) -> Vec<SnapshotInfo> {
+        self.sp(&z(zone))
+            .snapshots_list()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|s| !s.deleted && s.tags.get(naming::TAG_KIND).map(String::as_str) == Some("rp"))
+            .collect()
+    }
+
+    pub async fn volumes_list(&self, zone: &str) -> Vec<VolumeInfo> {
+        self.sp(&z(zone)).volumes_list().await.unwrap()
+    }
+
+    /// StorPool agrees with what `zone` recorded: every RP snapshot in its
+    /// cluster belongs to a copy it records as present (no leak), at most one
+    /// per RP disk (no duplicate), and every copy it records as complete is
+    /// there and complete (nothing lost). Its journal of intents is empty.
+    pub async fn assert_consistent(&self, zone: &str) {
+        let snaps = self.rp_snapshots(zone).await;
+        let zid = z(zone);
+        let mut seen = BTreeSet::new();
+        for s in &snaps {
+            let key = (
+                s.tags[naming::TAG_SERVICE].clone(),
+                s.tags[naming::TAG_RP].clone(),
+                s.tags[naming::TAG_DISK].clone(),
+            );
+            assert!(seen.insert(key.clone()), "zone {zone}: duplicate snapshot for {key:?}");
+        }
+        let present: BTreeMap<String, (ServiceId, RpId, bool)> = self.db(zone).read(|r| {
+            let mut out = BTreeMap::new();
+            for s in r.state().services.values() {
+                for rp in s.rps.values() {
+                    let state = rp.copy_state(&zid);
+                    if matches!(state, Some(CopyState::Complete | CopyState::Transferring)) {
+                        for d in &rp.disks {
+                            out.insert(
+                                d.global_id.clone(),
+                                (s.id.clone(), rp.id.clone(), rp.is_complete_in(&zid)),
+                            );
+                        }
+                    }
+                }
+            }
+            out
+        });
+        let live: BTreeMap<String, &SnapshotInfo> =
+            snaps.iter().map(|s| (s.global_id.clone(), s)).collect();
+        for (gid, s) in &live {
+            assert!(
+                present.contains_key(gid),
+                "zone {zone}: leaked snapshot {} ({gid}) not recorded as a copy here",
+                s.name
+            );
+        }
+        for (gid, (service, rp, complete)) in &present {
+            let s = live.get(gid).unwrap_or_else(|| {
+                panic!("zone {zone}: lost snapshot {gid} of {service} RP {rp} recorded as present")
+            });
+            if *complete {
+                assert!(!s.recovering_from_remote, "zone {zone}: {gid} recorded complete but still arriving");
+            }
+        }
+        let intents = self
+            .db(zone)
+            .store()
+            .local_scan("engine/")
+            .unwrap()
+            .into_iter()
+            .filter(|(k, _)| {
+                k.starts_with("engine/take/") || k.starts_with("engine/pull/") || k.starts_with("engine/vol/")
+            })
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>();
+        assert!(intents.is_empty(), "zone {zone}: journal not empty: {intents:?}");
+    }
+}
