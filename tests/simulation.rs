@@ -15,9 +15,7 @@
 //! seed, and `DRENGINE_SIM_SEEDS=N..N+1` replays it alone.
 
 use drengine::model::{CopyState, Policy, Retention, RpDisk, RpId, ServiceId, VmSlot, ZoneId};
-use drengine::replica::{
-    Directory, Dot, Op, Received, Replica, SignedEvent, VersionVector,
-};
+use drengine::replica::{Directory, Dot, Op, Received, Replica, SignedEvent, VersionVector};
 use drengine::store::Store;
 use ed25519_dalek::SigningKey;
 use rand::rngs::StdRng;
@@ -68,7 +66,7 @@ struct Msg {
 }
 
 enum Payload {
-    Event(SignedEvent),
+    Event(Box<SignedEvent>),
     Vv(VersionVector, BTreeMap<ZoneId, VersionVector>),
 }
 
@@ -107,11 +105,8 @@ impl Sim {
         let keys: Vec<SigningKey> = (0..n)
             .map(|_| SigningKey::from_bytes(&rng.gen::<[u8; 32]>()))
             .collect();
-        let directory = Directory::new(
-            (0..n)
-                .map(|i| (zone(i), keys[i].verifying_key()))
-                .collect(),
-        );
+        let directory =
+            Directory::new((0..n).map(|i| (zone(i), keys[i].verifying_key())).collect());
         // A random spanning tree plus a few extra edges: sparse, connected.
         let mut links = BTreeSet::new();
         let mut order: Vec<usize> = (0..n).collect();
@@ -218,7 +213,7 @@ impl Sim {
                 continue;
             }
             for ev in &events {
-                self.send(i, n, Payload::Event(ev.clone()));
+                self.send(i, n, Payload::Event(Box::new(ev.clone())));
             }
         }
     }
@@ -283,7 +278,11 @@ impl Sim {
             },
             38..=52 => {
                 // Failover-style activation here, or deactivation anywhere.
-                let z = if self.rng.gen_bool(0.5) { me.clone() } else { other };
+                let z = if self.rng.gen_bool(0.5) {
+                    me.clone()
+                } else {
+                    other
+                };
                 let active = self.rng.gen_bool(0.5);
                 Op::SetSlot {
                     service: s,
@@ -383,7 +382,7 @@ impl Sim {
         }
         let to = msg.to;
         match msg.payload {
-            Payload::Event(ev) => self.receive(to, ev, Some(msg.from)),
+            Payload::Event(ev) => self.receive(to, *ev, Some(msg.from)),
             Payload::Vv(theirs, known) => self.answer_vv(to, msg.from, theirs, known),
         }
     }
@@ -433,7 +432,7 @@ impl Sim {
             .events_missing(&theirs, &ours, 64, 1 << 20)
             .expect("events_missing");
         for ev in batch.events {
-            self.send(i, j, Payload::Event(ev));
+            self.send(i, j, Payload::Event(Box::new(ev)));
         }
         if ours.missing_from(&theirs) > 0 && self.rng.gen_bool(0.5) {
             self.send(i, j, Payload::Vv(ours, our_known));
@@ -574,7 +573,7 @@ impl Sim {
                 let idx = self.flight.len() - 1;
                 let msg = self.flight.swap_remove(idx);
                 match msg.payload {
-                    Payload::Event(ev) => self.receive(msg.to, ev, Some(msg.from)),
+                    Payload::Event(ev) => self.receive(msg.to, *ev, Some(msg.from)),
                     Payload::Vv(v, k) => self.answer_vv(msg.to, msg.from, v, k),
                 }
             }
@@ -584,7 +583,11 @@ impl Sim {
                 self.anti_entropy(a, b);
                 self.anti_entropy(b, a);
             }
-            if self.flight.iter().all(|m| matches!(m.payload, Payload::Vv(..))) {
+            if self
+                .flight
+                .iter()
+                .all(|m| matches!(m.payload, Payload::Vv(..)))
+            {
                 // Only vectors in flight: deliver them; if nobody sends events, done.
                 for msg in std::mem::take(&mut self.flight) {
                     if let Payload::Vv(v, k) = msg.payload {
@@ -685,8 +688,7 @@ fn run(seed: u64) -> Result<Stats, String> {
         .nodes
         .iter()
         .map(|n| {
-            serde_json::to_string(&n.replica.as_ref().expect("alive").conflicts())
-                .expect("json")
+            serde_json::to_string(&n.replica.as_ref().expect("alive").conflicts()).expect("json")
         })
         .collect();
     if lists.windows(2).any(|w| w[0] != w[1]) {
@@ -706,7 +708,10 @@ fn run(seed: u64) -> Result<Stats, String> {
             .iter()
             .any(|c| c.service == s.id && c.kind == drengine::replica::ConflictKind::ActiveVms);
         if (active > 1 && !s.is_deleted()) != listed {
-            return Err(format!("service {}: {active} active zones, listed {listed}", s.id));
+            return Err(format!(
+                "service {}: {active} active zones, listed {listed}",
+                s.id
+            ));
         }
     }
 
@@ -722,8 +727,8 @@ fn run(seed: u64) -> Result<Stats, String> {
                 }
             }
         }
-        let state = serde_json::to_string(node.replica.as_ref().expect("alive").state())
-            .expect("json");
+        let state =
+            serde_json::to_string(node.replica.as_ref().expect("alive").state()).expect("json");
         if state.contains(FORGER) {
             return Err(format!("{} applied a forged event", node.zone));
         }
@@ -754,11 +759,16 @@ fn simulation_converges_under_faults() {
             total += stats;
         }
         if let Err(e) = result {
-            eprintln!("seed {seed} FAILED: {e}\n  replay: DRENGINE_SIM_SEEDS={seed}..{}", seed + 1);
+            eprintln!(
+                "seed {seed} FAILED: {e}\n  replay: DRENGINE_SIM_SEEDS={seed}..{}",
+                seed + 1
+            );
             failures.push(seed);
         }
     }
-    eprintln!("simulation: {count} seeds ({range:?}), {} failed; {total:?}", failures.len());
+    eprintln!(
+        "simulation: {count} seeds ({range:?}), {} failed; {total:?}",
+        failures.len()
+    );
     assert!(failures.is_empty(), "failing seeds: {failures:?}");
 }
-
