@@ -28,7 +28,7 @@ pub mod state;
 
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -214,7 +214,7 @@ impl Emulator {
             clusters.push(ClusterRt {
                 name: name.clone(),
                 down_tx,
-                epoch: Arc::new(AtomicU64::new(0)),
+                open_connections: Arc::new(AtomicU64::new(0)),
                 faults: Mutex::new(ClusterFaults::new(
                     seed.wrapping_add(i as u64),
                     cfg.transient_error_rate,
@@ -239,13 +239,16 @@ impl Emulator {
                 addr: cfg.clusters[ci].addr,
                 source,
             })?;
-            let listener =
-                listener::ClusterListener::new(l, rt.down_tx.subscribe(), rt.epoch.clone())
-                    .map_err(|source| EmulatorError::Bind {
-                        cluster: rt.name.clone(),
-                        addr,
-                        source,
-                    })?;
+            let listener = listener::ClusterListener::new(
+                l,
+                rt.down_tx.subscribe(),
+                rt.open_connections.clone(),
+            )
+            .map_err(|source| EmulatorError::Bind {
+                cluster: rt.name.clone(),
+                addr,
+                source,
+            })?;
             tracing::info!(cluster = %rt.name, %addr, "emulated cluster listening");
             addrs.push((rt.name.clone(), addr));
             let app = http::router(shared.clone(), ci);
@@ -333,6 +336,18 @@ impl EmulatorHandle {
                     .lock()
                     .map(|s| s.total)
                     .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    }
+
+    /// Connections currently open to cluster `name`'s port.
+    pub fn open_connections(&self, name: &str) -> u64 {
+        self.shared
+            .cluster_idx(name)
+            .map(|ci| {
+                self.shared.clusters[ci]
+                    .open_connections
+                    .load(Ordering::SeqCst)
             })
             .unwrap_or(0)
     }
