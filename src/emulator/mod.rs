@@ -19,6 +19,23 @@
 //! Admin endpoints, on every cluster's port (no authentication; bind to loopback):
 //! `GET /_emulator/state`, `GET|POST /_emulator/faults`, `GET /_emulator/stats`,
 //! `POST /_emulator/stats/reset`.
+//!
+//! Choices where StorPool's documentation is silent or only implied:
+//! * Errors use StorPool's envelope and names; HTTP statuses are 400 `invalidParam`,
+//!   401 `authError` (missing or wrong token), 404 `objectDoesNotExist`, 409 `objectExists`,
+//!   503 `busy` (transient), 507 `insufficientResources`. Clients look at the envelope.
+//! * `SnapshotDelete` of a snapshot that volumes or snapshots still depend on (or that is
+//!   still being sent) succeeds; the snapshot is marked `deleted`, shown as `*<name>` (its
+//!   name is free again), still found by `~<globalId>`, and removed with its last dependent.
+//!   Deleting a copy that is still being received drops the transfer.
+//! * A copy keeps its globalId, tags and creation time; it is based on the receiver's copy
+//!   of the source's parent when there is one. Transfers always move the full size.
+//! * A received copy is named like the source when that name is free, else `<name>@<n>`;
+//!   backups' local snapshots are anonymous (`<volume>@<n>`), as StorPool names them.
+//! * `SnapshotUnexport` is refused while the location is still receiving, unless `force`,
+//!   which drops the partial copy. `SnapshotsRemoteUnexport` is refused for a copy in flight.
+//! * `VolumeRevert` accepts any live snapshot of the cluster (`revertSize` takes its size).
+//! * Injected transient errors are answered before the call runs, so they have no effect.
 
 mod error;
 pub mod faults;

@@ -454,12 +454,19 @@ pub struct VolumeUpdate {
     template: Option<String>,
     shrink_ok: Option<bool>,
     tags: Option<Tags>,
+    // Accepted so that a body carrying them is valid; the emulator has no placement or limits.
+    #[allow(dead_code)]
     place_all: Option<String>,
+    #[allow(dead_code)]
     place_tail: Option<String>,
+    #[allow(dead_code)]
     place_head: Option<String>,
     replication: Option<u32>,
+    #[allow(dead_code)]
     bw: Option<Value>,
+    #[allow(dead_code)]
     iops: Option<Value>,
+    #[allow(dead_code)]
     reuse_server: Option<bool>,
 }
 
@@ -967,14 +974,6 @@ impl World {
     ) -> Result<Value, ApiError> {
         let c = &self.clusters[ci];
         let id = c.vol_ref(r)?;
-        let _ = (
-            &req.place_all,
-            &req.place_tail,
-            &req.place_head,
-            &req.bw,
-            &req.iops,
-            &req.reuse_server,
-        );
         check_tags(req.tags.as_ref())?;
         check_template(&req.template)?;
         if req.replication.is_some() {
@@ -1302,7 +1301,7 @@ impl World {
         Ok(ok(generation))
     }
 
-    /// `SnapshotDelete/<name>` (see [`World::delete_snapshot`] for the semantics).
+    /// `SnapshotDelete/<name>`: removed, or marked `deleted` while something still depends on it.
     pub fn snapshot_delete(
         &mut self,
         ci: ClusterIdx,
