@@ -640,3 +640,44 @@ async fn config_deserialises_from_toml_with_defaults() {
     let typo = toml::from_str::<Node>("[storpool]\nhost = \"h\"\ntoken = \"t\"\ntimeout_s = 5\n");
     assert!(typo.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutations_survive_a_restart_of_the_api() {
+    let h = emulator(EmulatorConfig::local(&["a"], TOKEN)).await;
+    let mut cfg = h.storpool_config("a").unwrap();
+    cfg.max_retries = 12;
+    cfg.backoff_initial_ms = 20;
+    cfg.backoff_max_ms = 200;
+    let a = StorPoolClient::new(cfg).unwrap();
+    new_volume(&a, "before", MIB).await; // leaves a pooled keep-alive connection behind
+
+    h.set_faults(
+        "a",
+        &FaultUpdate {
+            restart_ms: Some(300),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // A request written into a connection the dying API drops gets no answer, and a mutation
+    // without an answer is not retried (it may have been applied). Let the restart close the
+    // idle connection first, as it would while the node is between two reconciler passes.
+    wait_until("the restart closed open connections", 5_000, || {
+        let open = h.open_connections("a");
+        async move { open == 0 }
+    })
+    .await;
+    // The pooled connection is closed by the restart; the new connection is refused until the
+    // API is back, which the client retries (nothing was sent), so the create goes through once.
+    new_volume(&a, "after", MIB).await;
+    assert!(a.retries_total() > 0);
+    let names: Vec<String> = a
+        .volumes_list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    assert_eq!(names, ["before", "after"]);
+    h.shutdown().await;
+}

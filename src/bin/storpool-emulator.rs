@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use drengine::emulator::{ClusterSpec, Emulator, EmulatorConfig};
 
-/// Emulates one or more StorPool clusters over StorPool's HTTP JSON API (/ctrl/1.0/…).
+/// Emulates StorPool clusters over StorPool's HTTP JSON API (/ctrl/1.0/…); state is in memory only.
 ///
 /// Each cluster listens on its own address and sees every other cluster as a remote
 /// location named after it. Copies between clusters (VolumeBackup, VolumesGroupBackup,

@@ -9,7 +9,7 @@ use super::listener::DownMode;
 /// A change of faults; absent fields are left as they are.
 ///
 /// ```json
-/// {"cluster": "a", "transient_error_rate": 0.2, "down": "hang",
+/// {"cluster": "a", "transient_error_rate": 0.2, "down": "hang", "restart_ms": 500,
 ///  "peer": "b", "bandwidth_mbps": 10, "stuck": false, "capacity_bytes": null, "seed": 7}
 /// ```
 /// `bandwidth_mbps` and `stuck` apply to the links between `cluster` and `peer` (both
@@ -28,6 +28,10 @@ pub struct FaultUpdate {
     /// `up`, `hang` (requests are held) or `refuse` (connections are refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub down: Option<DownMode>,
+    /// Emulates a restart of the cluster's API: refuse connections for this many
+    /// milliseconds, then answer again (state is kept, as StorPool keeps it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_ms: Option<u64>,
     /// Restricts `bandwidth_mbps` / `stuck` to the links with this cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,

@@ -6,7 +6,6 @@
 //! has a side effect.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -36,7 +35,8 @@ pub(crate) struct CallStats {
 pub(crate) struct ClusterRt {
     pub name: String,
     pub down_tx: watch::Sender<DownMode>,
-    pub epoch: Arc<AtomicU64>,
+    /// Connections currently open to this cluster's port.
+    pub open_connections: Arc<std::sync::atomic::AtomicU64>,
     pub faults: Mutex<ClusterFaults>,
     pub stats: Mutex<CallStats>,
 }
@@ -72,7 +72,11 @@ impl Shared {
     }
 
     /// Applies a fault change; `default_ci` is the cluster the change is about unless it names one.
-    pub fn apply_faults(&self, default_ci: ClusterIdx, u: &FaultUpdate) -> Result<(), String> {
+    pub fn apply_faults(
+        self: &Arc<Self>,
+        default_ci: ClusterIdx,
+        u: &FaultUpdate,
+    ) -> Result<(), String> {
         let ci = match &u.cluster {
             Some(n) => self
                 .cluster_idx(n)
@@ -133,15 +137,33 @@ impl Shared {
                 }
             }
         }
+        if u.down.is_some() && u.restart_ms.is_some() {
+            return Err("down and restart_ms are mutually exclusive".into());
+        }
         if let Some(d) = u.down {
-            if d == DownMode::Refuse && *rt.down_tx.borrow() != DownMode::Refuse {
-                // Open connections from before this point get reset.
-                rt.epoch.fetch_add(1, Ordering::SeqCst);
-            }
-            rt.down_tx.send_replace(d);
+            self.set_down(ci, d);
+        }
+        if let Some(ms) = u.restart_ms {
+            let Ok(rt_handle) = tokio::runtime::Handle::try_current() else {
+                return Err("restart_ms needs a running tokio runtime".into());
+            };
+            self.set_down(ci, DownMode::Refuse);
+            let shared = self.clone();
+            rt_handle.spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                // Only end the restart if nobody changed the mode meanwhile.
+                if *shared.clusters[ci].down_tx.borrow() == DownMode::Refuse {
+                    shared.set_down(ci, DownMode::Up);
+                    tracing::info!(cluster = %shared.clusters[ci].name, "restart finished");
+                }
+            });
         }
         tracing::info!(cluster = %rt.name, update = ?u, "faults changed");
         Ok(())
+    }
+
+    fn set_down(&self, ci: ClusterIdx, d: DownMode) {
+        self.clusters[ci].down_tx.send_replace(d);
     }
 
     pub fn faults_json(&self) -> Value {
@@ -172,7 +194,12 @@ impl Shared {
             let s = lock(&rt.stats);
             clusters.insert(
                 rt.name.clone(),
-                json!({"total": s.total, "calls": s.by_call, "errors": s.errors}),
+                json!({
+                    "total": s.total,
+                    "calls": s.by_call,
+                    "errors": s.errors,
+                    "open_connections": rt.open_connections.load(std::sync::atomic::Ordering::SeqCst),
+                }),
             );
         }
         json!({"clusters": clusters})

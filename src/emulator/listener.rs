@@ -1,7 +1,7 @@
 //! A TCP listener that can stop answering, for the "cluster is down" faults.
 //!
 //! * `Refuse`: the listening socket is closed, so new connections are refused by the
-//!   kernel; connections already open are reset on their next read or write.
+//!   kernel, and connections already open are shut down.
 //! * `Hang`: connections are accepted and requests are held (see the API handler).
 //!
 //! When the cluster is enabled again the socket is bound anew on the same address.
@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 /// Whether a cluster answers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,22 +37,21 @@ pub struct ClusterListener {
     addr: SocketAddr,
     inner: Option<TcpListener>,
     down: watch::Receiver<DownMode>,
-    /// Bumped every time the cluster starts refusing; streams from an older epoch are reset.
-    epoch: Arc<AtomicU64>,
+    open: Arc<AtomicU64>,
 }
 
 impl ClusterListener {
-    /// Wraps a bound listener.
+    /// Wraps a bound listener; `open` counts the connections currently open.
     pub fn new(
         inner: TcpListener,
         down: watch::Receiver<DownMode>,
-        epoch: Arc<AtomicU64>,
+        open: Arc<AtomicU64>,
     ) -> io::Result<Self> {
         Ok(ClusterListener {
             addr: inner.local_addr()?,
             inner: Some(inner),
             down,
-            epoch,
+            open,
         })
     }
 }
@@ -63,8 +62,42 @@ async fn changed_or_pending(rx: &mut watch::Receiver<DownMode>) {
     }
 }
 
+/// Returns once the cluster is in `Refuse` mode.
+async fn refusing(mut rx: watch::Receiver<DownMode>) {
+    while *rx.borrow_and_update() != DownMode::Refuse {
+        changed_or_pending(&mut rx).await;
+    }
+}
+
+/// Wraps an accepted connection so that it is shut down as soon as its cluster starts refusing,
+/// as if the API process had died: idle keep-alive connections close at once, in-flight
+/// requests get no answer.
+fn watch_connection(
+    stream: TcpStream,
+    down: watch::Receiver<DownMode>,
+    open: Arc<AtomicU64>,
+) -> io::Result<WatchedStream> {
+    let std_stream = stream.into_std()?;
+    let killer = std_stream.try_clone()?;
+    let stream = TcpStream::from_std(std_stream)?;
+    let (closed_tx, closed_rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        tokio::select! {
+            // The connection ended normally: its sender was dropped.
+            _ = closed_rx => {}
+            _ = refusing(down) => { let _ = killer.shutdown(std::net::Shutdown::Both); }
+        }
+    });
+    open.fetch_add(1, Ordering::SeqCst);
+    Ok(WatchedStream {
+        inner: stream,
+        _closed: closed_tx,
+        open,
+    })
+}
+
 impl axum::serve::Listener for ClusterListener {
-    type Io = KillableStream;
+    type Io = WatchedStream;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -95,8 +128,10 @@ impl axum::serve::Listener for ClusterListener {
                 r = listener.accept() => match r {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        let epoch = self.epoch.load(Ordering::SeqCst);
-                        return (KillableStream { inner: stream, epoch, current: self.epoch.clone() }, peer);
+                        match watch_connection(stream, self.down.clone(), self.open.clone()) {
+                            Ok(s) => return (s, peer),
+                            Err(e) => tracing::warn!(error = %e, "cannot watch a connection; dropped"),
+                        }
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "accept failed");
@@ -113,45 +148,35 @@ impl axum::serve::Listener for ClusterListener {
     }
 }
 
-/// A TCP stream that fails with `ConnectionReset` once its cluster has started refusing.
-pub struct KillableStream {
+/// An accepted connection; dropping it ends its watcher.
+pub struct WatchedStream {
     inner: TcpStream,
-    epoch: u64,
-    current: Arc<AtomicU64>,
+    _closed: oneshot::Sender<()>,
+    open: Arc<AtomicU64>,
 }
 
-impl KillableStream {
-    fn killed(&self) -> bool {
-        self.current.load(Ordering::SeqCst) != self.epoch
+impl Drop for WatchedStream {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-fn reset() -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionReset, "emulated cluster is down")
-}
-
-impl AsyncRead for KillableStream {
+impl AsyncRead for WatchedStream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.killed() {
-            return Poll::Ready(Err(reset()));
-        }
         Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for KillableStream {
+impl AsyncWrite for WatchedStream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.killed() {
-            return Poll::Ready(Err(reset()));
-        }
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 

@@ -19,6 +19,23 @@
 //! Admin endpoints, on every cluster's port (no authentication; bind to loopback):
 //! `GET /_emulator/state`, `GET|POST /_emulator/faults`, `GET /_emulator/stats`,
 //! `POST /_emulator/stats/reset`.
+//!
+//! Choices where StorPool's documentation is silent or only implied:
+//! * Errors use StorPool's envelope and names; HTTP statuses are 400 `invalidParam`,
+//!   401 `authError` (missing or wrong token), 404 `objectDoesNotExist`, 409 `objectExists`,
+//!   503 `busy` (transient), 507 `insufficientResources`. Clients look at the envelope.
+//! * `SnapshotDelete` of a snapshot that volumes or snapshots still depend on (or that is
+//!   still being sent) succeeds; the snapshot is marked `deleted`, shown as `*<name>` (its
+//!   name is free again), still found by `~<globalId>`, and removed with its last dependent.
+//!   Deleting a copy that is still being received drops the transfer.
+//! * A copy keeps its globalId, tags and creation time; it is based on the receiver's copy
+//!   of the source's parent when there is one. Transfers always move the full size.
+//! * A received copy is named like the source when that name is free, else `<name>@<n>`;
+//!   backups' local snapshots are anonymous (`<volume>@<n>`), as StorPool names them.
+//! * `SnapshotUnexport` is refused while the location is still receiving, unless `force`,
+//!   which drops the partial copy. `SnapshotsRemoteUnexport` is refused for a copy in flight.
+//! * `VolumeRevert` accepts any live snapshot of the cluster (`revertSize` takes its size).
+//! * Injected transient errors are answered before the call runs, so they have no effect.
 
 mod error;
 pub mod faults;
@@ -28,7 +45,7 @@ pub mod state;
 
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -214,7 +231,7 @@ impl Emulator {
             clusters.push(ClusterRt {
                 name: name.clone(),
                 down_tx,
-                epoch: Arc::new(AtomicU64::new(0)),
+                open_connections: Arc::new(AtomicU64::new(0)),
                 faults: Mutex::new(ClusterFaults::new(
                     seed.wrapping_add(i as u64),
                     cfg.transient_error_rate,
@@ -239,13 +256,16 @@ impl Emulator {
                 addr: cfg.clusters[ci].addr,
                 source,
             })?;
-            let listener =
-                listener::ClusterListener::new(l, rt.down_tx.subscribe(), rt.epoch.clone())
-                    .map_err(|source| EmulatorError::Bind {
-                        cluster: rt.name.clone(),
-                        addr,
-                        source,
-                    })?;
+            let listener = listener::ClusterListener::new(
+                l,
+                rt.down_tx.subscribe(),
+                rt.open_connections.clone(),
+            )
+            .map_err(|source| EmulatorError::Bind {
+                cluster: rt.name.clone(),
+                addr,
+                source,
+            })?;
             tracing::info!(cluster = %rt.name, %addr, "emulated cluster listening");
             addrs.push((rt.name.clone(), addr));
             let app = http::router(shared.clone(), ci);
@@ -333,6 +353,18 @@ impl EmulatorHandle {
                     .lock()
                     .map(|s| s.total)
                     .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    }
+
+    /// Connections currently open to cluster `name`'s port.
+    pub fn open_connections(&self, name: &str) -> u64 {
+        self.shared
+            .cluster_idx(name)
+            .map(|ci| {
+                self.shared.clusters[ci]
+                    .open_connections
+                    .load(Ordering::SeqCst)
             })
             .unwrap_or(0)
     }

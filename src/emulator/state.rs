@@ -312,21 +312,23 @@ struct Transfer {
     bytes_total: u64,
     /// Bytes left at `start_ms`.
     rem_bytes: u64,
-    /// When the link starts on this transfer (`u64::MAX` while the link is stuck).
-    start_ms: u64,
-    /// When it is done (`u64::MAX` while the link is stuck).
-    finish_ms: u64,
+    /// When the link starts on this transfer, ms (fractional, so that rounding does not add up
+    /// along a long queue); infinite while the link is stuck.
+    start_ms: f64,
+    /// When it is done, ms; infinite while the link is stuck.
+    finish_ms: f64,
     backup: bool,
 }
 
 impl Transfer {
     fn rem_at(&self, now_ms: u64) -> u64 {
+        let now_ms = now_ms as f64;
         if now_ms <= self.start_ms {
             self.rem_bytes
         } else if now_ms >= self.finish_ms {
             0
         } else {
-            let left = (self.finish_ms - now_ms) as f64 / (self.finish_ms - self.start_ms) as f64;
+            let left = (self.finish_ms - now_ms) / (self.finish_ms - self.start_ms);
             (self.rem_bytes as f64 * left).ceil() as u64
         }
     }
@@ -452,12 +454,19 @@ pub struct VolumeUpdate {
     template: Option<String>,
     shrink_ok: Option<bool>,
     tags: Option<Tags>,
+    // Accepted so that a body carrying them is valid; the emulator has no placement or limits.
+    #[allow(dead_code)]
     place_all: Option<String>,
+    #[allow(dead_code)]
     place_tail: Option<String>,
+    #[allow(dead_code)]
     place_head: Option<String>,
     replication: Option<u32>,
+    #[allow(dead_code)]
     bw: Option<Value>,
+    #[allow(dead_code)]
     iops: Option<Value>,
+    #[allow(dead_code)]
     reuse_server: Option<bool>,
 }
 
@@ -536,7 +545,7 @@ impl World {
         let keys: Vec<_> = self.links.keys().copied().collect();
         for key in keys {
             while let Some(&head) = self.links.get(&key).and_then(|l| l.queue.front()) {
-                if self.transfers[&head].finish_ms > now.mono_ms {
+                if self.transfers[&head].finish_ms > now.mono_ms as f64 {
                     break;
                 }
                 self.links.get_mut(&key).expect("link").queue.pop_front();
@@ -595,7 +604,7 @@ impl World {
             Some(l) => l.queue.iter().copied().collect(),
             None => return,
         };
-        let mut t = now_ms;
+        let mut t = now_ms as f64;
         for tid in queue {
             let tr = self
                 .transfers
@@ -603,13 +612,13 @@ impl World {
                 .expect("queued transfer exists");
             let rem = tr.rem_at(now_ms);
             tr.rem_bytes = rem;
-            if rate <= 0.0 || t == u64::MAX {
-                tr.start_ms = u64::MAX;
-                tr.finish_ms = u64::MAX;
-                t = u64::MAX;
+            if rate <= 0.0 || t.is_infinite() {
+                tr.start_ms = f64::INFINITY;
+                tr.finish_ms = f64::INFINITY;
+                t = f64::INFINITY;
             } else {
                 tr.start_ms = t;
-                tr.finish_ms = t.saturating_add((rem as f64 / rate).ceil() as u64);
+                tr.finish_ms = t + rem as f64 / rate;
                 t = tr.finish_ms;
             }
         }
@@ -623,14 +632,14 @@ impl World {
             .get(&key)
             .and_then(|l| l.queue.back())
             .map(|t| self.transfers[t].finish_ms)
-            .unwrap_or(now_ms);
-        let start = tail_finish.max(now_ms);
-        if rate <= 0.0 || start == u64::MAX {
-            tr.start_ms = u64::MAX;
-            tr.finish_ms = u64::MAX;
+            .unwrap_or(now_ms as f64);
+        let start = tail_finish.max(now_ms as f64);
+        if rate <= 0.0 || start.is_infinite() {
+            tr.start_ms = f64::INFINITY;
+            tr.finish_ms = f64::INFINITY;
         } else {
             tr.start_ms = start;
-            tr.finish_ms = start.saturating_add((tr.rem_bytes as f64 / rate).ceil() as u64);
+            tr.finish_ms = start + tr.rem_bytes as f64 / rate;
         }
         let tid = self.next_transfer;
         self.next_transfer += 1;
@@ -699,8 +708,8 @@ impl World {
             let tr = self.transfers.get_mut(tid).expect("queued transfer exists");
             tr.rem_bytes = tr.rem_at(now_ms);
             // Frozen at `now`: `reschedule_link` reads exactly this remainder.
-            tr.start_ms = u64::MAX;
-            tr.finish_ms = u64::MAX;
+            tr.start_ms = f64::INFINITY;
+            tr.finish_ms = f64::INFINITY;
         }
         self.links.entry(key).or_default().fault = fault;
         self.reschedule_link(key, now_ms);
@@ -965,14 +974,6 @@ impl World {
     ) -> Result<Value, ApiError> {
         let c = &self.clusters[ci];
         let id = c.vol_ref(r)?;
-        let _ = (
-            &req.place_all,
-            &req.place_tail,
-            &req.place_head,
-            &req.bw,
-            &req.iops,
-            &req.reuse_server,
-        );
         check_tags(req.tags.as_ref())?;
         check_template(&req.template)?;
         if req.replication.is_some() {
@@ -1300,7 +1301,7 @@ impl World {
         Ok(ok(generation))
     }
 
-    /// `SnapshotDelete/<name>` (see [`World::delete_snapshot`] for the semantics).
+    /// `SnapshotDelete/<name>`: removed, or marked `deleted` while something still depends on it.
     pub fn snapshot_delete(
         &mut self,
         ci: ClusterIdx,
@@ -1537,8 +1538,8 @@ impl World {
                 gid: s.gid.clone(),
                 bytes_total: s.size,
                 rem_bytes: s.size,
-                start_ms: 0,
-                finish_ms: 0,
+                start_ms: 0.0,
+                finish_ms: 0.0,
                 backup,
             },
             now.mono_ms,
@@ -1818,7 +1819,7 @@ impl World {
                     "from": self.clusters[t.src].name, "to": self.clusters[t.dst].name,
                     "globalId": t.gid, "backup": t.backup,
                     "bytesTotal": t.bytes_total, "bytesDone": t.bytes_total - rem.min(t.bytes_total),
-                    "etaMs": if t.finish_ms == u64::MAX { Value::Null } else { json!(t.finish_ms.saturating_sub(now.mono_ms)) },
+                    "etaMs": if t.finish_ms.is_infinite() { Value::Null } else { json!((t.finish_ms - now.mono_ms as f64).max(0.0).ceil() as u64) },
                 })
             })
             .collect();
@@ -1989,5 +1990,59 @@ mod tests {
         assert!(!snap(&w, 0, "s1").deleted);
         w.advance(at(5_000));
         assert!(w.snapshot(0, "s1", false).is_err());
+    }
+
+    #[test]
+    fn a_bandwidth_change_applies_to_the_bytes_left() {
+        let mut w = world();
+        create(&mut w, 0, "v1", 512_000);
+        w.volume_backup(
+            0,
+            VolumeBackup {
+                volume: "v1".into(),
+                location: "b".into(),
+                tags: None,
+            },
+            at(0),
+        )
+        .unwrap();
+        // Half done at 500 ms; then twice as fast: the other half takes 250 ms.
+        w.set_link_fault(
+            0,
+            1,
+            LinkFault {
+                bandwidth_mbps: Some(8.192),
+                stuck: false,
+            },
+            500,
+        );
+        w.advance(at(749));
+        assert_eq!(w.transfers_in_flight(), 1);
+        w.advance(at(750));
+        assert_eq!(w.transfers_in_flight(), 0);
+    }
+
+    #[test]
+    fn thousands_of_transfers_cost_a_few_map_entries() {
+        let mut w = World::new(&["a".to_owned(), "b".to_owned(), "c".to_owned()], 1000.0);
+        for i in 0..3000 {
+            create(&mut w, 0, &format!("v{i}"), 512 * 1024);
+        }
+        for i in 0..3000 {
+            let location = if i % 2 == 0 { "b" } else { "c" };
+            let req = VolumeBackup {
+                volume: format!("v{i}"),
+                location: location.into(),
+                tags: None,
+            };
+            w.volume_backup(0, req, at(0)).unwrap();
+        }
+        assert_eq!(w.transfers_in_flight(), 3000);
+        // 1500 x 512 KiB per link at 125 000 bytes/ms: about 6.3 s.
+        w.advance(at(3_000));
+        let left = w.transfers_in_flight();
+        assert!(left > 1000 && left < 2000, "{left}");
+        w.advance(at(6_300));
+        assert_eq!(w.transfers_in_flight(), 0);
     }
 }
