@@ -39,12 +39,7 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 impl Inner {
-    pub fn new(
-        db: Db,
-        sp: Sp,
-        cfg: EngineConfig,
-        locations: BTreeMap<ZoneId, String>,
-    ) -> Self {
+    pub fn new(db: Db, sp: Sp, cfg: EngineConfig, locations: BTreeMap<ZoneId, String>) -> Self {
         let permits = Arc::new(tokio::sync::Semaphore::new(cfg.max_concurrent_calls.max(1)));
         Inner {
             zone: db.zone(),
@@ -83,9 +78,11 @@ impl Inner {
 
     /// The service, or `NotFound`.
     pub fn live_service(&self, id: &ServiceId) -> Result<Service, Fail> {
-        let s = self
-            .service(id)
-            .ok_or_else(|| refused(EngineError::NotFound(format!("service {id} does not exist"))))?;
+        let s = self.service(id).ok_or_else(|| {
+            refused(EngineError::NotFound(format!(
+                "service {id} does not exist"
+            )))
+        })?;
         if s.is_deleted() {
             return Err(refused(EngineError::NotFound(format!(
                 "service {id} is deleted"

@@ -54,9 +54,7 @@ impl Inner {
         }
         // An RP left half taken is finished first: it was taken while the
         // VM ran and must not pass for the final one.
-        if let Some(intent) =
-            self.local_get::<journal::TakeIntent>(&journal::take_key(id))?
-        {
+        if let Some(intent) = self.local_get::<journal::TakeIntent>(&journal::take_key(id))? {
             match self.finish_take(id, intent).await {
                 Ok(_) | Err(Fail::Refused(_)) => {}
                 Err(e) => return Err(e),
@@ -434,7 +432,12 @@ impl Inner {
         Ok(out)
     }
 
-    fn outcome(&self, id: &ServiceId, rp: &RecoveryPoint, volumes: Vec<FailoverVolume>) -> FailoverOutcome {
+    fn outcome(
+        &self,
+        id: &ServiceId,
+        rp: &RecoveryPoint,
+        volumes: Vec<FailoverVolume>,
+    ) -> FailoverOutcome {
         FailoverOutcome {
             service: id.clone(),
             zone: self.zone.clone(),

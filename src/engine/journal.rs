@@ -127,9 +127,7 @@ impl Rows {
             let ok = if let Some(s) = key.strip_prefix(TAKE) {
                 ServiceId::new(s).map(|s| out.take.insert(s)).is_ok()
             } else if let Some(rest) = key.strip_prefix(PULL) {
-                split_pair(rest)
-                    .map(|p| out.pull.insert(p))
-                    .is_some()
+                split_pair(rest).map(|p| out.pull.insert(p)).is_some()
             } else if let Some(s) = key.strip_prefix(VOL) {
                 ServiceId::new(s).map(|s| out.vol.insert(s)).is_ok()
             } else if let Some(s) = key.strip_prefix(TEST) {

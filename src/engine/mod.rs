@@ -206,11 +206,7 @@ impl Engine {
             return;
         };
         runner.stop.send_replace(true);
-        let task = runner
-            .task
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let task = runner.task.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(task) = task {
             if let Err(e) = task.await {
                 tracing::error!(error = %e, "reconciler task ended badly");
@@ -365,9 +361,10 @@ impl Engine {
     pub fn status(&self, service: &ServiceId) -> Option<ServiceStatus> {
         let inner = self.inner.as_ref()?;
         let now = now_ms();
-        let rpo = inner
-            .db
-            .read(|r| r.service(service).map(|s| rpo::rpo(s, now, inner.cfg.rpo_grace_ms)))?;
+        let rpo = inner.db.read(|r| {
+            r.service(service)
+                .map(|s| rpo::rpo(s, now, inner.cfg.rpo_grace_ms))
+        })?;
         let last_error = inner.mem().last_error.get(service).cloned();
         Some(ServiceStatus { rpo, last_error })
     }

@@ -97,13 +97,7 @@ impl Work {
 }
 
 /// The work `zone` has for `service` at `now_ms`.
-pub fn plan_service(
-    s: &Service,
-    zone: &ZoneId,
-    now_ms: u64,
-    rows: &Rows,
-    mem: &Memory,
-) -> Work {
+pub fn plan_service(s: &Service, zone: &ZoneId, now_ms: u64, rows: &Rows, mem: &Memory) -> Work {
     let id = &s.id;
     let mut w = Work {
         resume_vol: rows.vol.contains(id),
@@ -113,7 +107,9 @@ pub fn plan_service(
     w.resume_pulls = rows
         .pull
         .iter()
-        .filter(|(sid, rp)| sid == id && Backoff::due(mem.pulls.get(&(id.clone(), rp.clone())), now_ms))
+        .filter(|(sid, rp)| {
+            sid == id && Backoff::due(mem.pulls.get(&(id.clone(), rp.clone())), now_ms)
+        })
         .map(|(_, rp)| rp.clone())
         .collect();
     let depended = rows.depended(id);
@@ -157,7 +153,9 @@ pub fn plan_service(
                     && rp.is_complete_in(zone)
                     && rp.copy_state(rz).is_none()
                     && rp.taken.wall_ms < policy.hlc.wall_ms
-                    && !mem.exported.contains(&(id.clone(), rp.id.clone(), rz.clone()))
+                    && !mem
+                        .exported
+                        .contains(&(id.clone(), rp.id.clone(), rz.clone()))
             })
             .map(|rp| rp.id.clone())
             .collect();
@@ -236,7 +234,13 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_the_limit() {
         let b = Backoff::next(None, 1000, 100, 350);
-        assert_eq!(b, Backoff { at_ms: 1100, delay_ms: 100 });
+        assert_eq!(
+            b,
+            Backoff {
+                at_ms: 1100,
+                delay_ms: 100
+            }
+        );
         let b = Backoff::next(Some(b), 2000, 100, 350);
         assert_eq!(b.delay_ms, 200);
         let b = Backoff::next(Some(b), 2000, 100, 350);

@@ -14,7 +14,7 @@
 //! Retention, in every zone: `SnapshotDelete` of its own copy → `SetCopy` deleted.
 
 use super::core::{now_ms, precondition, Inner, NODE_ACTOR};
-use super::journal::{self, Purpose, PullIntent, TakeIntent, VolumesIntent};
+use super::journal::{self, PullIntent, Purpose, TakeIntent, VolumesIntent};
 use super::naming::{self, Kind};
 use super::plan::{plan_service, Backoff, Work};
 use super::sp::Fail;
@@ -53,8 +53,10 @@ impl Inner {
         let rows = self.rows()?;
         let work = {
             let mem = self.mem();
-            self.db
-                .read(|r| r.service(id).map(|s| plan_service(s, &self.zone, now, &rows, &mem)))
+            self.db.read(|r| {
+                r.service(id)
+                    .map(|s| plan_service(s, &self.zone, now, &rows, &mem))
+            })
         };
         let Some(work) = work else {
             return Ok(Work::default());
@@ -86,7 +88,10 @@ impl Inner {
             self.reverse_replication(id, to).await?;
         }
         if w.take {
-            match self.take_rp_locked(id, Purpose::Scheduled, NODE_ACTOR).await {
+            match self
+                .take_rp_locked(id, Purpose::Scheduled, NODE_ACTOR)
+                .await
+            {
                 Ok(_) | Err(Fail::Refused(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -203,7 +208,9 @@ impl Inner {
             ),
             Ok(_) => {
                 self.undo_take(id, &intent).await?;
-                return Err(precondition("StorPool answered a group snapshot of the wrong size"));
+                return Err(precondition(
+                    "StorPool answered a group snapshot of the wrong size",
+                ));
             }
             Err(Fail::StorPool(e)) if e.is_exists() => {
                 // Made before a crash or a lost answer: recognise our own by name and tags.
@@ -347,7 +354,11 @@ impl Inner {
 
     /// Turns replication around: this zone runs the VM alone and the policy
     /// still names it as the recovery zone, so protect towards `to`.
-    async fn reverse_replication(&self, id: &ServiceId, to: &crate::model::ZoneId) -> Result<(), Fail> {
+    async fn reverse_replication(
+        &self,
+        id: &ServiceId,
+        to: &crate::model::ZoneId,
+    ) -> Result<(), Fail> {
         let Some(s) = self.service(id) else {
             return Ok(());
         };
@@ -387,8 +398,11 @@ impl Inner {
             return self.undo_pull(id, &rp).await;
         }
         if self.db.store().local_get(&key)?.is_none() {
-            self.local(vec![journal::put(key.clone(), &PullIntent { rp: rp_id.clone() })])
-                .await?;
+            self.local(vec![journal::put(
+                key.clone(),
+                &PullIntent { rp: rp_id.clone() },
+            )])
+            .await?;
         }
         let location = self.location(&rp.origin);
         for (i, d) in rp.disks.iter().enumerate() {
@@ -412,7 +426,8 @@ impl Inner {
                     let mut mem = self.mem();
                     let k = (id.clone(), rp_id.clone());
                     let prev = mem.pulls.get(&k).copied();
-                    let b = Backoff::next(prev, now, self.cfg.retry_initial_ms, self.cfg.retry_max_ms);
+                    let b =
+                        Backoff::next(prev, now, self.cfg.retry_initial_ms, self.cfg.retry_max_ms);
                     mem.pulls.insert(k, b);
                     tracing::debug!(zone = %self.zone, service = %id, rp = %rp_id, retry_in_ms = b.delay_ms, "RP not exported to this zone yet");
                     return Ok(());
@@ -436,7 +451,10 @@ impl Inner {
     /// Whether every disk of this zone's copy is complete (`Some(true)`),
     /// still arriving (`Some(false)`), or missing (`None`). Stops at the
     /// first disk still arriving.
-    async fn copy_progress(&self, rp: &crate::replica::RecoveryPoint) -> Result<Option<bool>, Fail> {
+    async fn copy_progress(
+        &self,
+        rp: &crate::replica::RecoveryPoint,
+    ) -> Result<Option<bool>, Fail> {
         for d in &rp.disks {
             let info: Option<SnapshotInfo> = self
                 .sp
@@ -484,7 +502,11 @@ impl Inner {
     }
 
     /// Deletes a partial copy whose RP is no longer wanted, then its intent.
-    async fn undo_pull(&self, id: &ServiceId, rp: &crate::replica::RecoveryPoint) -> Result<(), Fail> {
+    async fn undo_pull(
+        &self,
+        id: &ServiceId,
+        rp: &crate::replica::RecoveryPoint,
+    ) -> Result<(), Fail> {
         for d in &rp.disks {
             self.sp
                 .run_absent_ok(self.sp.client.snapshot_delete(&format!("~{}", d.global_id)))
@@ -525,9 +547,7 @@ impl Inner {
                 // The copy vanished under us: drop what is left of it.
                 for d in &rp.disks {
                     self.sp
-                        .run_absent_ok(
-                            self.sp.client.snapshot_delete(&format!("~{}", d.global_id)),
-                        )
+                        .run_absent_ok(self.sp.client.snapshot_delete(&format!("~{}", d.global_id)))
                         .await?;
                 }
                 self.record_copy(

@@ -56,7 +56,11 @@ mod tests {
         let a = ZoneId::new("a").unwrap();
         let b = ZoneId::new("b").unwrap();
         let dir = Directory::new(
-            [(a.clone(), key.verifying_key()), (b.clone(), key.verifying_key())].into(),
+            [
+                (a.clone(), key.verifying_key()),
+                (b.clone(), key.verifying_key()),
+            ]
+            .into(),
         );
         let mut r = Replica::new(a, Some(key), dir);
         let id = ServiceId::new("vm1").unwrap();

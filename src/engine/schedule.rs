@@ -84,7 +84,10 @@ mod tests {
             buckets[(p / 1000) as usize] += 1;
         }
         // 100 per second on average; no second gets a burst.
-        assert!(buckets.iter().all(|&b| (50..=150).contains(&b)), "{buckets:?}");
+        assert!(
+            buckets.iter().all(|&b| (50..=150).contains(&b)),
+            "{buckets:?}"
+        );
     }
 
     #[test]

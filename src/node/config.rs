@@ -284,7 +284,10 @@ impl Config {
             }
         }
         if e.retry_max_ms < e.retry_initial_ms {
-            return Err(invalid("engine.retry_max_ms", "must be at least engine.retry_initial_ms"));
+            return Err(invalid(
+                "engine.retry_max_ms",
+                "must be at least engine.retry_initial_ms",
+            ));
         }
         if e.copy_poll_max_ms < e.copy_poll_initial_ms {
             return Err(invalid(

@@ -257,7 +257,15 @@ impl Net {
     }
 
     /// Protects a VM with `disks` in `zone`, replicating to `recovery`.
-    pub async fn protect(&self, zone: &str, id: &ServiceId, disks: &[&str], recovery: &str, interval_s: u64, keep_last: u32) {
+    pub async fn protect(
+        &self,
+        zone: &str,
+        id: &ServiceId,
+        disks: &[&str],
+        recovery: &str,
+        interval_s: u64,
+        keep_last: u32,
+    ) {
         self.volumes(zone, disks).await;
         let keep = Retention {
             keep_last,
@@ -289,7 +297,10 @@ impl Net {
     /// True if `zone`'s own state says its copy of `rp` is complete.
     pub fn complete_in(&self, zone: &str, id: &ServiceId, rp: &RpId) -> bool {
         self.db(zone)
-            .read(|r| r.service(id).and_then(|s| s.rps.get(rp).map(|rp| rp.is_complete_in(&z(zone)))))
+            .read(|r| {
+                r.service(id)
+                    .and_then(|s| s.rps.get(rp).map(|rp| rp.is_complete_in(&z(zone))))
+            })
             .unwrap_or(false)
     }
 
@@ -300,7 +311,9 @@ impl Net {
             .await
             .unwrap()
             .into_iter()
-            .filter(|s| !s.deleted && s.tags.get(naming::TAG_KIND).map(String::as_str) == Some("rp"))
+            .filter(|s| {
+                !s.deleted && s.tags.get(naming::TAG_KIND).map(String::as_str) == Some("rp")
+            })
             .collect()
     }
 
@@ -322,7 +335,10 @@ impl Net {
                 s.tags[naming::TAG_RP].clone(),
                 s.tags[naming::TAG_DISK].clone(),
             );
-            assert!(seen.insert(key.clone()), "zone {zone}: duplicate snapshot for {key:?}");
+            assert!(
+                seen.insert(key.clone()),
+                "zone {zone}: duplicate snapshot for {key:?}"
+            );
         }
         let present: BTreeMap<String, (ServiceId, RpId, bool)> = self.db(zone).read(|r| {
             let mut out = BTreeMap::new();
@@ -355,7 +371,10 @@ impl Net {
                 panic!("zone {zone}: lost snapshot {gid} of {service} RP {rp} recorded as present")
             });
             if *complete {
-                assert!(!s.recovering_from_remote, "zone {zone}: {gid} recorded complete but still arriving");
+                assert!(
+                    !s.recovering_from_remote,
+                    "zone {zone}: {gid} recorded complete but still arriving"
+                );
             }
         }
         let intents = self
@@ -365,10 +384,15 @@ impl Net {
             .unwrap()
             .into_iter()
             .filter(|(k, _)| {
-                k.starts_with("engine/take/") || k.starts_with("engine/pull/") || k.starts_with("engine/vol/")
+                k.starts_with("engine/take/")
+                    || k.starts_with("engine/pull/")
+                    || k.starts_with("engine/vol/")
             })
             .map(|(k, _)| k)
             .collect::<Vec<_>>();
-        assert!(intents.is_empty(), "zone {zone}: journal not empty: {intents:?}");
+        assert!(
+            intents.is_empty(),
+            "zone {zone}: journal not empty: {intents:?}"
+        );
     }
 }
