@@ -91,3 +91,109 @@ async fn failover_refuses_without_a_complete_rp() {
     let conflicts = net.db("b").read(|r| r.conflicts());
     assert!(!conflicts.iter().any(|c| c.kind == ConflictKind::ActiveVms));
 }
+
+fn active_vm_conflict_zones(net: &Net, zone: &str) -> Option<Vec<String>> {
+    net.db(zone).read(|r| {
+        r.conflicts()
+            .into_iter()
+            .find(|c| c.kind == ConflictKind::ActiveVms)
+            .map(|c| c.sides.iter().map(|s| s.zone.to_string()).collect())
+    })
+}
+
+/// The story operators pay for: zone a (primary) goes dark, b fails over;
+/// a comes back still running its VM, so every zone shows the active-VM
+/// conflict and both sides keep being protected; an operator resolves it
+/// in a by marking a's VM inactive, and replication turns around, b → a.
+#[tokio::test]
+async fn failover_while_primary_down_then_conflict_resolved() {
+    let mut net = Net::new(&["a", "b", "c"], |_| {}).await;
+    let all = ["a", "b", "c"];
+    let id = svc("vm1");
+    net.protect("a", &id, &["vm1-d0", "vm1-d1"], "b", 3600, 5)
+        .await;
+    let rp1 = net.engine("a").take_rp(&id, "cmp").await.unwrap();
+    net.settle("rp1 complete in b, seen everywhere", &all, |n| {
+        all.iter().all(|zone| {
+            n.service(zone, &id)
+                .rps
+                .get(&rp1)
+                .is_some_and(|rp| rp.is_complete_in(&z("b")))
+        })
+    })
+    .await;
+
+    // Zone a is cut off: its node stops, nothing is relayed to or from it.
+    net.engine("a").shutdown().await;
+    let bc = ["b", "c"];
+    let out = net
+        .engine("b")
+        .failover(&id, None, "operator-b")
+        .await
+        .unwrap();
+    assert_eq!(out.rp, rp1);
+    net.sync(&bc).await;
+    assert!(net.service("c", &id).slot(&z("b")).unwrap().active);
+    // b protects its own VM meanwhile (locally: the policy still names b).
+    let rp_b = net.engine("b").take_rp(&id, "cmp-b").await.unwrap();
+
+    // a's node comes back (restarted from its database). It never learned
+    // of the failover, and its VM kept running: it takes an RP of it.
+    net.open(&z("a")).await;
+    let rp_a2 = net.engine("a").take_rp(&id, "cmp-a").await.unwrap();
+
+    // a reconnects: the conflict shows in all three zones, with both sides.
+    net.sync(&all).await;
+    for zone in all {
+        let sides = active_vm_conflict_zones(&net, zone)
+            .unwrap_or_else(|| panic!("zone {zone} does not show the active-VM conflict"));
+        assert_eq!(sides, vec!["a".to_string(), "b".to_string()], "zone {zone}");
+    }
+    // Both sides stay protected: a's new RP reaches b, b's stays in b.
+    net.settle(
+        "a's RP taken during the partition complete in b",
+        &all,
+        |n| n.complete_in("b", &id, &rp_a2),
+    )
+    .await;
+    assert!(net.complete_in("b", &id, &rp_b));
+
+    // The operator resolves it in a: a's VM is marked inactive.
+    let mut slot = net.service("a", &id).slot(&z("a")).unwrap().clone();
+    slot.active = false;
+    net.db("a")
+        .write(
+            drengine::replica::Op::SetSlot {
+                service: id.clone(),
+                zone: z("a"),
+                slot: Some(slot),
+            },
+            "operator-a",
+        )
+        .await
+        .unwrap();
+    net.settle(
+        "conflict gone and replication reversed everywhere",
+        &all,
+        |n| {
+            all.iter().all(|zone| {
+                active_vm_conflict_zones(n, zone).is_none()
+                    && n.service(zone, &id).policy.get().unwrap().recovery_zone == z("a")
+            })
+        },
+    )
+    .await;
+
+    // Replication now runs b → a: a new RP of b completes in a, and b's RP
+    // from the partition follows it there.
+    let rp_b2 = net.engine("b").take_rp(&id, "cmp-b").await.unwrap();
+    net.settle("b's RPs complete in a", &all, |n| {
+        n.complete_in("a", &id, &rp_b2) && n.complete_in("a", &id, &rp_b)
+    })
+    .await;
+    let rpo = net.engine("b").status(&id).unwrap().rpo;
+    assert!(!rpo.past_rpo && rpo.rpo_age_s.is_some(), "{rpo:?}");
+    for zone in all {
+        net.assert_consistent(zone).await;
+    }
+}

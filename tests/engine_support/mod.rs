@@ -29,6 +29,21 @@ pub fn svc(s: &str) -> ServiceId {
     ServiceId::new(s).unwrap()
 }
 
+/// A service id whose first scheduled RP (interval `interval_s`) is at least
+/// ten minutes away, so that a test counting RPs meets only its own.
+pub fn quiet_service(prefix: &str, interval_s: u64) -> ServiceId {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    (0..)
+        .map(|i| svc(&format!("{prefix}{i}")))
+        .find(|id| {
+            drengine::engine::schedule::next_due_ms(id, interval_s, None, now) > now + 600_000
+        })
+        .unwrap()
+}
+
 /// Polls `cond` until it holds or `deadline_ms` passes.
 pub async fn wait_until<F, Fut>(what: &str, deadline_ms: u64, mut cond: F)
 where
