@@ -115,6 +115,7 @@ pub fn plan_service(s: &Service, zone: &ZoneId, now_ms: u64, rows: &Rows, mem: &
     let depended = rows.depended(id);
     if s.is_deleted() {
         w.deletes = retention::deletions(s, zone, &depended, now_ms);
+        w.dep_checks = dep_checks(s, zone, now_ms, rows, mem);
         return w;
     }
     let Some(policy) = s.policy.winner() else {
@@ -188,6 +189,15 @@ pub fn plan_service(s: &Service, zone: &ZoneId, now_ms: u64, rows: &Rows, mem: &
         .map(|rp| rp.id.clone())
         .collect();
     w.deletes = retention::deletions(s, zone, &depended, now_ms);
+    w.dep_checks = dep_checks(s, zone, now_ms, rows, mem);
+    w
+}
+
+/// RPs retention would delete here but for volumes made from them: the
+/// ones whose volumes are due to be looked up again.
+fn dep_checks(s: &Service, zone: &ZoneId, now_ms: u64, rows: &Rows, mem: &Memory) -> Vec<RpId> {
+    let id = &s.id;
+    let depended = rows.depended(id);
     let dep_only: std::collections::BTreeSet<RpId> = rows
         .dep
         .keys()
@@ -200,7 +210,7 @@ pub fn plan_service(s: &Service, zone: &ZoneId, now_ms: u64, rows: &Rows, mem: &
             .filter(|rp| !dep_only.contains(*rp))
             .cloned()
             .collect();
-        w.dep_checks = retention::deletions(s, zone, &without, now_ms)
+        return retention::deletions(s, zone, &without, now_ms)
             .into_iter()
             .filter(|rp| {
                 dep_only.contains(rp)
@@ -208,7 +218,7 @@ pub fn plan_service(s: &Service, zone: &ZoneId, now_ms: u64, rows: &Rows, mem: &
             })
             .collect();
     }
-    w
+    Vec::new()
 }
 
 /// The zone that protected the service before this one took over: where

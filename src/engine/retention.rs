@@ -106,10 +106,11 @@ pub fn entries(service: &Service, zone: &ZoneId, depended: &BTreeSet<RpId>) -> V
                             Some(CopyState::Pending | CopyState::Transferring)
                         )
                 });
+            // A deleted service needs no failover base any more: only holds
+            // and dependent volumes keep its copies.
             let protected = rp.is_held()
                 || depended.contains(&rp.id)
-                || newest_safe.as_ref() == Some(&rp.id)
-                || on_its_way;
+                || (!service.is_deleted() && (newest_safe.as_ref() == Some(&rp.id) || on_its_way));
             Some(Entry {
                 rp: rp.id.clone(),
                 taken_ms: rp.taken.wall_ms,
