@@ -73,6 +73,9 @@ pub struct Net {
     pub zones: Vec<ZoneId>,
     keys: BTreeMap<ZoneId, SigningKey>,
     pub engine_cfg: EngineConfig,
+    /// Retries of transient errors by the engines' StorPool clients (the
+    /// engine backs off and retries on its own as well).
+    pub engine_client_retries: u32,
     pub nodes: BTreeMap<ZoneId, Node>,
 }
 
@@ -109,6 +112,7 @@ impl Net {
             zones: zones.clone(),
             keys,
             engine_cfg: quick_engine(),
+            engine_client_retries: 5,
             nodes: BTreeMap::new(),
         };
         for zone in &zones {
@@ -135,7 +139,7 @@ impl Net {
             api: Default::default(),
             sync: Default::default(),
             engine: self.engine_cfg.clone(),
-            storpool: Default::default(),
+            storpool: self.emu.storpool_config(zone.as_str()).unwrap(),
         }
     }
 
@@ -145,11 +149,20 @@ impl Net {
 
     /// A StorPool client of `zone`'s cluster that retries quickly.
     pub fn sp(&self, zone: &ZoneId) -> StorPoolClient {
+        self.sp_with_retries(zone, 5)
+    }
+
+    fn sp_with_retries(&self, zone: &ZoneId, max_retries: u32) -> StorPoolClient {
         let mut cfg = self.emu.storpool_config(zone.as_str()).unwrap();
         cfg.backoff_initial_ms = 1;
         cfg.backoff_max_ms = 20;
         cfg.timeout_ms = 5_000;
+        cfg.max_retries = max_retries;
         StorPoolClient::new(cfg).unwrap()
+    }
+
+    fn engine_sp(&self, zone: &ZoneId) -> StorPoolClient {
+        self.sp_with_retries(zone, self.engine_client_retries)
     }
 
     /// Opens (or reopens, waiting for the old handle to let go of the file)
@@ -171,7 +184,7 @@ impl Net {
         };
         let replica = Replica::new(zone.clone(), Some(self.keys[zone].clone()), directory);
         let db = Db::open(store, replica).unwrap();
-        let engine = Engine::open(db.clone(), self.sp(zone), &config).unwrap();
+        let engine = Engine::open(db.clone(), self.engine_sp(zone), &config).unwrap();
         self.nodes.insert(
             zone.clone(),
             Node {
@@ -185,7 +198,7 @@ impl Net {
     /// Starts the background reconciler of `zone` (replacing the stepped engine).
     pub fn start(&mut self, zone: &ZoneId) {
         let config = self.config(zone);
-        let sp = self.sp(zone);
+        let sp = self.engine_sp(zone);
         let node = self.nodes.get_mut(zone).unwrap();
         node.engine = Engine::start(node.db.clone(), sp, &config).unwrap();
     }

@@ -1,0 +1,134 @@
+//! The reconciler under StorPool faults: one call in five fails
+//! transiently and transfers crawl. The engines run in the background (as
+//! in a node) with events relayed between zones; once the faults stop,
+//! every service is back within its RPO and StorPool holds exactly the
+//! snapshots the state records: nothing leaked, nothing lost.
+
+mod engine_support;
+
+use drengine::emulator::FaultUpdate;
+use drengine::engine::schedule;
+use drengine::model::ServiceId;
+use engine_support::*;
+use std::time::{Duration, Instant};
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_errors_and_slow_transfers_end_consistent_with_rpo_met() {
+    let seed: u64 = std::env::var("DRENGINE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("seed {seed} (DRENGINE_SEED={seed} replays the fault pattern)");
+    let mut net = Net::new(&["a", "b"], |c| {
+        c.transient_error_rate = 0.2;
+        c.bandwidth_mbps = 40.0;
+        c.seed = Some(seed);
+    })
+    .await;
+    net.engine_cfg.rpo_grace_ms = 3_000;
+    net.engine_client_retries = 0;
+    let ab = ["a", "b"];
+    let services: Vec<ServiceId> = (0..4).map(|i| svc(&format!("vm{i}"))).collect();
+    for (i, id) in services.iter().enumerate() {
+        let disks = [format!("vm{i}-d0"), format!("vm{i}-d1")];
+        let disks: Vec<&str> = disks.iter().map(String::as_str).collect();
+        net.protect("a", id, &disks, "b", 2, 2).await;
+    }
+    for zone in ab {
+        net.start(&z(zone));
+    }
+
+    let relay = || async {
+        loop {
+            net.sync(&ab).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let faulty_phase = async {
+        wait_until("three scheduled RPs of every service under faults", 60_000, || async {
+            services.iter().all(|id| net.service("a", id).rps.len() >= 3)
+        })
+        .await;
+    };
+    tokio::select! {
+        _ = relay() => unreachable!(),
+        _ = faulty_phase => {}
+    }
+    assert!(net.engine("a").storpool_errors_total() > 0, "faults were met");
+    for zone in ab {
+        net.emu
+            .set_faults(
+                zone,
+                &FaultUpdate {
+                    transient_error_rate: Some(0.0),
+                    ..FaultUpdate::default()
+                },
+            )
+            .unwrap();
+    }
+    let healed_at = now_ms();
+    let recovery = async {
+        wait_until("RPO met again in both zones", 60_000, || async {
+            ab.iter().all(|zone| {
+                let all = net.engine(zone).rpo_all();
+                all.len() == services.len() && all.iter().all(|r| !r.past_rpo)
+            }) && services.iter().all(|id| {
+                net.service("a", id)
+                    .newest_complete_rp(&z("b"))
+                    .is_some_and(|rp| rp.taken.wall_ms > healed_at)
+            })
+        })
+        .await;
+    };
+    tokio::select! {
+        _ = relay() => unreachable!(),
+        _ = recovery => {}
+    }
+
+    // Scheduled RPs stayed on their slots (a missed one is not made up).
+    for id in &services {
+        for rp in net.service("a", id).rps.values() {
+            let late = schedule::lateness_ms(id, 2, rp.taken.wall_ms);
+            assert!(late < 2_000, "{id} {}: {late} ms late", rp.id);
+        }
+    }
+
+    // Stop the background reconcilers, then let stepped ones settle what
+    // was in flight, and compare StorPool with the records.
+    for zone in ab {
+        net.engine(zone).shutdown().await;
+    }
+    for zone in ab {
+        net.open(&z(zone)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        net.sync(&ab).await;
+        for zone in ab {
+            net.engine(zone).reconcile_once().await.unwrap();
+        }
+        net.sync(&ab).await;
+        let settled = services.iter().all(|id| {
+            net.service("a", id).rps.values().all(|rp| {
+                ab.iter().all(|zone| {
+                    rp.copy_state(&z(zone)) != Some(&drengine::model::CopyState::Transferring)
+                })
+            })
+        });
+        if settled {
+            break;
+        }
+        assert!(Instant::now() < deadline, "copies still in flight");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for zone in ab {
+        net.assert_consistent(zone).await;
+    }
+}
