@@ -8,9 +8,9 @@
 //!   → `CreateRp` written with the intent removed in the same transaction.
 //! The copy path, in the recovery zone:
 //!   journal intent → `SnapshotFromRemote` per disk (deterministic names)
-//!   → `SetCopy` transferring/complete (intent removed in the same
-//!   transaction) → look at the copy until no disk is `recoveringFromRemote`
-//!   → `SetCopy` complete.
+//!   → `SetCopy` transferring (intent removed in the same transaction)
+//!   → look at the copy, with a doubling delay, until no disk is
+//!   `recoveringFromRemote` → `SetCopy` complete.
 //! Retention, in every zone: `SnapshotDelete` of its own copy → `SetCopy` deleted.
 
 use super::core::{now_ms, precondition, Inner, NODE_ACTOR};
@@ -436,15 +436,9 @@ impl Inner {
             }
         }
         self.mem().pulls.remove(&(id.clone(), rp_id.clone()));
-        let state = self.copy_progress(&rp).await?;
-        let state = match state {
-            Some(true) => CopyState::Complete,
-            Some(false) => CopyState::Transferring,
-            None => CopyState::Failed {
-                error: crate::storpool::error_names::OBJECT_DOES_NOT_EXIST.into(),
-            },
-        };
-        self.record_copy(id, rp_id, state, vec![journal::del(key)])
+        // Not looked at yet: a transfer takes at least a moment, and the
+        // first look after `copy_poll_initial_ms` usually finds it done.
+        self.record_copy(id, rp_id, CopyState::Transferring, vec![journal::del(key)])
             .await
     }
 
