@@ -52,16 +52,25 @@ async fn transient_errors_and_slow_transfers_end_consistent_with_rpo_met() {
         }
     };
     let faulty_phase = async {
-        wait_until("three scheduled RPs of every service under faults", 60_000, || async {
-            services.iter().all(|id| net.service("a", id).rps.len() >= 3)
-        })
+        wait_until(
+            "three scheduled RPs of every service under faults",
+            60_000,
+            || async {
+                services
+                    .iter()
+                    .all(|id| net.service("a", id).rps.len() >= 3)
+            },
+        )
         .await;
     };
     tokio::select! {
         _ = relay() => unreachable!(),
         _ = faulty_phase => {}
     }
-    assert!(net.engine("a").storpool_errors_total() > 0, "faults were met");
+    assert!(
+        net.engine("a").storpool_errors_total() > 0,
+        "faults were met"
+    );
     for zone in ab {
         net.emu
             .set_faults(
@@ -131,4 +140,39 @@ async fn transient_errors_and_slow_transfers_end_consistent_with_rpo_met() {
     for zone in ab {
         net.assert_consistent(zone).await;
     }
+}
+
+/// A permanent StorPool error (the VM's volume is gone) shows on the
+/// service with StorPool's error name, for on-demand and scheduled RPs, and
+/// clears once RPs succeed again.
+#[tokio::test]
+async fn permanent_errors_show_on_the_service() {
+    let net = Net::new(&["a", "b"], |_| {}).await;
+    let id = svc("vm1");
+    net.protect("a", &id, &["vm1-d0"], "b", 1, 2).await;
+    let sp = net.sp(&z("a"));
+    sp.volume_delete("vm1-d0").await.unwrap();
+    match net.engine("a").take_rp(&id, "cmp").await {
+        Err(drengine::engine::EngineError::StorPool { name, .. }) => {
+            assert_eq!(name, "objectDoesNotExist")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let shown = |net: &Net| net.engine("a").status(&id).unwrap().last_error;
+    assert!(shown(&net).unwrap().contains("objectDoesNotExist"));
+    // The scheduled RP (every second) meets it too, and backs off.
+    wait_until("a scheduled RP failed", 10_000, || async {
+        net.engine("a").reconcile_once().await.unwrap().failed > 0
+    })
+    .await;
+    assert!(shown(&net).unwrap().contains("objectDoesNotExist"));
+    assert!(net.rp_snapshots("a").await.is_empty());
+    // The volume is back: the next scheduled RP clears the error.
+    net.volumes(&"a", &["vm1-d0"]).await;
+    wait_until("an RP taken and the error cleared", 10_000, || async {
+        let _ = net.engine("a").reconcile_once().await;
+        !net.service("a", &id).rps.is_empty() && shown(&net).is_none()
+    })
+    .await;
+    net.assert_consistent("a").await;
 }

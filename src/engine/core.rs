@@ -136,7 +136,10 @@ impl Inner {
         match outcome {
             Ok(()) => {
                 mem.retry.remove(id);
-                mem.last_error.remove(id);
+                match mem.soft_errors.remove(id) {
+                    Some(e) => mem.last_error.insert(id.clone(), e),
+                    None => mem.last_error.remove(id),
+                };
             }
             Err(Fail::Crashed) => {}
             Err(f) => {

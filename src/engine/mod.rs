@@ -272,10 +272,23 @@ impl Engine {
         let inner = self.inner()?;
         let lock = inner.lock_for(service);
         let _held = lock.lock().await;
-        inner
+        let taken = inner
             .take_rp_locked(service, Purpose::OnDemand, actor)
-            .await
-            .map_err(sp::Fail::into_engine_error)
+            .await;
+        match &taken {
+            // A permanent StorPool error shows on the service as well.
+            Err(f @ sp::Fail::StorPool(_)) if !f.is_transient() => {
+                inner.mem().last_error.insert(service.clone(), f.shown());
+            }
+            Ok(_) => {
+                let mut mem = inner.mem();
+                if let Some(e) = mem.soft_errors.remove(service) {
+                    mem.last_error.insert(service.clone(), e);
+                }
+            }
+            Err(_) => {}
+        }
+        taken.map_err(sp::Fail::into_engine_error)
     }
 
     /// Unplanned failover to this zone: from `rp`, or the newest RP complete

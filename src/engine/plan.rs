@@ -62,6 +62,9 @@ pub struct Memory {
     pub exported: HashSet<(ServiceId, RpId, ZoneId)>,
     /// The last permanent error of each service, until its work succeeds.
     pub last_error: HashMap<ServiceId, String>,
+    /// A permanent error met by a step that still went through (an RP that
+    /// could not be exported): shown once the service's work is over.
+    pub soft_errors: HashMap<ServiceId, String>,
 }
 
 /// One service's work, in the order the reconciler does it.

@@ -286,7 +286,8 @@ impl Inner {
         }
         tracing::info!(zone = %self.zone, service = %id, rp = %intent.rp, purpose = ?intent.purpose, "recovery point taken");
         if let Some(e) = export_error {
-            self.mem().last_error.insert(id.clone(), e.shown());
+            tracing::warn!(zone = %self.zone, service = %id, rp = %intent.rp, error = %e.shown(), "RP not exported to the recovery zone");
+            self.mem().soft_errors.insert(id.clone(), e.shown());
         }
         Ok(intent.rp)
     }
