@@ -168,7 +168,7 @@ async fn permanent_errors_show_on_the_service() {
     assert!(shown(&net).unwrap().contains("objectDoesNotExist"));
     assert!(net.rp_snapshots("a").await.is_empty());
     // The volume is back: the next scheduled RP clears the error.
-    net.volumes(&"a", &["vm1-d0"]).await;
+    net.volumes("a", &["vm1-d0"]).await;
     wait_until("an RP taken and the error cleared", 10_000, || async {
         let _ = net.engine("a").reconcile_once().await;
         !net.service("a", &id).rps.is_empty() && shown(&net).is_none()
