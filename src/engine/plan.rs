@@ -165,21 +165,25 @@ pub fn plan_service(s: &Service, zone: &ZoneId, now_ms: u64, rows: &Rows, mem: &
             .collect();
     }
     if rz == zone {
+        // Which RPs are worth having is decided over all that could be
+        // copied, those already under way included, so that an old RP is
+        // not fetched just because newer ones are in progress.
         let candidates: Vec<RpId> = s
             .rps
             .values()
             .filter(|rp| {
-                let key = (id.clone(), rp.id.clone());
-                &rp.origin != zone
-                    && rp.is_complete_in(&rp.origin)
-                    && rp.copy_state(zone).is_none()
-                    && !rows.pull.contains(&key)
-                    && Backoff::due(mem.pulls.get(&key), now_ms)
+                &rp.origin != zone && rp.is_complete_in(&rp.origin) && rp.copy_state(zone).is_none()
             })
             .map(|rp| rp.id.clone())
             .collect();
         if !candidates.is_empty() {
-            w.pulls = retention::worth_copying(s, zone, &depended, &candidates, now_ms);
+            w.pulls = retention::worth_copying(s, zone, &depended, &candidates, now_ms)
+                .into_iter()
+                .filter(|rp| {
+                    let key = (id.clone(), rp.clone());
+                    !rows.pull.contains(&key) && Backoff::due(mem.pulls.get(&key), now_ms)
+                })
+                .collect();
         }
     }
     w.polls = s
@@ -243,6 +247,157 @@ pub fn previous_zone(s: &Service, zone: &ZoneId) -> Option<ZoneId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Policy, Retention, RpDisk, VmSlot};
+    use crate::replica::{Directory, Hlc, Op, Received, Replica};
+
+    const T0: u64 = 1_700_000_000_000;
+
+    fn zone(s: &str) -> ZoneId {
+        ZoneId::new(s).unwrap()
+    }
+
+    /// Zone a protects `vm` towards b and took RPs at `taken` (ms after T0);
+    /// b has received all of it.
+    fn two_zones(taken: &[u64]) -> (Replica, Replica, ServiceId) {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let dir = Directory::new(
+            [
+                (zone("a"), key.verifying_key()),
+                (zone("b"), key.verifying_key()),
+            ]
+            .into(),
+        );
+        let mut a = Replica::new(zone("a"), Some(key.clone()), dir.clone());
+        let mut b = Replica::new(zone("b"), Some(key), dir);
+        let id = ServiceId::new("vm").unwrap();
+        let keep = |n| Retention {
+            keep_last: n,
+            keep_for_s: 0,
+        };
+        let mut events = vec![a
+            .local_write(
+                Op::CreateService {
+                    service: id.clone(),
+                    policy: Policy {
+                        interval_s: 60,
+                        recovery_zone: zone("b"),
+                        local_retention: keep(5),
+                        remote_retention: keep(2),
+                    },
+                    metadata: String::new(),
+                    slot: VmSlot {
+                        cmp_vm_id: "x".into(),
+                        disks: vec!["d".into()],
+                        active: true,
+                    },
+                },
+                "t",
+                T0,
+            )
+            .unwrap()];
+        for t in taken {
+            events.push(
+                a.local_write(
+                    Op::CreateRp {
+                        service: id.clone(),
+                        rp: RpId::new(format!("a.{t}")).unwrap(),
+                        disks: vec![RpDisk {
+                            volume: "d".into(),
+                            snapshot: "s".into(),
+                            global_id: "x.y.z".into(),
+                        }],
+                        metadata: String::new(),
+                        taken: Hlc {
+                            wall_ms: T0 + t,
+                            logical: 0,
+                        },
+                    },
+                    "t",
+                    T0 + t,
+                )
+                .unwrap(),
+            );
+        }
+        for ev in events {
+            assert!(matches!(b.receive(ev, T0), Received::Applied(_)));
+        }
+        (a, b, id)
+    }
+
+    #[test]
+    fn the_recovery_zone_copies_only_what_retention_would_keep() {
+        let (_, b, id) = two_zones(&[1_000, 2_000, 3_000]);
+        let s = b.service(&id).unwrap();
+        let w = plan_service(
+            s,
+            &zone("b"),
+            T0 + 4_000,
+            &Rows::default(),
+            &Memory::default(),
+        );
+        let want: Vec<RpId> = ["a.2000", "a.3000"]
+            .iter()
+            .map(|r| RpId::new(*r).unwrap())
+            .collect();
+        assert_eq!(w.pulls, want);
+        assert!(!w.take && w.reverse_to.is_none() && w.deletes.is_empty());
+        // A pull that is journalled (or backing off) is not planned again.
+        let mut rows = Rows::default();
+        rows.pull.insert((id.clone(), want[0].clone()));
+        let mut mem = Memory::default();
+        mem.pulls.insert(
+            (id.clone(), want[1].clone()),
+            Backoff::start(T0 + 4_000, 100),
+        );
+        let w = plan_service(s, &zone("b"), T0 + 4_000, &rows, &mem);
+        assert!(w.pulls.is_empty());
+        assert_eq!(w.resume_pulls, vec![want[0].clone()]);
+    }
+
+    #[test]
+    fn the_active_zone_takes_an_rp_when_its_slot_is_due() {
+        let (a, _, id) = two_zones(&[]);
+        let s = a.service(&id).unwrap();
+        let due = schedule::next_due_ms(&id, 60, None, T0);
+        let plan = |now| plan_service(s, &zone("a"), now, &Rows::default(), &Memory::default());
+        assert!(!plan(due - 1).take);
+        assert!(plan(due).take);
+        // Not while an RP of it is half taken: that one is finished first.
+        let mut rows = Rows::default();
+        rows.take.insert(id.clone());
+        let w = plan_service(s, &zone("a"), due, &rows, &Memory::default());
+        assert!(w.resume_take && !w.take);
+    }
+
+    #[test]
+    fn the_sole_active_zone_that_protects_to_itself_reverses_replication() {
+        let (_, mut b, id) = two_zones(&[1_000]);
+        for (z, active) in [("b", true), ("a", false)] {
+            b.local_write(
+                Op::SetSlot {
+                    service: id.clone(),
+                    zone: zone(z),
+                    slot: Some(VmSlot {
+                        cmp_vm_id: "x".into(),
+                        disks: vec!["d".into()],
+                        active,
+                    }),
+                },
+                "t",
+                T0 + 5_000,
+            )
+            .unwrap();
+        }
+        let s = b.service(&id).unwrap();
+        let w = plan_service(
+            s,
+            &zone("b"),
+            T0 + 6_000,
+            &Rows::default(),
+            &Memory::default(),
+        );
+        assert_eq!(w.reverse_to, Some(zone("a")));
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_limit() {
