@@ -130,6 +130,11 @@ pub struct SyncConfig {
     pub max_message_bytes: usize,
     /// How often the log is compacted below what every zone has.
     pub compact_interval_ms: u64,
+    /// How long a sync request (a batch, a snapshot) may wait for its
+    /// answer before the session is restarted.
+    pub ack_timeout_ms: u64,
+    /// How often peers are pinged (liveness and RTT).
+    pub ping_interval_ms: u64,
 }
 
 impl Default for SyncConfig {
@@ -144,6 +149,8 @@ impl Default for SyncConfig {
             max_batch_bytes: 4 * 1024 * 1024,
             max_message_bytes: 16 * 1024 * 1024,
             compact_interval_ms: 60_000,
+            ack_timeout_ms: 30_000,
+            ping_interval_ms: 2_000,
         }
     }
 }
@@ -225,6 +232,26 @@ impl Config {
         }
         if self.sync.max_batch_events == 0 || self.sync.max_batch_bytes == 0 {
             return Err(invalid("sync.max_batch_events", "batch limits must be positive"));
+        }
+        // A full batch (at least one largest event) plus its message's own
+        // fields must fit in a message.
+        let batch_bytes = self.sync.max_batch_bytes.max(crate::replica::MAX_EVENT_BYTES);
+        if batch_bytes.saturating_add(64 * 1024) > self.sync.max_message_bytes {
+            return Err(invalid(
+                "sync.max_message_bytes",
+                "must exceed sync.max_batch_bytes (and the 256 KiB event limit) by 64 KiB",
+            ));
+        }
+        for (key, v) in [
+            ("sync.anti_entropy_interval_ms", self.sync.anti_entropy_interval_ms),
+            ("sync.redial_initial_ms", self.sync.redial_initial_ms),
+            ("sync.compact_interval_ms", self.sync.compact_interval_ms),
+            ("sync.ack_timeout_ms", self.sync.ack_timeout_ms),
+            ("sync.ping_interval_ms", self.sync.ping_interval_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be positive"));
+            }
         }
         if self.engine.tick_ms == 0 {
             return Err(invalid("engine.tick_ms", "must be positive"));
