@@ -117,8 +117,6 @@ pub(crate) struct Shared {
     zones_by_peer: HashMap<PeerId, ZoneId>,
     book: Mutex<BTreeMap<ZoneId, PeerEntry>>,
     blocked: RwLock<BTreeSet<ZoneId>>,
-    /// Our compaction floor (cached; updated by compaction and imports).
-    floor: RwLock<VersionVector>,
     /// Bumped when our version vector moved without a commit on the feed
     /// (a snapshot import), to wake the outbound sessions.
     changed: watch::Sender<u64>,
@@ -168,17 +166,10 @@ impl Shared {
         }
     }
 
-    fn floor(&self) -> VersionVector {
-        self.floor.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn refresh_floor(&self) {
-        match self.db.store().floor() {
-            Ok(f) => *self.floor.write().unwrap_or_else(|p| p.into_inner()) = f,
-            Err(e) => {
-                tracing::warn!(zone = %self.zone, error = %e, "cannot read the compaction floor")
-            }
-        }
+    /// Our compaction floor. Read from the store each time (a short read
+    /// transaction), since anything holding the `Db` may compact.
+    fn floor(&self) -> Result<VersionVector, crate::store::StoreError> {
+        self.db.store().floor()
     }
 
     fn ours(&self) -> VersionVector {
@@ -280,10 +271,6 @@ impl Sync {
             .listen
             .parse()
             .map_err(|e| config_err("sync.listen", e))?;
-        let floor = db
-            .store()
-            .floor()
-            .map_err(|e| SyncError::Transport(format!("reading the compaction floor: {e}")))?;
         let shared = Arc::new(Shared {
             zone,
             local_peer_id,
@@ -292,7 +279,6 @@ impl Sync {
             zones_by_peer,
             book: Mutex::new(book),
             blocked: RwLock::new(BTreeSet::new()),
-            floor: RwLock::new(floor),
             changed: watch::channel(0).0,
             stats: Stats::default(),
             listen_addrs: Mutex::new(Vec::new()),

@@ -572,7 +572,6 @@ async fn compact_loop(shared: Arc<Shared>) {
                 if n > 0 {
                     tracing::info!(zone = %shared.zone, events = n, "compacted the event log");
                 }
-                shared.refresh_floor();
             }
             Ok(Err(e)) => tracing::warn!(zone = %shared.zone, error = %e, "compaction failed"),
             Err(e) => tracing::warn!(zone = %shared.zone, error = %e, "compaction task failed"),

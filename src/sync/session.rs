@@ -106,7 +106,7 @@ async fn outbound_session(
             }
             let ours = shared.ours();
             let known = shared.known(zone);
-            let msg = match link.poll(&ours, &known, &shared.floor()) {
+            let msg = match link.poll(&ours, &known, &shared.floor()?) {
                 Step::Wait => break,
                 Step::Send(msg) => Some(msg),
                 Step::FetchEvents { theirs } => {
@@ -395,7 +395,6 @@ async fn import(
     let imported = match shared.db.import_snapshot(snapshot).await {
         Ok(()) => {
             shared.stats.snapshot_imported();
-            shared.refresh_floor();
             shared.changed.send_modify(|n| *n += 1);
             tracing::info!(zone = %shared.zone, peer_zone = %zone, vv = ?theirs, "imported a state snapshot");
             true

@@ -74,6 +74,18 @@ impl Deployment {
 
     /// The config of zone `z` dialling `peers`, with sync limits `tweak`ed.
     pub fn config(&self, z: &str, peers: &[&str], tweak: impl FnOnce(&mut SyncConfig)) -> Config {
+        let all: Vec<&str> = self.zones.iter().map(|(id, _)| id.as_str()).collect();
+        self.config_in(z, peers, &all, tweak)
+    }
+
+    /// Like `config`, with a directory of only the zones `directory`.
+    pub fn config_in(
+        &self,
+        z: &str,
+        peers: &[&str],
+        directory: &[&str],
+        tweak: impl FnOnce(&mut SyncConfig),
+    ) -> Config {
         let mut sync = SyncConfig {
             listen: "/ip4/127.0.0.1/tcp/0".into(),
             peers: peers.iter().map(|p| zone(p)).collect(),
@@ -90,6 +102,7 @@ impl Deployment {
             zones: self
                 .zones
                 .iter()
+                .filter(|(id, _)| directory.contains(&id.as_str()))
                 .map(|(id, key)| ZoneEntry {
                     id: id.clone(),
                     public_key: hex::encode(key.verifying_key().to_bytes()),
