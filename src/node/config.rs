@@ -50,7 +50,7 @@ pub struct Config {
     pub engine: EngineConfig,
     /// The local StorPool cluster's API (see `crate::storpool`).
     #[serde(default)]
-    pub storpool: toml::Table,
+    pub storpool: crate::storpool::StorPoolConfig,
 }
 
 /// A zone of the directory.
@@ -203,25 +203,40 @@ impl Config {
         let mut seen = BTreeMap::new();
         for (i, z) in self.zones.iter().enumerate() {
             if seen.insert(z.id.clone(), i).is_some() {
-                return Err(invalid(format!("zones[{i}].id"), format!("{} listed twice", z.id)));
+                return Err(invalid(
+                    format!("zones[{i}].id"),
+                    format!("{} listed twice", z.id),
+                ));
             }
             parse_public_key(&z.public_key)
                 .map_err(|m| invalid(format!("zones[{i}].public_key"), m))?;
         }
         if !seen.contains_key(&self.zone) {
-            return Err(invalid("zone", format!("{} is not in [[zones]]", self.zone)));
+            return Err(invalid(
+                "zone",
+                format!("{} is not in [[zones]]", self.zone),
+            ));
         }
         for (i, p) in self.sync.peers.iter().enumerate() {
             if !seen.contains_key(p) {
-                return Err(invalid(format!("sync.peers[{i}]"), format!("{p} is not in [[zones]]")));
+                return Err(invalid(
+                    format!("sync.peers[{i}]"),
+                    format!("{p} is not in [[zones]]"),
+                ));
             }
             if p == &self.zone {
-                return Err(invalid(format!("sync.peers[{i}]"), "a zone is not its own peer"));
+                return Err(invalid(
+                    format!("sync.peers[{i}]"),
+                    "a zone is not its own peer",
+                ));
             }
         }
         for (i, t) in self.api.tokens.iter().enumerate() {
             if t.token.len() < 4 {
-                return Err(invalid(format!("api.tokens[{i}].token"), "at least 4 characters"));
+                return Err(invalid(
+                    format!("api.tokens[{i}].token"),
+                    "at least 4 characters",
+                ));
             }
         }
         if self.api.tls_cert.is_some() != self.api.tls_key.is_some() {
@@ -231,7 +246,15 @@ impl Config {
             return Err(invalid("api.max_body_bytes", "must be positive"));
         }
         if self.sync.max_batch_events == 0 || self.sync.max_batch_bytes == 0 {
-            return Err(invalid("sync.max_batch_events", "batch limits must be positive"));
+            return Err(invalid(
+                "sync.max_batch_events",
+                "batch limits must be positive",
+            ));
+        }
+        if self.engine.enabled {
+            self.storpool
+                .validate()
+                .map_err(|e| invalid("storpool", e.to_string()))?;
         }
         // A full batch (at least one largest event) plus its message's own
         // fields must fit in a message.

@@ -266,7 +266,11 @@ impl Replica {
                 live(service)?;
                 metadata_ok(metadata)?;
             }
-            Op::SetSlot { service, zone, slot } => {
+            Op::SetSlot {
+                service,
+                zone,
+                slot,
+            } => {
                 live(service)?;
                 if !known(zone) {
                     return Err(InvalidInput::field("zone", format!("unknown zone {zone}")).into());
@@ -327,7 +331,10 @@ impl Replica {
         }
         let mut applied = Vec::new();
         let rejected = self.apply(&ev.event, now_ms);
-        applied.push(Applied { event: ev, rejected });
+        applied.push(Applied {
+            event: ev,
+            rejected,
+        });
         self.drain_pending(now_ms, &mut applied);
         Received::Applied(applied)
     }
@@ -348,9 +355,14 @@ impl Replica {
                 .find(|(_, e)| self.is_ready(&e.event))
                 .map(|(d, _)| d.clone());
             let Some(dot) = next else { break };
-            let Some(ev) = self.pending.remove(&dot) else { break };
+            let Some(ev) = self.pending.remove(&dot) else {
+                break;
+            };
             let rejected = self.apply(&ev.event, now_ms);
-            applied.push(Applied { event: ev, rejected });
+            applied.push(Applied {
+                event: ev,
+                rejected,
+            });
         }
     }
 
@@ -382,6 +394,23 @@ impl Replica {
     pub fn note_peer_vv(&mut self, zone: &ZoneId, vv: &VersionVector) {
         if self.directory.contains(zone) {
             self.known.entry(zone.clone()).or_default().merge(vv);
+        }
+    }
+
+    /// What this replica knows each zone has (itself included). Peers swap
+    /// these so that a zone that never writes still lets others compact.
+    pub fn known(&self) -> BTreeMap<ZoneId, VersionVector> {
+        let mut out = self.known.clone();
+        out.insert(self.zone.clone(), self.vv.clone());
+        out
+    }
+
+    /// Merges a peer's [`Replica::known`]: each entry only ever grows.
+    pub fn merge_known(&mut self, theirs: &BTreeMap<ZoneId, VersionVector>) {
+        for (z, vv) in theirs {
+            if z != &self.zone && self.directory.contains(z) {
+                self.known.entry(z.clone()).or_default().merge(vv);
+            }
         }
     }
 

@@ -133,7 +133,7 @@ impl Db {
             .spawn(move || writer_loop(writer, rx))
             .map_err(|e| StoreError::Redb {
                 path: inner.store.path().to_path_buf(),
-                source: redb::Error::Io(e),
+                source: Box::new(redb::Error::Io(e)),
             })?;
         Ok(Db { inner, tx })
     }
@@ -251,7 +251,10 @@ fn write_lock(l: &RwLock<Replica>) -> RwLockWriteGuard<'_, Replica> {
 
 /// A reply held back until the batch's commit is durable.
 enum Reply {
-    Write(oneshot::Sender<Result<SignedEvent, DbError>>, Result<SignedEvent, DbError>),
+    Write(
+        oneshot::Sender<Result<SignedEvent, DbError>>,
+        Result<SignedEvent, DbError>,
+    ),
     Ingest(oneshot::Sender<Result<IngestReport, DbError>>, IngestReport),
     Unit(oneshot::Sender<Result<(), DbError>>, Result<(), DbError>),
 }
