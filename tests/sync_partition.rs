@@ -198,3 +198,29 @@ async fn a_node_behind_the_compaction_point_is_brought_up_by_snapshot() {
         n.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_compacts_even_when_the_far_zone_never_writes() {
+    init_tracing();
+    let dep = Deployment::new(&["a", "b", "c"]);
+    let a = dep.start(dep.config("a", &["b"], |_| {})).await;
+    let b = dep.start(dep.config("b", &["c"], |_| {})).await;
+    let c = dep.start(dep.config("c", &[], |_| {})).await;
+    a.dial(&b).await;
+    b.dial(&c).await;
+    create_service(&a, "vm-a", "b").await;
+    for i in 0..20 {
+        set_metadata(&a, "vm-a", &format!("v{i}")).await;
+    }
+    wait_until("c has everything", TIMEOUT, || c.digest() == a.digest()).await;
+    // a never hears from c directly and c never writes: only what b tells a
+    // (in handshakes) lets a know c has a's events.
+    wait_until("a's log compacted", TIMEOUT, || {
+        a.db.compact().unwrap();
+        a.db.store().log_len().unwrap() == 0
+    })
+    .await;
+    for n in [a, b, c] {
+        n.stop().await;
+    }
+}

@@ -23,8 +23,9 @@ use crate::replica::VersionVector;
 pub enum Step {
     /// Nothing to do until something changes (a commit, an answer, a tick).
     Wait,
-    /// Send this message, then wait for its answer.
-    Send(Msg),
+    /// Send Hello (our version vector and what we know each zone has),
+    /// then wait for the Welcome.
+    Greet,
     /// Read from the store the events `theirs` lacks (in causal order, up to
     /// the batch limits) and hand them to [`Outbound::events`].
     FetchEvents { theirs: VersionVector },
@@ -125,6 +126,11 @@ impl Outbound {
         )
     }
 
+    /// True while a Hello is outstanding.
+    pub fn greeting(&self) -> bool {
+        self.phase == Phase::Greeting
+    }
+
     pub fn is_stalled(&self) -> bool {
         self.stalled
     }
@@ -140,7 +146,7 @@ impl Outbound {
         match self.phase {
             Phase::Start => {
                 self.phase = Phase::Greeting;
-                return Step::Send(self.hello(ours));
+                return Step::Greet;
             }
             Phase::Idle if !self.stalled => {}
             _ => return Step::Wait,
@@ -158,13 +164,6 @@ impl Outbound {
         }
         Step::FetchEvents {
             theirs: known.clone(),
-        }
-    }
-
-    fn hello(&self, ours: &VersionVector) -> Msg {
-        Msg::Hello {
-            zone: self.local.clone(),
-            vv: ours.clone(),
         }
     }
 
@@ -218,7 +217,7 @@ impl Outbound {
     /// which the peer's other session also updates).
     pub fn on_reply(&mut self, msg: Msg) -> Result<Known, Unexpected> {
         match (&self.phase, msg) {
-            (Phase::Greeting, Msg::Welcome { vv }) => {
+            (Phase::Greeting, Msg::Welcome { vv, .. }) => {
                 self.phase = Phase::Idle;
                 if self.greeted {
                     Ok(Known::Merge(vv))
@@ -265,16 +264,16 @@ impl Outbound {
         }
     }
 
-    /// The anti-entropy tick: un-stalls the link and, if it is idle, swaps
-    /// version vectors again (the peer may have lost or gained events we
-    /// did not hear about).
-    pub fn on_tick(&mut self, ours: &VersionVector) -> Option<Msg> {
+    /// The anti-entropy tick: un-stalls the link and, if it is idle, says
+    /// to greet again (swap version vectors: the peer may have lost or
+    /// gained events we did not hear about). True means send Hello.
+    pub fn on_tick(&mut self) -> bool {
         self.stalled = false;
         if self.phase == Phase::Idle {
             self.phase = Phase::Greeting;
-            return Some(self.hello(ours));
+            return true;
         }
-        None
+        false
     }
 }
 
@@ -299,11 +298,14 @@ mod tests {
         let mut o = Outbound::new(z("a"));
         let mut known = VersionVector::new();
         let step = o.poll(ours, &known, &VersionVector::new());
-        assert!(matches!(step, Step::Send(Msg::Hello { .. })));
+        assert_eq!(step, Step::Greet);
         assert_eq!(o.poll(ours, &known, &VersionVector::new()), Step::Wait);
-        o.on_reply(Msg::Welcome { vv: theirs })
-            .unwrap()
-            .apply(&mut known);
+        o.on_reply(Msg::Welcome {
+            vv: theirs,
+            known: Default::default(),
+        })
+        .unwrap()
+        .apply(&mut known);
         (o, known)
     }
 
@@ -367,10 +369,10 @@ mod tests {
         .apply(&mut known);
         assert!(o.is_stalled());
         assert_eq!(o.poll(&ours, &known, &floor), Step::Wait);
-        let hello = o.on_tick(&ours);
-        assert!(matches!(hello, Some(Msg::Hello { .. })));
+        assert!(o.on_tick());
         o.on_reply(Msg::Welcome {
             vv: VersionVector::new(),
+            known: Default::default(),
         })
         .unwrap()
         .apply(&mut known);
@@ -397,7 +399,8 @@ mod tests {
         // Answers nobody asked for are refused, not acted on.
         assert!(o
             .on_reply(Msg::Welcome {
-                vv: VersionVector::new()
+                vv: VersionVector::new(),
+                known: Default::default(),
             })
             .is_err());
     }

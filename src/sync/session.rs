@@ -108,7 +108,7 @@ async fn outbound_session(
             let known = shared.known(zone);
             let msg = match link.poll(&ours, &known, &shared.floor()?) {
                 Step::Wait => break,
-                Step::Send(msg) => Some(msg),
+                Step::Greet => Some(hello(shared)),
                 Step::FetchEvents { theirs } => {
                     let events = fetch(shared, theirs, ours.clone()).await?;
                     link.events(&ours, &known, events)
@@ -142,8 +142,8 @@ async fn outbound_session(
                 }
             }
             _ = tick.tick() => {
-                if let Some(hello) = link.on_tick(&shared.ours()) {
-                    send(shared, &mut io, &hello).await?;
+                if link.on_tick() {
+                    send(shared, &mut io, &hello(shared)).await?;
                 }
             }
         }
@@ -189,8 +189,12 @@ async fn await_answer(
         }
         Read::Msg { msg, bytes } => {
             shared.stats.received(bytes, 0);
-            if let Msg::Dropped { reason, .. } = &msg {
-                tracing::warn!(zone = %shared.zone, peer_zone = %zone, %reason, "peer dropped our request");
+            match &msg {
+                Msg::Dropped { reason, .. } => {
+                    tracing::warn!(zone = %shared.zone, peer_zone = %zone, %reason, "peer dropped our request")
+                }
+                Msg::Welcome { known, .. } if link.greeting() => shared.db.merge_known(known),
+                _ => {}
             }
             match link.on_reply(msg) {
                 Ok(known) => shared.learn(zone, known),
@@ -201,6 +205,16 @@ async fn await_answer(
             }
             Ok(())
         }
+    }
+}
+
+/// Our Hello: what we have and what we know every zone has.
+fn hello(shared: &Shared) -> Msg {
+    let (vv, known) = shared.db.read(|r| (r.vv().clone(), r.known()));
+    Msg::Hello {
+        zone: shared.zone.clone(),
+        vv,
+        known,
     }
 }
 
@@ -308,14 +322,20 @@ async fn answer(shared: &Arc<Shared>, zone: &ZoneId, msg: Msg) -> Result<Msg, Se
         }
     };
     match msg {
-        Msg::Hello { zone: claimed, vv } => {
+        Msg::Hello {
+            zone: claimed,
+            vv,
+            known,
+        } => {
             if &claimed != zone {
                 return Ok(unexpected(format!(
                     "hello names zone {claimed}, the connection is {zone}'s"
                 )));
             }
             shared.learn(zone, Known::Merge(vv));
-            Ok(Msg::Welcome { vv: shared.ours() })
+            shared.db.merge_known(&known);
+            let (vv, known) = shared.db.read(|r| (r.vv().clone(), r.known()));
+            Ok(Msg::Welcome { vv, known })
         }
         Msg::Events { id, vv, events } => {
             // The sender has all of `vv`: note it before the ingest wakes our

@@ -15,6 +15,7 @@ use crate::model::ZoneId;
 use crate::replica::VersionVector;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The libp2p protocol name of the sync stream.
 pub const PROTOCOL: &str = "/drengine/sync/1";
@@ -28,6 +29,10 @@ pub const FRAME_OVERHEAD_BYTES: usize = 4 + 2;
 /// Scratch buffer used to skip an oversized frame without holding it.
 const SKIP_CHUNK_BYTES: usize = 64 * 1024;
 
+/// Per zone, what a node knows that zone has. Swapped in handshakes so a
+/// zone we never hear from directly still lets the log be compacted.
+pub type KnownMap = BTreeMap<ZoneId, VersionVector>;
+
 /// One message of the sync protocol.
 ///
 /// Each side of a link opens its own stream to the other and *sends* on it
@@ -37,11 +42,15 @@ const SKIP_CHUNK_BYTES: usize = 64 * 1024;
 /// request outstanding: that is the back-pressure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Msg {
-    /// Opens (and, for anti-entropy, re-opens) a session: who we are and
-    /// what we have.
-    Hello { zone: ZoneId, vv: VersionVector },
-    /// The answer to Hello: what the receiver has.
-    Welcome { vv: VersionVector },
+    /// Opens (and, for anti-entropy, re-opens) a session: who we are, what
+    /// we have, and what we know each zone has (for compaction).
+    Hello {
+        zone: ZoneId,
+        vv: VersionVector,
+        known: KnownMap,
+    },
+    /// The answer to Hello: what the receiver has and knows.
+    Welcome { vv: VersionVector, known: KnownMap },
     /// A batch of events in causal order, each in its stored encoding.
     /// `vv` is the sender's version vector: the receiver knows the sender
     /// has all of it and never sends it back.
@@ -212,6 +221,7 @@ mod tests {
             let hello = Msg::Hello {
                 zone: zone("a"),
                 vv: VersionVector::new(),
+                known: KnownMap::new(),
             };
             let mut bytes = Vec::new();
             bytes.extend(frame_with_version(9, b"whatever"));
@@ -253,6 +263,7 @@ mod tests {
         futures::executor::block_on(async {
             let mut frame = encode_frame(&Msg::Welcome {
                 vv: VersionVector::new(),
+                known: KnownMap::new(),
             });
             frame.truncate(frame.len() - 1);
             let mut r = Cursor::new(frame);

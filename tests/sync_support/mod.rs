@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use drengine::model::{Policy, Retention, ServiceId, VmSlot, ZoneId};
-use drengine::node::config::{Config, SyncConfig, ZoneEntry};
+use drengine::node::config::{Config, EngineConfig, SyncConfig, ZoneEntry};
 use drengine::replica::{Op, Replica};
 use drengine::store::{Db, Store};
 use drengine::sync::{Sync, SyncHandle};
@@ -112,7 +112,10 @@ impl Deployment {
                 .collect(),
             api: Default::default(),
             sync,
-            engine: Default::default(),
+            engine: EngineConfig {
+                enabled: false,
+                ..Default::default()
+            },
             storpool: Default::default(),
         };
         cfg.validate().unwrap();
