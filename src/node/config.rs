@@ -258,7 +258,10 @@ impl Config {
         }
         // A full batch (at least one largest event) plus its message's own
         // fields must fit in a message.
-        let batch_bytes = self.sync.max_batch_bytes.max(crate::replica::MAX_EVENT_BYTES);
+        let batch_bytes = self
+            .sync
+            .max_batch_bytes
+            .max(crate::replica::MAX_EVENT_BYTES);
         if batch_bytes.saturating_add(64 * 1024) > self.sync.max_message_bytes {
             return Err(invalid(
                 "sync.max_message_bytes",
@@ -266,7 +269,10 @@ impl Config {
             ));
         }
         for (key, v) in [
-            ("sync.anti_entropy_interval_ms", self.sync.anti_entropy_interval_ms),
+            (
+                "sync.anti_entropy_interval_ms",
+                self.sync.anti_entropy_interval_ms,
+            ),
             ("sync.redial_initial_ms", self.sync.redial_initial_ms),
             ("sync.compact_interval_ms", self.sync.compact_interval_ms),
             ("sync.ack_timeout_ms", self.sync.ack_timeout_ms),

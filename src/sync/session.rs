@@ -92,7 +92,7 @@ async fn outbound_session(
     let mut io = Io { rd, wr };
     let mut feed = shared.db.subscribe();
     let mut changed = shared.changed.subscribe();
-    let mut link = Outbound::new(shared.zone.clone());
+    let mut link = Outbound::new();
     let period = Duration::from_millis(shared.cfg.anti_entropy_interval_ms);
     let mut tick = tokio::time::interval_at(Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
