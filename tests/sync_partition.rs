@@ -144,7 +144,10 @@ async fn a_stopped_node_restarted_from_its_file_catches_up() {
 async fn a_node_behind_the_compaction_point_is_brought_up_by_snapshot() {
     init_tracing();
     let dep = Deployment::new(&["a", "b", "c"]);
-    let a = dep.start(dep.config("a", &["b", "c"], |_| {})).await;
+    // Small batches, so the snapshot goes in several parts.
+    let a = dep
+        .start(dep.config("a", &["b", "c"], |s| s.max_batch_bytes = 64))
+        .await;
     let b = dep.start(dep.config("b", &[], |_| {})).await;
     let c = dep.start(dep.config("c", &[], |_| {})).await;
     a.dial(&b).await;

@@ -135,6 +135,9 @@ pub struct SyncConfig {
     pub ack_timeout_ms: u64,
     /// How often peers are pinged (liveness and RTT).
     pub ping_interval_ms: u64,
+    /// Largest state snapshot sent to or accepted from a peer (it travels
+    /// in parts of `max_batch_bytes`).
+    pub max_snapshot_bytes: usize,
 }
 
 impl Default for SyncConfig {
@@ -151,6 +154,7 @@ impl Default for SyncConfig {
             compact_interval_ms: 60_000,
             ack_timeout_ms: 30_000,
             ping_interval_ms: 2_000,
+            max_snapshot_bytes: 1 << 30,
         }
     }
 }

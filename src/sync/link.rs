@@ -10,12 +10,15 @@
 //! - it never sends what the peer is known to have (`known`, kept by the
 //!   shell from handshakes, acks and the version vectors the peer sends us);
 //! - a peer behind the compaction floor gets a snapshot first, and only once
-//!   we have every event the peer has (else it would refuse it);
+//!   we have every event the peer has (else it would refuse it); a snapshot
+//!   goes in parts of at most a batch's size, each acknowledged;
+//! - every request gets exactly one answer, so answers never go astray;
 //! - an answer that shows no progress stalls the link until the next
 //!   anti-entropy tick, so bad data can never make two nodes spin.
 
 use super::wire::Msg;
 use crate::replica::VersionVector;
+use std::collections::VecDeque;
 
 /// What the shell should do next for this peer.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +33,8 @@ pub enum Step {
     FetchEvents { theirs: VersionVector },
     /// Export a snapshot and hand it to [`Outbound::snapshot`].
     SendSnapshot,
+    /// Send this message (the next part of a snapshot), then wait.
+    Send(Msg),
 }
 
 /// How an answer changes what a peer is known to have.
@@ -71,8 +76,14 @@ enum Phase {
         id: u64,
         known_before: VersionVector,
     },
-    AwaitingSnapshotAck {
+    /// Snapshot `id` is going out in parts: `sent` parts are out, `rest`
+    /// wait; `waiting` while the last part sent is unanswered.
+    Snapshot {
         id: u64,
+        sent: u32,
+        parts: u32,
+        rest: VecDeque<Vec<u8>>,
+        waiting: bool,
     },
 }
 
@@ -83,7 +94,7 @@ impl Phase {
             Phase::Greeting => "greeting",
             Phase::Idle => "idle",
             Phase::AwaitingAck { .. } => "awaiting an ack",
-            Phase::AwaitingSnapshotAck { .. } => "awaiting a snapshot ack",
+            Phase::Snapshot { .. } => "sending a snapshot",
         }
     }
 }
@@ -125,7 +136,7 @@ impl Outbound {
     pub fn awaiting(&self) -> bool {
         matches!(
             self.phase,
-            Phase::Greeting | Phase::AwaitingAck { .. } | Phase::AwaitingSnapshotAck { .. }
+            Phase::Greeting | Phase::AwaitingAck { .. } | Phase::Snapshot { waiting: true, .. }
         )
     }
 
@@ -146,10 +157,34 @@ impl Outbound {
         known: &VersionVector,
         floor: &VersionVector,
     ) -> Step {
-        match self.phase {
+        match &mut self.phase {
             Phase::Start => {
                 self.phase = Phase::Greeting;
                 return Step::Greet;
+            }
+            Phase::Snapshot {
+                id,
+                sent,
+                parts,
+                rest,
+                waiting,
+            } if !*waiting => {
+                let Some(bytes) = rest.pop_front() else {
+                    // Every part went out and was answered without the
+                    // final ack: cannot happen, but never wait forever.
+                    self.phase = Phase::Idle;
+                    self.stalled = true;
+                    return Step::Wait;
+                };
+                *waiting = true;
+                let part = *sent;
+                *sent += 1;
+                return Step::Send(Msg::Snapshot {
+                    id: *id,
+                    part,
+                    parts: *parts,
+                    bytes,
+                });
             }
             Phase::Idle if !self.stalled => {}
             _ => return Step::Wait,
@@ -202,17 +237,32 @@ impl Outbound {
         })
     }
 
-    /// The snapshot exported for [`Step::SendSnapshot`], encoded; `None`
-    /// means it could not be sent (too large): wait for the next tick.
-    pub fn snapshot(&mut self, snapshot: Option<Vec<u8>>) -> Option<Msg> {
+    /// The snapshot exported for [`Step::SendSnapshot`], encoded, to be
+    /// sent in parts of at most `part_bytes`; `None` means it could not be
+    /// exported (too large): wait for the next tick. The parts then come out
+    /// of [`Outbound::poll`] as [`Step::Send`], one per answer.
+    pub fn snapshot(&mut self, snapshot: Option<Vec<u8>>, part_bytes: usize) {
         debug_assert_eq!(self.phase, Phase::Idle, "snapshot sent while busy");
         let Some(snapshot) = snapshot else {
             self.stalled = true;
-            return None;
+            return;
+        };
+        let rest: VecDeque<Vec<u8>> = if snapshot.is_empty() {
+            VecDeque::from([Vec::new()])
+        } else {
+            snapshot
+                .chunks(part_bytes.max(1))
+                .map(<[u8]>::to_vec)
+                .collect()
         };
         let id = self.take_id();
-        self.phase = Phase::AwaitingSnapshotAck { id };
-        Some(Msg::Snapshot { id, snapshot })
+        self.phase = Phase::Snapshot {
+            id,
+            sent: 0,
+            parts: rest.len() as u32,
+            rest,
+            waiting: false,
+        };
     }
 
     /// Digests an answer from the peer; returns how it changes what the
@@ -240,13 +290,33 @@ impl Outbound {
                 Ok(Known::Merge(vv))
             }
             (
-                Phase::AwaitingSnapshotAck { id },
+                Phase::Snapshot {
+                    id,
+                    sent,
+                    rest,
+                    waiting: true,
+                    ..
+                },
+                Msg::SnapshotPartAck { id: acked, part },
+            ) if *id == acked && part + 1 == *sent && !rest.is_empty() => {
+                if let Phase::Snapshot { waiting, .. } = &mut self.phase {
+                    *waiting = false;
+                }
+                Ok(Known::Merge(VersionVector::new()))
+            }
+            (
+                Phase::Snapshot {
+                    id,
+                    rest,
+                    waiting: true,
+                    ..
+                },
                 Msg::SnapshotAck {
                     id: acked,
                     imported,
                     vv,
                 },
-            ) if *id == acked => {
+            ) if *id == acked && rest.is_empty() => {
                 self.phase = Phase::Idle;
                 if imported {
                     // The peer's state is now exactly the snapshot.
@@ -409,6 +479,39 @@ mod tests {
             .is_err());
     }
 
+    /// Sends the snapshot `bytes` in parts of `part_bytes`, answering
+    /// each part, and returns the parts and the snapshot's id.
+    fn send_snapshot(
+        o: &mut Outbound,
+        ours: &VersionVector,
+        known: &VersionVector,
+        floor: &VersionVector,
+        bytes: Vec<u8>,
+        part_bytes: usize,
+    ) -> (Vec<Vec<u8>>, u64) {
+        o.snapshot(Some(bytes), part_bytes);
+        let mut got = Vec::new();
+        loop {
+            let Step::Send(Msg::Snapshot {
+                id,
+                part,
+                parts,
+                bytes,
+            }) = o.poll(ours, known, floor)
+            else {
+                panic!("expected a part")
+            };
+            assert_eq!(part as usize, got.len());
+            // One part at a time.
+            assert_eq!(o.poll(ours, known, floor), Step::Wait);
+            got.push(bytes);
+            if part + 1 == parts {
+                return (got, id);
+            }
+            o.on_reply(Msg::SnapshotPartAck { id, part }).unwrap();
+        }
+    }
+
     #[test]
     fn behind_the_floor_gets_a_snapshot_once_we_cover_it() {
         let floor = vv(&[("a", 10), ("b", 4)]);
@@ -420,9 +523,16 @@ mod tests {
         // Its session brought us its `c` events.
         let ours = vv(&[("a", 12), ("b", 4), ("c", 2)]);
         assert_eq!(o.poll(&ours, &known, &floor), Step::SendSnapshot);
-        let Some(Msg::Snapshot { id, .. }) = o.snapshot(Some(vec![1, 2, 3])) else {
-            panic!()
-        };
+        let (parts, id) = send_snapshot(&mut o, &ours, &known, &floor, vec![1, 2, 3, 4, 5], 2);
+        assert_eq!(parts, vec![vec![1, 2], vec![3, 4], vec![5]]);
+        // An answer to another snapshot is not this one's.
+        assert!(o
+            .on_reply(Msg::SnapshotAck {
+                id: id + 1,
+                imported: true,
+                vv: ours.clone(),
+            })
+            .is_err());
         o.on_reply(Msg::SnapshotAck {
             id,
             imported: true,
@@ -440,9 +550,7 @@ mod tests {
         let ours = vv(&[("a", 12)]);
         let (mut o, mut known) = greeted(&ours, vv(&[("a", 1)]));
         assert_eq!(o.poll(&ours, &known, &floor), Step::SendSnapshot);
-        let Some(Msg::Snapshot { id, .. }) = o.snapshot(Some(vec![0])) else {
-            panic!()
-        };
+        let (_, id) = send_snapshot(&mut o, &ours, &known, &floor, vec![0], 16);
         // Meanwhile the peer wrote an event of its own.
         o.on_reply(Msg::SnapshotAck {
             id,
@@ -454,5 +562,25 @@ mod tests {
         assert_eq!(o.poll(&ours, &known, &floor), Step::Wait);
         let ours = vv(&[("a", 12), ("b", 1)]);
         assert_eq!(o.poll(&ours, &known, &floor), Step::SendSnapshot);
+    }
+
+    #[test]
+    fn a_snapshot_part_dropped_on_the_way_ends_the_snapshot() {
+        let floor = vv(&[("a", 10)]);
+        let ours = vv(&[("a", 12)]);
+        let (mut o, mut known) = greeted(&ours, VersionVector::new());
+        assert_eq!(o.poll(&ours, &known, &floor), Step::SendSnapshot);
+        o.snapshot(Some(vec![0; 10]), 4);
+        assert!(matches!(o.poll(&ours, &known, &floor), Step::Send(_)));
+        o.on_reply(Msg::Dropped {
+            reason: "too large".into(),
+            vv: VersionVector::new(),
+        })
+        .unwrap()
+        .apply(&mut known);
+        assert!(!o.awaiting());
+        assert_eq!(o.poll(&ours, &known, &floor), Step::Wait);
+        // The tick starts over with a Hello.
+        assert!(o.on_tick());
     }
 }

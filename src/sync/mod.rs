@@ -378,7 +378,8 @@ impl SyncHandle {
     }
 
     /// Stops every task of the sync layer and closes its connections. When
-    /// it returns, the sync layer holds no clone of the `Db`.
+    /// it returns no sync task runs; the `Db` is released once the clones
+    /// of this handle are dropped too.
     pub async fn shutdown(&self) {
         // Already stopped is fine: shutdown is idempotent.
         let _ = self.command(|done| Command::Shutdown { done }).await;

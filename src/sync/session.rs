@@ -22,9 +22,6 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 
-/// Room left in a message for everything but a snapshot's bytes.
-const SNAPSHOT_OVERHEAD_BYTES: usize = 64 * 1024;
-
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SessionError {
@@ -104,6 +101,16 @@ async fn outbound_session(
                 await_answer(shared, zone, &mut io, &mut link).await?;
                 continue;
             }
+            // Forget the wake-ups so far *before* reading our version
+            // vector: anything committed after this read wakes us again.
+            loop {
+                match feed.try_recv() {
+                    Ok(_) | Err(TryRecvError::Lagged(_)) => continue,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Closed) => return Ok(()),
+                }
+            }
+            changed.borrow_and_update();
             let ours = shared.ours();
             let known = shared.known(zone);
             let msg = match link.poll(&ours, &known, &shared.floor()?) {
@@ -115,21 +122,17 @@ async fn outbound_session(
                 }
                 Step::SendSnapshot => {
                     let snapshot = export_snapshot(shared, zone);
-                    link.snapshot(snapshot)
+                    link.snapshot(snapshot, shared.cfg.max_batch_bytes);
+                    None
                 }
+                Step::Send(msg) => Some(msg),
             };
             if let Some(msg) = msg {
                 send(shared, &mut io, &msg).await?;
             }
         }
-        // Then wait for a reason to look again.
-        loop {
-            match feed.try_recv() {
-                Ok(_) | Err(TryRecvError::Lagged(_)) => continue,
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Closed) => return Ok(()),
-            }
-        }
+        // Then wait for a reason to look again: a commit or a snapshot
+        // import after the last look, or the anti-entropy tick.
         tokio::select! {
             r = feed.recv() => {
                 if let Err(RecvError::Closed) = r {
@@ -154,8 +157,10 @@ async fn send(shared: &Shared, io: &mut Io, msg: &Msg) -> Result<(), SessionErro
     let bytes = wire::write_msg(&mut io.wr, msg).await?;
     let events = match msg {
         Msg::Events { events, .. } => events.len(),
-        Msg::Snapshot { .. } => {
-            shared.stats.snapshot_sent();
+        Msg::Snapshot { part, .. } => {
+            if *part == 0 {
+                shared.stats.snapshot_sent();
+            }
             0
         }
         _ => 0,
@@ -238,18 +243,15 @@ async fn fetch(
     Ok(batch.events.iter().map(SignedEvent::encode).collect())
 }
 
-/// Our state as a snapshot, encoded; `None` (logged) if it is too large to
-/// send in one message.
+/// Our state as a snapshot, encoded; `None` (logged) if it is over
+/// `max_snapshot_bytes`.
 fn export_snapshot(shared: &Shared, zone: &ZoneId) -> Option<Vec<u8>> {
     let snapshot = shared.db.read(|r| r.export_snapshot());
     // postcard into a Vec cannot fail for our plain data types.
     let bytes = postcard::to_stdvec(&snapshot).unwrap_or_default();
-    let max = shared
-        .cfg
-        .max_message_bytes
-        .saturating_sub(SNAPSHOT_OVERHEAD_BYTES);
+    let max = shared.cfg.max_snapshot_bytes;
     if bytes.len() > max {
-        tracing::error!(zone = %shared.zone, peer_zone = %zone, bytes = bytes.len(), max, "peer is behind the compacted log but our snapshot is over the message limit; raise sync.max_message_bytes");
+        tracing::error!(zone = %shared.zone, peer_zone = %zone, bytes = bytes.len(), max, "peer is behind the compacted log but our snapshot is over the limit; raise sync.max_snapshot_bytes");
         return None;
     }
     tracing::info!(zone = %shared.zone, peer_zone = %zone, bytes = bytes.len(), "sending a state snapshot to a peer behind the compacted log");
@@ -284,6 +286,7 @@ async fn inbound_session(
 ) -> Result<(), SessionError> {
     let (rd, wr) = stream.split();
     let mut io = Io { rd, wr };
+    let mut assembly = None;
     loop {
         let read = wire::read_frame(&mut io.rd, shared.cfg.max_message_bytes).await?;
         let answer = match read {
@@ -304,15 +307,28 @@ async fn inbound_session(
                     _ => 0,
                 };
                 shared.stats.received(bytes, events);
-                answer(shared, zone, msg).await?
+                answer(shared, zone, msg, &mut assembly).await?
             }
         };
         send(shared, &mut io, &answer).await?;
     }
 }
 
+/// A snapshot arriving in parts.
+struct Assembly {
+    id: u64,
+    parts: u32,
+    next: u32,
+    bytes: Vec<u8>,
+}
+
 /// The answer to one request from `zone`.
-async fn answer(shared: &Arc<Shared>, zone: &ZoneId, msg: Msg) -> Result<Msg, SessionError> {
+async fn answer(
+    shared: &Arc<Shared>,
+    zone: &ZoneId,
+    msg: Msg,
+    assembly: &mut Option<Assembly>,
+) -> Result<Msg, SessionError> {
     let unexpected = |why: String| {
         shared.stats.drop(DropReason::Unexpected, 1);
         tracing::warn!(zone = %shared.zone, peer_zone = %zone, %why, "dropped a message from peer");
@@ -347,7 +363,41 @@ async fn answer(shared: &Arc<Shared>, zone: &ZoneId, msg: Msg) -> Result<Msg, Se
                 vv: shared.ours(),
             })
         }
-        Msg::Snapshot { id, snapshot } => import(shared, zone, id, &snapshot).await,
+        Msg::Snapshot {
+            id,
+            part,
+            parts,
+            bytes,
+        } => {
+            let mut a = match assembly.take() {
+                _ if part == 0 => Assembly {
+                    id,
+                    parts,
+                    next: 0,
+                    bytes: Vec::new(),
+                },
+                Some(a) if a.id == id && a.parts == parts && a.next == part => a,
+                _ => {
+                    return Ok(unexpected(format!(
+                        "snapshot {id} part {part} of {parts} out of order"
+                    )))
+                }
+            };
+            if a.bytes.len() + bytes.len() > shared.cfg.max_snapshot_bytes {
+                return Ok(unexpected(format!(
+                    "snapshot {id} is over the {} byte limit",
+                    shared.cfg.max_snapshot_bytes
+                )));
+            }
+            a.bytes.extend_from_slice(&bytes);
+            a.next += 1;
+            if a.next < a.parts {
+                tracing::debug!(zone = %shared.zone, peer_zone = %zone, id, part, parts, "snapshot part received");
+                *assembly = Some(a);
+                return Ok(Msg::SnapshotPartAck { id, part });
+            }
+            import(shared, zone, id, &a.bytes).await
+        }
         other => Ok(unexpected(format!(
             "{} is an answer, not a request",
             other.kind()

@@ -37,9 +37,10 @@ pub type KnownMap = BTreeMap<ZoneId, VersionVector>;
 ///
 /// Each side of a link opens its own stream to the other and *sends* on it
 /// (Hello, Events, Snapshot); the other side only answers on that stream
-/// (Welcome, Ack, SnapshotAck, Dropped). So every stream carries one flow of
-/// data with its acknowledgements flowing back, and a sender has at most one
-/// request outstanding: that is the back-pressure.
+/// (Welcome, Ack, SnapshotPartAck, SnapshotAck, Dropped), exactly one answer
+/// per frame. So every stream carries one flow of data with its
+/// acknowledgements flowing back, and a sender has at most one request
+/// outstanding: that is the back-pressure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Msg {
     /// Opens (and, for anti-entropy, re-opens) a session: who we are, what
@@ -61,9 +62,18 @@ pub enum Msg {
     },
     /// The receiver ingested batch `id` (durably) and now has `vv`.
     Ack { id: u64, vv: VersionVector },
-    /// A full state snapshot (postcard `replica::Snapshot`) for a receiver
-    /// behind the sender's compacted log.
-    Snapshot { id: u64, snapshot: Vec<u8> },
+    /// Part `part` (from 0) of `parts` of a full state snapshot (postcard
+    /// `replica::Snapshot`, cut in pieces of at most a batch's size) for a
+    /// receiver behind the sender's compacted log. Each part but the last is
+    /// answered with SnapshotPartAck, the last with SnapshotAck.
+    Snapshot {
+        id: u64,
+        part: u32,
+        parts: u32,
+        bytes: Vec<u8>,
+    },
+    /// Part `part` of snapshot `id` arrived; send the next one.
+    SnapshotPartAck { id: u64, part: u32 },
     /// The snapshot was imported, or refused because the receiver has
     /// events the sender lacks (it sends those first, then the sender asks
     /// again).
@@ -86,6 +96,7 @@ impl Msg {
             Msg::Events { .. } => "events",
             Msg::Ack { .. } => "ack",
             Msg::Snapshot { .. } => "snapshot",
+            Msg::SnapshotPartAck { .. } => "snapshot_part_ack",
             Msg::SnapshotAck { .. } => "snapshot_ack",
             Msg::Dropped { .. } => "dropped",
         }
