@@ -219,7 +219,7 @@ pub(crate) async fn start(
     let acceptor = tokio::spawn(accept_loop(shared.clone(), incoming));
     let compactor = tokio::spawn(compact_loop(shared.clone()));
     let now = Instant::now();
-    let dials = lock(&shared.book)
+    let dials: BTreeMap<ZoneId, Dial> = lock(&shared.book)
         .iter()
         .filter(|(_, e)| e.dialled)
         .map(|(z, _)| {
@@ -236,6 +236,11 @@ pub(crate) async fn start(
         })
         .collect();
     tracing::info!(zone = %shared.zone, peer_id = %shared.local_peer_id, addrs = ?lock(&shared.listen_addrs), "sync listening");
+    for (z, d) in &dials {
+        if d.addr.is_none() {
+            tracing::warn!(zone = %shared.zone, peer_zone = %z, "configured peer has no sync_addr; waiting for it to dial us");
+        }
+    }
     let net = Net {
         shared,
         swarm,

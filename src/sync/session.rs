@@ -52,7 +52,16 @@ pub(crate) async fn run_outbound(
         if shared.is_blocked(&zone) {
             return;
         }
-        match control.open_stream(peer, super::net::protocol()).await {
+        let timeout = Duration::from_millis(shared.cfg.ack_timeout_ms);
+        let opened =
+            tokio::time::timeout(timeout, control.open_stream(peer, super::net::protocol()))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(libp2p_stream::OpenStreamError::Io(
+                        std::io::ErrorKind::TimedOut.into(),
+                    ))
+                });
+        match opened {
             Ok(stream) => {
                 backoff_ms = initial_ms;
                 match outbound_session(&shared, &zone, stream).await {
