@@ -520,6 +520,12 @@ impl Net {
                         e.rtt_ms = Some(rtt.as_secs_f64() * 1000.0);
                         e.last_seen = Some(std::time::Instant::now());
                     }),
+                    Err(ping::Failure::Timeout) => {
+                        // A link that stopped answering is as good as gone:
+                        // close it, so the redial (and its backoff) starts.
+                        tracing::warn!(zone = %local, peer_zone = %zone, "ping timed out; closing the connection");
+                        let _ = self.swarm.disconnect_peer_id(peer);
+                    }
                     Err(e) => {
                         tracing::debug!(zone = %local, peer_zone = %zone, error = %e, "ping failed")
                     }
