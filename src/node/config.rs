@@ -101,6 +101,8 @@ pub struct ApiConfig {
     /// PEM certificate and key; both set means HTTPS.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Most change-feed (SSE) clients connected at once; more answer 503.
+    pub max_feed_clients: usize,
 }
 
 impl Default for ApiConfig {
@@ -111,6 +113,7 @@ impl Default for ApiConfig {
             max_body_bytes: 1024 * 1024,
             tls_cert: None,
             tls_key: None,
+            max_feed_clients: 64,
         }
     }
 }
@@ -182,7 +185,11 @@ impl Config {
         })?;
         // Relative paths are relative to the file, as an operator expects.
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut cfg.data_dir, &mut cfg.key_file] {
+        for p in [&mut cfg.data_dir, &mut cfg.key_file]
+            .into_iter()
+            .chain(cfg.api.tls_cert.as_mut())
+            .chain(cfg.api.tls_key.as_mut())
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -196,35 +203,56 @@ impl Config {
         let mut seen = BTreeMap::new();
         for (i, z) in self.zones.iter().enumerate() {
             if seen.insert(z.id.clone(), i).is_some() {
-                return Err(invalid(format!("zones[{i}].id"), format!("{} listed twice", z.id)));
+                return Err(invalid(
+                    format!("zones[{i}].id"),
+                    format!("{} listed twice", z.id),
+                ));
             }
             parse_public_key(&z.public_key)
                 .map_err(|m| invalid(format!("zones[{i}].public_key"), m))?;
         }
         if !seen.contains_key(&self.zone) {
-            return Err(invalid("zone", format!("{} is not in [[zones]]", self.zone)));
+            return Err(invalid(
+                "zone",
+                format!("{} is not in [[zones]]", self.zone),
+            ));
         }
         for (i, p) in self.sync.peers.iter().enumerate() {
             if !seen.contains_key(p) {
-                return Err(invalid(format!("sync.peers[{i}]"), format!("{p} is not in [[zones]]")));
+                return Err(invalid(
+                    format!("sync.peers[{i}]"),
+                    format!("{p} is not in [[zones]]"),
+                ));
             }
             if p == &self.zone {
-                return Err(invalid(format!("sync.peers[{i}]"), "a zone is not its own peer"));
+                return Err(invalid(
+                    format!("sync.peers[{i}]"),
+                    "a zone is not its own peer",
+                ));
             }
         }
         for (i, t) in self.api.tokens.iter().enumerate() {
             if t.token.len() < 4 {
-                return Err(invalid(format!("api.tokens[{i}].token"), "at least 4 characters"));
+                return Err(invalid(
+                    format!("api.tokens[{i}].token"),
+                    "at least 4 characters",
+                ));
             }
         }
         if self.api.tls_cert.is_some() != self.api.tls_key.is_some() {
             return Err(invalid("api.tls_cert", "tls_cert and tls_key go together"));
         }
+        if self.api.max_feed_clients == 0 {
+            return Err(invalid("api.max_feed_clients", "must be positive"));
+        }
         if self.api.max_body_bytes == 0 {
             return Err(invalid("api.max_body_bytes", "must be positive"));
         }
         if self.sync.max_batch_events == 0 || self.sync.max_batch_bytes == 0 {
-            return Err(invalid("sync.max_batch_events", "batch limits must be positive"));
+            return Err(invalid(
+                "sync.max_batch_events",
+                "batch limits must be positive",
+            ));
         }
         if self.engine.tick_ms == 0 {
             return Err(invalid("engine.tick_ms", "must be positive"));
