@@ -11,6 +11,6 @@ pub mod engine;
 pub mod model;
 pub mod node;
 pub mod replica;
-pub mod storpool;
 pub mod store;
+pub mod storpool;
 pub mod sync;

@@ -128,7 +128,10 @@ impl RpId {
 pub fn validate_volume_name(name: &str) -> Result<(), InvalidInput> {
     check_chars("disks", name, 199, &['_', '-', '.', ':'])?;
     if name == "list" || name == "status" {
-        return Err(InvalidInput::field("disks", format!("{name:?} is reserved")));
+        return Err(InvalidInput::field(
+            "disks",
+            format!("{name:?} is reserved"),
+        ));
     }
     Ok(())
 }

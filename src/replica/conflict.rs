@@ -107,5 +107,9 @@ pub fn service_conflicts(s: &Service) -> Vec<Conflict> {
 
 /// Every conflict in the state, ordered by service.
 pub fn conflicts(state: &State) -> Vec<Conflict> {
-    state.services.values().flat_map(service_conflicts).collect()
+    state
+        .services
+        .values()
+        .flat_map(service_conflicts)
+        .collect()
 }

@@ -2,9 +2,7 @@
 //! its origin, and verified by every node before it is stored or applied.
 
 use super::{Dot, Hlc, VersionVector};
-use crate::model::{
-    CopyState, MessageId, Policy, RpDisk, RpId, ServiceId, VmSlot, ZoneId,
-};
+use crate::model::{CopyState, MessageId, Policy, RpDisk, RpId, ServiceId, VmSlot, ZoneId};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -48,7 +46,9 @@ pub enum Op {
     },
     /// Marks the service deleted (a tombstone; its RPs are cleaned up by
     /// each zone's retention).
-    DeleteService { service: ServiceId },
+    DeleteService {
+        service: ServiceId,
+    },
     /// Records a recovery point taken by the origin zone. Only the origin
     /// named in `rp` may write it.
     CreateRp {
@@ -72,9 +72,14 @@ pub enum Op {
         hold: bool,
     },
     /// A message from the origin zone's CMP to zone `to`'s CMP.
-    SendMessage { to: ZoneId, body: String },
+    SendMessage {
+        to: ZoneId,
+        body: String,
+    },
     /// Acknowledges a message; only its addressee may.
-    AckMessage { message: MessageId },
+    AckMessage {
+        message: MessageId,
+    },
 }
 
 impl Op {

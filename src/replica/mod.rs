@@ -266,7 +266,11 @@ impl Replica {
                 live(service)?;
                 metadata_ok(metadata)?;
             }
-            Op::SetSlot { service, zone, slot } => {
+            Op::SetSlot {
+                service,
+                zone,
+                slot,
+            } => {
                 live(service)?;
                 if !known(zone) {
                     return Err(InvalidInput::field("zone", format!("unknown zone {zone}")).into());
@@ -327,7 +331,10 @@ impl Replica {
         }
         let mut applied = Vec::new();
         let rejected = self.apply(&ev.event, now_ms);
-        applied.push(Applied { event: ev, rejected });
+        applied.push(Applied {
+            event: ev,
+            rejected,
+        });
         self.drain_pending(now_ms, &mut applied);
         Received::Applied(applied)
     }
@@ -348,9 +355,14 @@ impl Replica {
                 .find(|(_, e)| self.is_ready(&e.event))
                 .map(|(d, _)| d.clone());
             let Some(dot) = next else { break };
-            let Some(ev) = self.pending.remove(&dot) else { break };
+            let Some(ev) = self.pending.remove(&dot) else {
+                break;
+            };
             let rejected = self.apply(&ev.event, now_ms);
-            applied.push(Applied { event: ev, rejected });
+            applied.push(Applied {
+                event: ev,
+                rejected,
+            });
         }
     }
 

@@ -93,7 +93,10 @@ impl Service {
 
     /// The VM slot a zone reads for `zone`.
     pub fn slot(&self, zone: &ZoneId) -> Option<&VmSlot> {
-        self.slots.get(zone).and_then(|r| r.get()).and_then(|s| s.as_ref())
+        self.slots
+            .get(zone)
+            .and_then(|r| r.get())
+            .and_then(|s| s.as_ref())
     }
 
     /// Zones where the service has an active VM. A zone counts if any of its
@@ -156,10 +159,12 @@ impl State {
                 }
                 s.policy.write(deps, dot.clone(), hlc, policy.clone());
                 s.metadata.write(deps, dot.clone(), hlc, metadata.clone());
-                s.slots
-                    .entry(ev.origin.clone())
-                    .or_default()
-                    .write(deps, dot, hlc, Some(slot.clone()));
+                s.slots.entry(ev.origin.clone()).or_default().write(
+                    deps,
+                    dot,
+                    hlc,
+                    Some(slot.clone()),
+                );
                 Touched::Service(service.clone())
             }
             Op::SetPolicy { service, policy } => {

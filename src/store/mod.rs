@@ -10,9 +10,7 @@ mod writer;
 pub use writer::{Commit, Db, DbError, LocalMutation, MAX_WRITE_BATCH};
 
 use crate::model::ZoneId;
-use crate::replica::{
-    Hlc, Message, Replica, Service, SignedEvent, State, VersionVector,
-};
+use crate::replica::{Hlc, Message, Replica, Service, SignedEvent, State, VersionVector};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
@@ -252,7 +250,11 @@ impl Store {
 
     /// Rewrites every state row (after a snapshot import): rows of services
     /// and messages not in the state are removed.
-    pub fn replace_state(&self, replica: &mut Replica, floor: &VersionVector) -> Result<(), StoreError> {
+    pub fn replace_state(
+        &self,
+        replica: &mut Replica,
+        floor: &VersionVector,
+    ) -> Result<(), StoreError> {
         replica.take_dirty();
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
@@ -407,7 +409,12 @@ impl Store {
     }
 
     /// Every event of `origin` still in the log, in seq order (the audit trail).
-    pub fn events_of(&self, origin: &ZoneId, after_seq: u64, max_events: usize) -> Result<Vec<SignedEvent>, StoreError> {
+    pub fn events_of(
+        &self,
+        origin: &ZoneId,
+        after_seq: u64,
+        max_events: usize,
+    ) -> Result<Vec<SignedEvent>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let log = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
         let mut range = log
@@ -427,7 +434,9 @@ impl Store {
     pub fn local_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = txn.open_table(LOCAL).map_err(|e| self.err(e))?;
-        Ok(t.get(key).map_err(|e| self.err(e))?.map(|v| v.value().to_vec()))
+        Ok(t.get(key)
+            .map_err(|e| self.err(e))?
+            .map(|v| v.value().to_vec()))
     }
 
     /// Local rows whose key starts with `prefix`, in key order.
@@ -497,4 +506,3 @@ impl Ord for Head {
         other.key().cmp(&self.key())
     }
 }
-

@@ -251,7 +251,10 @@ fn write_lock(l: &RwLock<Replica>) -> RwLockWriteGuard<'_, Replica> {
 
 /// A reply held back until the batch's commit is durable.
 enum Reply {
-    Write(oneshot::Sender<Result<SignedEvent, DbError>>, Result<SignedEvent, DbError>),
+    Write(
+        oneshot::Sender<Result<SignedEvent, DbError>>,
+        Result<SignedEvent, DbError>,
+    ),
     Ingest(oneshot::Sender<Result<IngestReport, DbError>>, IngestReport),
     Unit(oneshot::Sender<Result<(), DbError>>, Result<(), DbError>),
 }

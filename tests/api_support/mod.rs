@@ -259,3 +259,58 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Reads server-sent events from a streaming answer.
+pub struct SseReader {
+    res: reqwest::Response,
+    buf: String,
+}
+
+/// One server-sent event: its name and data.
+#[derive(Debug)]
+pub struct Sse {
+    pub event: String,
+    pub data: String,
+}
+
+impl SseReader {
+    pub fn new(res: reqwest::Response) -> Self {
+        SseReader {
+            res,
+            buf: String::new(),
+        }
+    }
+
+    /// The next event (comments skipped), or None when the stream ends or
+    /// `timeout` passes.
+    pub async fn next(&mut self, timeout: Duration) -> Option<Sse> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut event = String::from("message");
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push(v.strip_prefix(' ').unwrap_or(v).to_string());
+                    }
+                }
+                if !data.is_empty() {
+                    return Some(Sse {
+                        event,
+                        data: data.join("\n"),
+                    });
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.res.chunk())
+                .await
+                .ok()?;
+            match chunk {
+                Ok(Some(bytes)) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
+                _ => return None,
+            }
+        }
+    }
+}
