@@ -126,7 +126,7 @@ pub struct RpDisk {
 
 /// The state of one zone's copy of a recovery point. Written by that zone only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum CopyState {
     /// Expected, not yet seen in the zone's cluster.
     Pending,

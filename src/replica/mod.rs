@@ -397,6 +397,23 @@ impl Replica {
         }
     }
 
+    /// What this replica knows each zone has (itself included). Peers swap
+    /// these so that a zone that never writes still lets others compact.
+    pub fn known(&self) -> BTreeMap<ZoneId, VersionVector> {
+        let mut out = self.known.clone();
+        out.insert(self.zone.clone(), self.vv.clone());
+        out
+    }
+
+    /// Merges a peer's [`Replica::known`]: each entry only ever grows.
+    pub fn merge_known(&mut self, theirs: &BTreeMap<ZoneId, VersionVector>) {
+        for (z, vv) in theirs {
+            if z != &self.zone && self.directory.contains(z) {
+                self.known.entry(z.clone()).or_default().merge(vv);
+            }
+        }
+    }
+
     /// Every zone in the directory is known to have every event at or below
     /// this vector: the log below it can be compacted.
     pub fn stable_vv(&self) -> VersionVector {

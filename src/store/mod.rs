@@ -36,7 +36,7 @@ pub enum StoreError {
     Redb {
         path: PathBuf,
         #[source]
-        source: redb::Error,
+        source: Box<redb::Error>,
     },
     #[error("database {path}: row {key} does not decode: {reason}")]
     Corrupt {
@@ -458,7 +458,7 @@ impl Store {
 fn redb_err<E: Into<redb::Error>>(path: &Path, e: E) -> StoreError {
     StoreError::Redb {
         path: path.to_path_buf(),
-        source: e.into(),
+        source: Box::new(e.into()),
     }
 }
 

@@ -133,7 +133,7 @@ impl Db {
             .spawn(move || writer_loop(writer, rx))
             .map_err(|e| StoreError::Redb {
                 path: inner.store.path().to_path_buf(),
-                source: redb::Error::Io(e),
+                source: Box::new(redb::Error::Io(e)),
             })?;
         Ok(Db { inner, tx })
     }

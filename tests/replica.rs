@@ -1,0 +1,439 @@
+//! The replicated state's rules, one user story per test.
+
+use drengine::model::{CopyState, Policy, Retention, RpDisk, RpId, ServiceId, VmSlot, ZoneId};
+use drengine::replica::{
+    ConflictKind, Directory, Op, Received, Rejected, Replica, SignedEvent, WriteError,
+};
+use drengine::store::{Db, Store};
+use ed25519_dalek::SigningKey;
+
+fn z(s: &str) -> ZoneId {
+    ZoneId::new(s).unwrap()
+}
+
+struct Zones {
+    keys: Vec<SigningKey>,
+    directory: Directory,
+}
+
+fn zones(n: usize) -> Zones {
+    let keys: Vec<SigningKey> = (0..n)
+        .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]))
+        .collect();
+    let directory = Directory::new(
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| {
+                (
+                    z(&format!("zone-{}", (b'a' + i as u8) as char)),
+                    k.verifying_key(),
+                )
+            })
+            .collect(),
+    );
+    Zones { keys, directory }
+}
+
+impl Zones {
+    fn replica(&self, i: usize) -> Replica {
+        let zone = z(&format!("zone-{}", (b'a' + i as u8) as char));
+        Replica::new(zone, Some(self.keys[i].clone()), self.directory.clone())
+    }
+}
+
+fn policy(rz: &str) -> Policy {
+    Policy {
+        interval_s: 60,
+        recovery_zone: z(rz),
+        local_retention: Retention {
+            keep_last: 3,
+            keep_for_s: 3600,
+        },
+        remote_retention: Retention {
+            keep_last: 3,
+            keep_for_s: 3600,
+        },
+    }
+}
+
+fn slot(vm: &str, active: bool) -> VmSlot {
+    VmSlot {
+        cmp_vm_id: vm.into(),
+        disks: vec![format!("{vm}-disk0")],
+        active,
+    }
+}
+
+fn svc() -> ServiceId {
+    ServiceId::new("svc-1").unwrap()
+}
+
+fn protect(r: &mut Replica) -> SignedEvent {
+    r.local_write(
+        Op::CreateService {
+            service: svc(),
+            policy: policy("zone-b"),
+            metadata: "cpu=2".into(),
+            slot: slot("vm-1", true),
+        },
+        "cmp-a",
+        1000,
+    )
+    .unwrap()
+}
+
+fn deliver(to: &mut Replica, evs: &[SignedEvent]) {
+    for e in evs {
+        to.receive(e.clone(), 2000);
+    }
+}
+
+#[test]
+fn concurrent_policy_edits_are_listed_until_a_write_that_saw_both() {
+    let zs = zones(3);
+    let (mut a, mut b, mut c) = (zs.replica(0), zs.replica(1), zs.replica(2));
+    let e0 = protect(&mut a);
+    deliver(&mut b, std::slice::from_ref(&e0));
+    deliver(&mut c, &[e0]);
+    let mut pa = policy("zone-b");
+    pa.interval_s = 30;
+    let mut pb = policy("zone-c");
+    pb.interval_s = 90;
+    let ea = a
+        .local_write(
+            Op::SetPolicy {
+                service: svc(),
+                policy: pa,
+            },
+            "op-a",
+            3000,
+        )
+        .unwrap();
+    let eb = b
+        .local_write(
+            Op::SetPolicy {
+                service: svc(),
+                policy: pb,
+            },
+            "op-b",
+            3000,
+        )
+        .unwrap();
+    for r in [&mut a, &mut b, &mut c] {
+        deliver(r, &[ea.clone(), eb.clone()]);
+    }
+    assert_eq!(a.digest(), b.digest());
+    assert_eq!(b.digest(), c.digest());
+    let conflicts = c.conflicts();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(
+        conflicts[0].kind,
+        ConflictKind::ConcurrentWrite {
+            field: "policy".into()
+        }
+    );
+    let zones: Vec<_> = conflicts[0]
+        .sides
+        .iter()
+        .map(|s| s.zone.to_string())
+        .collect();
+    assert_eq!(zones, ["zone-a", "zone-b"]);
+    // Reads still answer one value, chosen the same way everywhere.
+    let read = |r: &Replica| r.service(&svc()).unwrap().policy.get().cloned();
+    assert_eq!(read(&a), read(&c));
+
+    // An operator in zone C, having seen both, resolves it.
+    let resolve = c
+        .local_write(
+            Op::SetPolicy {
+                service: svc(),
+                policy: policy("zone-b"),
+            },
+            "op-c",
+            4000,
+        )
+        .unwrap();
+    deliver(&mut a, std::slice::from_ref(&resolve));
+    deliver(&mut b, &[resolve]);
+    for r in [&a, &b, &c] {
+        assert!(r.conflicts().is_empty());
+        assert_eq!(read(r).unwrap().interval_s, 60);
+    }
+}
+
+#[test]
+fn failover_while_cut_off_shows_active_vm_conflict_until_one_is_deactivated() {
+    let zs = zones(3);
+    let (mut a, mut b, mut c) = (zs.replica(0), zs.replica(1), zs.replica(2));
+    let e0 = protect(&mut a);
+    deliver(&mut b, std::slice::from_ref(&e0));
+    deliver(&mut c, &[e0]);
+    // Zone B fails over while A is cut off.
+    let fo = b
+        .local_write(
+            Op::SetSlot {
+                service: svc(),
+                zone: z("zone-b"),
+                slot: Some(slot("vm-b", true)),
+            },
+            "cmp-b",
+            5000,
+        )
+        .unwrap();
+    deliver(&mut c, std::slice::from_ref(&fo));
+    deliver(&mut a, &[fo]);
+    for r in [&a, &b, &c] {
+        let cs = r.conflicts();
+        assert_eq!(cs.len(), 1);
+        assert_eq!(cs[0].kind, ConflictKind::ActiveVms);
+        let sides: Vec<_> = cs[0].sides.iter().map(|s| s.zone.to_string()).collect();
+        assert_eq!(sides, ["zone-a", "zone-b"]);
+    }
+    // Resolved in A: A's VM marked inactive.
+    let off = a
+        .local_write(
+            Op::SetSlot {
+                service: svc(),
+                zone: z("zone-a"),
+                slot: Some(slot("vm-1", false)),
+            },
+            "op-a",
+            6000,
+        )
+        .unwrap();
+    deliver(&mut b, std::slice::from_ref(&off));
+    deliver(&mut c, &[off]);
+    for r in [&a, &b, &c] {
+        assert!(r.conflicts().is_empty());
+        assert_eq!(r.service(&svc()).unwrap().active_zones(), [z("zone-b")]);
+    }
+}
+
+#[test]
+fn forged_altered_and_replayed_events_change_nothing() {
+    let zs = zones(2);
+    let (mut a, mut b) = (zs.replica(0), zs.replica(1));
+    let e0 = protect(&mut a);
+    // Altered after signing.
+    let mut altered = e0.clone();
+    altered.event.actor = "mallory".into();
+    assert!(matches!(b.receive(altered, 0), Received::Refused(_)));
+    // Signed by a key not in the directory.
+    let stranger = SigningKey::from_bytes(&[99; 32]);
+    let forged = e0.event.clone().sign(&stranger);
+    assert!(matches!(b.receive(forged, 0), Received::Refused(_)));
+    let before = b.digest();
+    assert_eq!(before, zs.replica(1).digest(), "nothing applied");
+    assert!(matches!(b.receive(e0.clone(), 0), Received::Applied(_)));
+    let after = b.digest();
+    assert!(matches!(b.receive(e0, 0), Received::Duplicate));
+    assert_eq!(b.digest(), after);
+}
+
+#[test]
+fn early_events_wait_for_their_causal_past() {
+    let zs = zones(2);
+    let (mut a, mut b) = (zs.replica(0), zs.replica(1));
+    let e1 = protect(&mut a);
+    let e2 = a
+        .local_write(
+            Op::SetMetadata {
+                service: svc(),
+                metadata: "cpu=4".into(),
+            },
+            "cmp-a",
+            2000,
+        )
+        .unwrap();
+    assert!(matches!(b.receive(e2, 0), Received::Buffered));
+    assert_eq!(b.pending_len(), 1);
+    match b.receive(e1, 0) {
+        Received::Applied(v) => assert_eq!(v.len(), 2),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(a.digest(), b.digest());
+}
+
+#[test]
+fn only_the_taking_zone_writes_an_rp_and_only_a_zone_writes_its_copy() {
+    let zs = zones(2);
+    let (mut a, mut b) = (zs.replica(0), zs.replica(1));
+    let e0 = protect(&mut a);
+    deliver(&mut b, &[e0]);
+    let rp_of_a = RpId::for_origin(&z("zone-a"), "1").unwrap();
+    let disks = vec![RpDisk {
+        volume: "vm-1-disk0".into(),
+        snapshot: "s1".into(),
+        global_id: "a.b.1".into(),
+    }];
+    // B cannot record an RP under A's name: refused locally...
+    let err = b
+        .local_write(
+            Op::CreateRp {
+                service: svc(),
+                rp: rp_of_a.clone(),
+                disks: disks.clone(),
+                metadata: String::new(),
+                taken: Default::default(),
+            },
+            "b",
+            0,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, WriteError::Rejected(Rejected::NotOwner { .. })),
+        "{err:?}"
+    );
+    // ... and A's own RP is accepted, with A's copy complete.
+    let rp = a
+        .local_write(
+            Op::CreateRp {
+                service: svc(),
+                rp: rp_of_a.clone(),
+                disks,
+                metadata: "cpu=2".into(),
+                taken: Default::default(),
+            },
+            "node",
+            0,
+        )
+        .unwrap();
+    deliver(&mut b, &[rp]);
+    let copy = b
+        .local_write(
+            Op::SetCopy {
+                service: svc(),
+                rp: rp_of_a.clone(),
+                state: CopyState::Complete,
+            },
+            "node",
+            0,
+        )
+        .unwrap();
+    deliver(&mut a, &[copy]);
+    let s = a.service(&svc()).unwrap();
+    let rp = &s.rps[&rp_of_a];
+    assert!(rp.is_complete_in(&z("zone-a")) && rp.is_complete_in(&z("zone-b")));
+    assert_eq!(s.newest_complete_rp(&z("zone-b")).unwrap().id, rp_of_a);
+    assert_eq!(a.digest(), b.digest());
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_naming_the_field_and_changes_nothing() {
+    let zs = zones(2);
+    let mut a = zs.replica(0);
+    let before = a.digest();
+    let try_create = |a: &mut Replica, p: Policy, s: VmSlot, m: String| {
+        a.local_write(
+            Op::CreateService {
+                service: svc(),
+                policy: p,
+                metadata: m,
+                slot: s,
+            },
+            "cmp",
+            0,
+        )
+    };
+    let field = |e: WriteError| match e {
+        WriteError::Invalid(i) => i.field_name(),
+        other => panic!("{other:?}"),
+    };
+    let mut p = policy("zone-b");
+    p.interval_s = 0;
+    assert_eq!(
+        field(try_create(&mut a, p, slot("v", true), "".into()).unwrap_err()),
+        "policy.interval_s"
+    );
+    assert_eq!(
+        field(try_create(&mut a, policy("zone-a"), slot("v", true), "".into()).unwrap_err()),
+        "policy.recovery_zone"
+    );
+    let mut unknown = policy("zone-b");
+    unknown.recovery_zone = z("zone-x");
+    assert_eq!(
+        field(try_create(&mut a, unknown, slot("v", true), "".into()).unwrap_err()),
+        "policy.recovery_zone"
+    );
+    let mut bad = slot("v", true);
+    bad.disks = vec!["bad name!".into()];
+    assert_eq!(
+        field(try_create(&mut a, policy("zone-b"), bad, "".into()).unwrap_err()),
+        "disks"
+    );
+    let long = "x".repeat(drengine::model::MAX_METADATA_BYTES + 1);
+    assert_eq!(
+        field(try_create(&mut a, policy("zone-b"), slot("v", true), long).unwrap_err()),
+        "metadata"
+    );
+    assert!(ZoneId::new("bad zone").is_err());
+    assert!(serde_json::from_str::<ZoneId>("\"a/b\"").is_err());
+    assert_eq!(a.digest(), before);
+    assert_eq!(a.vv().total(), 0);
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_restart_and_concurrent_writers_share_commits() {
+    let zs = zones(2);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.redb");
+    let open = || {
+        let store = Store::open(&path, &z("zone-a")).unwrap();
+        Db::open(store, zs.replica(0)).unwrap()
+    };
+    let db = open();
+    db.write(
+        Op::CreateService {
+            service: svc(),
+            policy: policy("zone-b"),
+            metadata: "m".into(),
+            slot: slot("vm", true),
+        },
+        "cmp",
+    )
+    .await
+    .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            db.write(
+                Op::SetMetadata {
+                    service: svc(),
+                    metadata: format!("m{i}"),
+                },
+                "cmp",
+            )
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let digest = db.read(|r| r.digest());
+    assert_eq!(db.read(|r| r.vv().total()), 65);
+    assert_eq!(db.store().log_len().unwrap(), 65);
+    drop(db);
+    // The writer thread holds the database until it sees the channel close.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let reopened = loop {
+        match Store::open(&path, &z("zone-a")) {
+            Ok(store) => break Db::open(store, zs.replica(0)).unwrap(),
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::task::yield_now().await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(reopened.read(|r| r.digest()), digest);
+    // A database of another zone is refused.
+    drop(reopened);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Store::open(&path, &z("zone-b")) {
+            Err(drengine::store::StoreError::WrongZone { .. }) => break,
+            Err(_) if std::time::Instant::now() < deadline => tokio::task::yield_now().await,
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+}
