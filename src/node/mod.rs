@@ -101,10 +101,10 @@ async fn open_store(path: &std::path::Path, zone: &ZoneId) -> Result<Store, Stor
     let deadline = Instant::now() + Duration::from_millis(DB_REOPEN_WAIT_MS);
     loop {
         match Store::open(path, zone) {
-            Err(StoreError::Redb {
-                source: redb::Error::DatabaseAlreadyOpen,
-                ..
-            }) if Instant::now() < deadline => {
+            Err(StoreError::Redb { source, .. })
+                if matches!(*source, redb::Error::DatabaseAlreadyOpen)
+                    && Instant::now() < deadline =>
+            {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             other => return other,
