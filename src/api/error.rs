@@ -118,7 +118,7 @@ impl std::fmt::Display for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            tracing::warn!(status = self.status.as_u16(), code = self.code, message = %self.message, "request failed");
+            tracing::warn!(status = self.status.as_u16(), code = self.code, error = %self.message, "request failed");
         }
         let mut res = (self.status, Json(self.body())).into_response();
         if self.status == StatusCode::UNAUTHORIZED {

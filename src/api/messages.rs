@@ -116,7 +116,7 @@ pub async fn send(
         )
         .await?;
     let id = message_id(&ev.dot());
-    tracing::info!(zone = %state.zone(), message = %id, to = %req.to, actor = %caller.name, "message sent");
+    tracing::info!(zone = %state.zone(), msg_id = %id, to = %req.to, actor = %caller.name, "message sent");
     Ok((StatusCode::CREATED, Json(read_message(&state, &id)?)))
 }
 
@@ -146,6 +146,6 @@ pub async fn ack(
             &caller.name,
         )
         .await?;
-    tracing::info!(zone = %state.zone(), message = %id, actor = %caller.name, "message acknowledged");
+    tracing::info!(zone = %state.zone(), msg_id = %id, actor = %caller.name, "message acknowledged");
     Ok(Json(read_message(&state, &id)?))
 }
