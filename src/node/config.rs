@@ -50,7 +50,7 @@ pub struct Config {
     pub engine: EngineConfig,
     /// The local StorPool cluster's API (see `crate::storpool`).
     #[serde(default)]
-    pub storpool: toml::Table,
+    pub storpool: crate::storpool::StorPoolConfig,
 }
 
 /// A zone of the directory.
@@ -253,6 +253,11 @@ impl Config {
                 "sync.max_batch_events",
                 "batch limits must be positive",
             ));
+        }
+        if self.engine.enabled {
+            self.storpool
+                .validate()
+                .map_err(|e| invalid("storpool", e.to_string()))?;
         }
         if self.engine.tick_ms == 0 {
             return Err(invalid("engine.tick_ms", "must be positive"));
