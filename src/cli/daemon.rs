@@ -122,7 +122,14 @@ pub async fn devnet(args: DevnetArgs, json: bool) -> Result<(), CliError> {
         let zones: Vec<serde_json::Value> = net
             .nodes
             .iter()
-            .map(|n| serde_json::json!({ "zone": n.zone(), "api": n.api_url() }))
+            .map(|n| {
+                let storpool = net
+                    .emulator
+                    .as_ref()
+                    .and_then(|e| e.addr(n.zone().as_str()))
+                    .map(|a| format!("http://{a}"));
+                serde_json::json!({ "zone": n.zone(), "api": n.api_url(), "storpool": storpool })
+            })
             .collect();
         println!(
             "{}",
@@ -152,6 +159,18 @@ fn describe(net: &Devnet) -> String {
         ));
     }
     s.push_str("\n  control links: zone-a <-> zone-b <-> zone-c\n");
+    if let Some(em) = &net.emulator {
+        let clusters: Vec<String> = em
+            .clusters()
+            .iter()
+            .map(|(name, addr)| format!("{name} at http://{addr}"))
+            .collect();
+        s.push_str(&format!(
+            "  emulated StorPool clusters: {} (token {})\n",
+            clusters.join(", "),
+            crate::node::devnet::STORPOOL_TOKEN
+        ));
+    }
     s.push_str(&format!("  data: {}\n", net.data_dir.display()));
     let a = net.nodes.first().map(|n| n.api_url()).unwrap_or_default();
     let b = net.nodes.get(1).map(|n| n.api_url()).unwrap_or_default();

@@ -6,7 +6,9 @@
 
 use super::config::{generate_key, Config, ConfigError};
 use super::{Node, NodeError, NodeHandle};
+use crate::emulator::{ClusterSpec, Emulator, EmulatorConfig, EmulatorError, EmulatorHandle};
 use crate::model::ZoneId;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The zones of the devnet and their control links.
@@ -16,6 +18,10 @@ pub const LINKS: [(&str, &str); 2] = [("zone-a", "zone-b"), ("zone-b", "zone-c")
 pub const DEFAULT_BASE_PORT: u16 = 7101;
 /// Sync ports are `base_port + SYNC_PORT_OFFSET + i`.
 pub const SYNC_PORT_OFFSET: u16 = 100;
+/// The emulated StorPool clusters' API ports are `base_port + STORPOOL_PORT_OFFSET + i`.
+pub const STORPOOL_PORT_OFFSET: u16 = 200;
+/// The StorPool API token of the emulated clusters.
+pub const STORPOOL_TOKEN: &str = "devnet-storpool";
 
 /// How to start a devnet.
 #[derive(Debug, Clone)]
@@ -60,6 +66,8 @@ pub enum DevnetError {
     },
     #[error("base port {0} leaves no room for three zones")]
     Ports(u16),
+    #[error(transparent)]
+    Emulator(#[from] EmulatorError),
 }
 
 /// A running devnet.
@@ -67,6 +75,8 @@ pub struct Devnet {
     pub nodes: Vec<NodeHandle>,
     pub data_dir: PathBuf,
     pub token: String,
+    /// The emulated StorPool clusters, one per zone, when the engine runs.
+    pub emulator: Option<EmulatorHandle>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -86,9 +96,19 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 /// Writes `zone-x/zone-x.key` and `zone-x/config.toml` for every zone
-/// (keeping keys already there) and returns the configs' paths.
-pub fn write_configs(dir: &Path, opts: &DevnetOptions) -> Result<Vec<PathBuf>, DevnetError> {
-    if opts.base_port != 0 && opts.base_port.checked_add(SYNC_PORT_OFFSET + 3).is_none() {
+/// (keeping keys already there) and returns the configs' paths. With
+/// `storpool`, zone i's engine drives the StorPool API at `storpool[i]`.
+pub fn write_configs(
+    dir: &Path,
+    opts: &DevnetOptions,
+    storpool: Option<&[SocketAddr]>,
+) -> Result<Vec<PathBuf>, DevnetError> {
+    if opts.base_port != 0
+        && opts
+            .base_port
+            .checked_add(STORPOOL_PORT_OFFSET + 3)
+            .is_none()
+    {
         return Err(DevnetError::Ports(opts.base_port));
     }
     let mut publics = Vec::new();
@@ -146,8 +166,15 @@ pub fn write_configs(dir: &Path, opts: &DevnetOptions) -> Result<Vec<PathBuf>, D
             token = opts.token,
             sync = sync_ports[i],
             peers = peers.join(", "),
-            engine = opts.engine,
+            engine = storpool.is_some(),
         );
+        if let Some(addr) = storpool.and_then(|s| s.get(i)) {
+            text.push_str(&format!(
+                "\n# The zone's emulated StorPool cluster.\n[storpool]\nhost = \"{}\"\nport = {}\ntoken = \"{STORPOOL_TOKEN}\"\n",
+                addr.ip(),
+                addr.port()
+            ));
+        }
         for (j, z) in ZONES.iter().enumerate() {
             text.push_str(&format!(
                 "\n[[zones]]\nid = \"{z}\"\npublic_key = \"{}\"\nsync_addr = \"/ip4/127.0.0.1/tcp/{}\"\n",
@@ -174,15 +201,51 @@ impl Devnet {
                 (t.path().to_path_buf(), Some(t))
             }
         };
-        let paths = write_configs(&data_dir, &opts)?;
+        let emulator = if opts.engine {
+            let mut cfg = EmulatorConfig::local(&ZONES, STORPOOL_TOKEN);
+            if opts.base_port != 0 {
+                cfg.clusters = ZONES
+                    .iter()
+                    .enumerate()
+                    .map(|(i, z)| ClusterSpec {
+                        name: z.to_string(),
+                        addr: SocketAddr::from((
+                            [127, 0, 0, 1],
+                            opts.base_port + STORPOOL_PORT_OFFSET + i as u16,
+                        )),
+                    })
+                    .collect();
+            }
+            Some(Emulator::start(cfg).await?)
+        } else {
+            None
+        };
+        let storpool: Option<Vec<SocketAddr>> = emulator
+            .as_ref()
+            .map(|e| ZONES.iter().filter_map(|z| e.addr(z)).collect());
+        let paths = match write_configs(&data_dir, &opts, storpool.as_deref()) {
+            Ok(p) => p,
+            Err(e) => {
+                if let Some(em) = emulator {
+                    em.shutdown().await;
+                }
+                return Err(e);
+            }
+        };
         let mut nodes = Vec::new();
         for (path, zone) in paths.iter().zip(ZONES) {
-            let config = Config::load(path)?;
-            match Node::start(config).await {
+            let started = match Config::load(path) {
+                Ok(config) => Node::start(config).await,
+                Err(e) => Err(NodeError::Config(e)),
+            };
+            match started {
                 Ok(n) => nodes.push(n),
                 Err(source) => {
                     for n in nodes {
                         n.shutdown().await;
+                    }
+                    if let Some(em) = emulator {
+                        em.shutdown().await;
                     }
                     return Err(DevnetError::Node {
                         zone: zone.to_string(),
@@ -195,6 +258,7 @@ impl Devnet {
             nodes,
             data_dir,
             token: opts.token,
+            emulator,
             _temp: temp,
         })
     }
@@ -208,10 +272,14 @@ impl Devnet {
         self.nodes.iter().map(|n| n.zone().clone()).collect()
     }
 
-    /// Stops every node, then removes the temporary directory if it made one.
+    /// Stops every node, then the emulator, then removes the temporary
+    /// directory if it made one.
     pub async fn shutdown(self) {
         for n in self.nodes {
             n.shutdown().await;
+        }
+        if let Some(em) = self.emulator {
+            em.shutdown().await;
         }
     }
 }
