@@ -104,7 +104,12 @@ fn action(summary: &str, req: Option<&str>, ok: Value) -> Value {
 }
 
 fn u64_schema() -> Value {
-    json!({ "type": "integer", "format": "int64", "minimum": 0 })
+    json!({ "type": "integer", "minimum": 0, "maximum": 18446744073709551615u64 })
+}
+
+/// An optional request field: absent and `null` both mean "not given".
+fn optional(name: &str) -> Value {
+    nullable(name)
 }
 
 fn object(required: &[&str], props: Value) -> Value {
@@ -134,11 +139,11 @@ fn schemas() -> Value {
         "VersionVector": { "type": "object", "additionalProperties": u64_schema(),
                            "description": "Per zone, the highest contiguous event seq applied" },
         "Retention": object(&["keep_last", "keep_for_s"], json!({
-            "keep_last": { "type": "integer", "minimum": 0, "maximum": 4294967295u64 },
+            "keep_last": { "type": "integer", "minimum": 1, "maximum": 4294967295u64 },
             "keep_for_s": u64_schema()
         })),
         "Policy": object(&["interval_s", "recovery_zone", "local_retention", "remote_retention"], json!({
-            "interval_s": u64_schema(),
+            "interval_s": { "type": "integer", "minimum": 1, "maximum": 604800 },
             "recovery_zone": r("ZoneId"),
             "local_retention": r("Retention"),
             "remote_retention": r("Retention")
@@ -148,17 +153,19 @@ fn schemas() -> Value {
             "disks": { "type": "array", "items": { "type": "string" } },
             "active": { "type": "boolean" }
         })),
+        "Volume": { "type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,199}$",
+                    "description": "A StorPool volume name (not list or status)" },
         "CreateService": object(&["cmp_vm_id", "disks", "policy"], json!({
-            "id": r("ServiceId"),
-            "cmp_vm_id": { "type": "string" },
-            "disks": { "type": "array", "items": { "type": "string" } },
-            "metadata": { "type": "string" },
+            "id": optional("ServiceId"),
+            "cmp_vm_id": { "type": "string", "minLength": 1, "maxLength": 256 },
+            "disks": { "type": "array", "items": r("Volume"), "minItems": 1, "maxItems": 64, "uniqueItems": true },
+            "metadata": { "type": "string", "maxLength": 65536 },
             "policy": r("Policy")
         })),
         "UpdateService": object(&[], json!({
-            "policy": r("Policy"),
-            "metadata": { "type": "string" },
-            "slot": r("VmSlot")
+            "policy": optional("Policy"),
+            "metadata": { "type": "string", "maxLength": 65536, "nullable": true },
+            "slot": optional("VmSlot")
         })),
     }));
     parts.push(json!({
@@ -221,17 +228,17 @@ fn schemas() -> Value {
             "complete_in": { "type": "array", "items": r("ZoneId") }
         })),
         "RpList": object(&["rps"], json!({ "rps": { "type": "array", "items": r("RpView") } })),
-        "FailoverRequest": object(&[], json!({ "rp": r("RpId") })),
+        "FailoverRequest": object(&[], json!({ "rp": optional("RpId") })),
         "MigrateRequest": object(&["target"], json!({ "target": r("ZoneId") })),
         "RevertRequest": object(&["rp"], json!({ "rp": r("RpId") })),
-        "DeactivateRequest": object(&[], json!({ "zone": r("ZoneId") })),
+        "DeactivateRequest": object(&[], json!({ "zone": optional("ZoneId") })),
         "NoArgs": object(&[], json!({})),
         "ResolveRequest": object(&["field"], json!({
             "field": { "type": "string", "description": "policy, metadata, slots.<zone>, rps.<rp>.hold or active_vms" },
-            "choose": r("Dot"),
+            "choose": optional("Dot"),
             "value": {},
-            "keep_zone": r("ZoneId"),
-            "seen": { "type": "array", "items": r("Dot") }
+            "keep_zone": optional("ZoneId"),
+            "seen": { "type": "array", "items": r("Dot"), "nullable": true }
         })),
         "FailoverVolume": object(&["disk", "volume", "from_snapshot"], json!({
             "disk": { "type": "string" }, "volume": { "type": "string" }, "from_snapshot": { "type": "string" }
@@ -246,7 +253,7 @@ fn schemas() -> Value {
         })),
     }));
     parts.push(json!({
-        "SendMessage": object(&["to", "body"], json!({ "to": r("ZoneId"), "body": { "type": "string" } })),
+        "SendMessage": object(&["to", "body"], json!({ "to": r("ZoneId"), "body": { "type": "string", "maxLength": 16384 } })),
         "Ack": object(&["by", "at"], json!({ "by": { "type": "string" }, "at": r("Hlc") })),
         "MessageView": object(&["id", "from", "to", "actor", "sent", "body", "acked"], json!({
             "id": r("MessageId"), "from": r("ZoneId"), "to": r("ZoneId"),
@@ -341,7 +348,15 @@ pub fn document() -> Value {
                 "parameters": [{ "name": "Idempotency-Key", "in": "header", "required": false,
                                  "description": "Repeats with the same key and body answer the same service",
                                  "schema": { "type": "string", "minLength": 1, "maxLength": 128 } }],
-                "requestBody": body("CreateService", true),
+                "requestBody": { "required": true, "content": { "application/json": {
+                    "schema": r("CreateService"),
+                    "example": {
+                        "cmp_vm_id": "vm-1", "disks": ["vm-1-root", "vm-1-data"], "metadata": "<vm/>",
+                        "policy": { "interval_s": 300, "recovery_zone": "zone-b",
+                                    "local_retention": { "keep_last": 3, "keep_for_s": 86400 },
+                                    "remote_retention": { "keep_last": 3, "keep_for_s": 86400 } }
+                    }
+                } } },
                 "responses": responses(&[
                     (201, service_response("Created")),
                     (200, service_response("Already created by the same request"))
@@ -454,7 +469,10 @@ pub fn document() -> Value {
             },
             "post": {
                 "summary": "Send a message to another zone's CMP", "tags": ["messages"],
-                "requestBody": body("SendMessage", true),
+                "requestBody": { "required": true, "content": { "application/json": {
+                    "schema": r("SendMessage"),
+                    "example": { "to": "zone-b", "body": "stop vm-1: it failed over to zone-b" }
+                } } },
                 "responses": responses(&[(201, json_response("Sent", r("MessageView")))], WRITE_ERRORS)
             }
         },
@@ -480,6 +498,8 @@ pub fn document() -> Value {
                 "content": { "text/event-stream": { "schema": { "type": "string" } } } }))], &[400, 401, 503])
         }}
     });
+    let mut paths = paths;
+    name_operations_and_link(&mut paths);
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -496,6 +516,87 @@ pub fn document() -> Value {
             "schemas": schemas()
         }
     })
+}
+
+/// Gives every operation an `operationId` (method + path) and links the
+/// answers that create a service, RP or message to the operations that take
+/// its id, so generated request sequences can reach existing resources.
+fn name_operations_and_link(paths: &mut Value) {
+    let op_id = |method: &str, path: &str| {
+        let mut id = method.to_string();
+        for part in path.split('/').filter(|p| !p.is_empty() && *p != "v1") {
+            id.push('_');
+            id.push_str(&part.replace(['{', '}'], "").replace(['-', '.'], "_"));
+        }
+        id
+    };
+    let Some(map) = paths.as_object_mut() else {
+        return;
+    };
+    let mut takes: Vec<(String, &'static str)> = Vec::new();
+    for (path, item) in map.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in item.iter_mut() {
+            if method == "parameters" {
+                continue;
+            }
+            let id = op_id(method, path);
+            op["operationId"] = json!(id);
+            // What a link must supply: the most specific id in the path.
+            let needs = if path.contains("{rp}") {
+                Some("rp")
+            } else if path.contains("{service}") {
+                Some("service")
+            } else if path.contains("{message}") {
+                Some("message")
+            } else {
+                None
+            };
+            if let Some(n) = needs {
+                takes.push((id, n));
+            }
+        }
+    }
+    let link = |target: &str, params: Value| json!({ "operationId": target, "parameters": params });
+    let mut add = |path: &str, method: &str, status: &str, param: &'static str, expr: Value| {
+        let mut links = Map::new();
+        for (target, p) in &takes {
+            if *p == param {
+                links.insert(target.clone(), link(target, expr.clone()));
+            }
+        }
+        if let Some(resp) = map
+            .get_mut(path)
+            .and_then(|i| i.get_mut(method))
+            .and_then(|o| o.get_mut("responses"))
+            .and_then(|r| r.get_mut(status))
+        {
+            resp["links"] = Value::Object(links);
+        }
+    };
+    add(
+        "/v1/services",
+        "post",
+        "201",
+        "service",
+        json!({ "service": "$response.body#/id" }),
+    );
+    add(
+        "/v1/services/{service}/rps",
+        "post",
+        "201",
+        "rp",
+        json!({ "service": "$response.body#/service", "rp": "$response.body#/id" }),
+    );
+    add(
+        "/v1/messages",
+        "post",
+        "201",
+        "message",
+        json!({ "message": "$response.body#/id" }),
+    );
 }
 
 pub async fn handler() -> Json<Value> {

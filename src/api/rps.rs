@@ -4,7 +4,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, Params, PathParams};
 use super::services::read_service;
-use super::types::{RpList, RpView};
+use super::types::{CopyView, RpList, RpView};
 use super::ApiState;
 use crate::model::{RpId, ServiceId, ZoneId};
 use crate::node::Role;
@@ -25,7 +25,7 @@ pub fn rp_view(service: &ServiceId, rp: &RecoveryPoint) -> RpView {
         copies: rp
             .copies
             .iter()
-            .map(|(z, v)| (z.clone(), v.value.clone()))
+            .map(|(z, v)| (z.clone(), CopyView::from(&v.value)))
             .collect(),
         complete_in: rp
             .copies

@@ -341,7 +341,22 @@ pub async fn update(
     if let Some(slot) = &req.slot {
         slot.validate()?;
     }
+    if let Some(m) = &req.metadata {
+        if m.len() > crate::model::MAX_METADATA_BYTES {
+            return Err(ApiError::invalid("metadata", "too long"));
+        }
+    }
     let _edit = state.0.edit_lock.lock().await;
+    // Bad input is refused before the version is compared: 4xx for the
+    // body first, 412 only for a valid but stale edit.
+    let policy_ok = state.db().read(|r| {
+        let s = r.service(&id)?;
+        Some(match &req.policy {
+            Some(p) => p.validate(&s.active_zones(), |z| r.directory().contains(z)),
+            None => Ok(()),
+        })
+    });
+    policy_ok.unwrap_or(Ok(()))?;
     let current = read_service(&state, &id, version_token)?;
     check_if_match(&headers, &current)?;
     let zone = state.zone().clone();

@@ -86,8 +86,33 @@ pub struct RpView {
     pub disks: Vec<RpDisk>,
     pub metadata: String,
     pub held: bool,
-    pub copies: BTreeMap<ZoneId, CopyState>,
+    pub copies: BTreeMap<ZoneId, CopyView>,
     pub complete_in: Vec<ZoneId>,
+}
+
+/// One zone's copy of an RP: `pending`, `transferring`, `complete`,
+/// `failed` (with StorPool's error name) or `deleted`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyView {
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<&CopyState> for CopyView {
+    fn from(c: &CopyState) -> Self {
+        let (state, error) = match c {
+            CopyState::Pending => ("pending", None),
+            CopyState::Transferring => ("transferring", None),
+            CopyState::Complete => ("complete", None),
+            CopyState::Failed { error } => ("failed", Some(error.clone())),
+            CopyState::Deleted => ("deleted", None),
+        };
+        CopyView {
+            state: state.to_string(),
+            error,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
