@@ -62,15 +62,17 @@ echo "node under test: $api"
 # The DR actions are run in a second pass that allows 5xx: with the engine off
 # they answer 503 engine_not_running by design.
 actions='^/v1/services/\{service\}/(failover|migrate|migrate/complete|revert|test-failover|test-failover/cleanup|rps)$'
+venv="$(cd "$venv" && pwd)"
 run() {
-    "$venv/bin/schemathesis" run "$api/v1/openapi.json" \
+    # From the scratch directory: schemathesis leaves its state in the cwd.
+    (cd "$work" && "$venv/bin/schemathesis" run "$api/v1/openapi.json" \
         --header "Authorization: Bearer $token" \
         --phases examples,coverage,fuzzing,stateful \
         --max-examples "$max_examples" \
         --workers 1 \
         --seed "${API_SCHEMA_SEED:-1}" \
         --no-color \
-        "$@"
+        "$@")
 }
 checks=status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection
 run --checks "not_a_server_error,$checks" --exclude-path /v1/events --exclude-path-regex "$actions"
