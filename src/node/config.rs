@@ -101,6 +101,8 @@ pub struct ApiConfig {
     /// PEM certificate and key; both set means HTTPS.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Most change-feed (SSE) clients connected at once; more answer 503.
+    pub max_feed_clients: usize,
 }
 
 impl Default for ApiConfig {
@@ -111,6 +113,7 @@ impl Default for ApiConfig {
             max_body_bytes: 1024 * 1024,
             tls_cert: None,
             tls_key: None,
+            max_feed_clients: 64,
         }
     }
 }
@@ -193,7 +196,11 @@ impl Config {
         })?;
         // Relative paths are relative to the file, as an operator expects.
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut cfg.data_dir, &mut cfg.key_file] {
+        for p in [&mut cfg.data_dir, &mut cfg.key_file]
+            .into_iter()
+            .chain(cfg.api.tls_cert.as_mut())
+            .chain(cfg.api.tls_key.as_mut())
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -245,6 +252,9 @@ impl Config {
         }
         if self.api.tls_cert.is_some() != self.api.tls_key.is_some() {
             return Err(invalid("api.tls_cert", "tls_cert and tls_key go together"));
+        }
+        if self.api.max_feed_clients == 0 {
+            return Err(invalid("api.max_feed_clients", "must be positive"));
         }
         if self.api.max_body_bytes == 0 {
             return Err(invalid("api.max_body_bytes", "must be positive"));
