@@ -10,11 +10,12 @@ pub mod devnet;
 
 pub use config::{Config, Role};
 
-use crate::api::{ApiContext, ApiServer, StaticPeers};
+use crate::api::{ApiContext, ApiServer, PeerSource};
 use crate::engine::Engine;
 use crate::model::ZoneId;
 use crate::replica::Replica;
 use crate::store::{Db, Store, StoreError};
+use crate::sync::{PeerStatus, Sync, SyncError, SyncHandle};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,6 +42,18 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Api(#[from] crate::api::StartError),
+    #[error("sync: {0}")]
+    Sync(#[from] SyncError),
+}
+
+/// The API reads peer status straight from sync.
+impl PeerSource for SyncHandle {
+    fn peers(&self) -> Vec<PeerStatus> {
+        SyncHandle::peers(self)
+    }
+    fn running(&self) -> bool {
+        true
+    }
 }
 
 /// Starts nodes.
@@ -62,20 +75,23 @@ impl Node {
         })?;
         let path = config.data_dir.join(DB_FILE);
         let store = open_store(&path, &config.zone).await?;
-        let replica = Replica::new(config.zone.clone(), Some(key), config.directory());
+        let replica = Replica::new(config.zone.clone(), Some(key.clone()), config.directory());
         let db = Db::open(store, replica)?;
         tracing::info!(path = %path.display(), "replica opened");
 
-        // Sync and the engine are wired here as they land; until then the
-        // node serves its own state and answers DR actions with 503.
+        let sync = Sync::start(&config, key.clone(), db.clone()).await?;
+        tracing::info!(peer_id = %sync.local_peer_id(), "sync started");
+
+        // The engine is wired here when it lands; until then the node serves
+        // its own state and answers DR actions with 503.
         let engine = Engine::disabled();
         let engine_running = false;
         if config.engine.enabled {
             tracing::warn!("the DR engine is not built into this node yet; DR actions answer 503");
         }
-        let peers = Arc::new(StaticPeers(config.sync.peers.clone()));
+        let peers: Arc<dyn PeerSource> = Arc::new(sync.clone());
 
-        let api = ApiServer::start(
+        let api = match ApiServer::start(
             &config.api,
             ApiContext {
                 db: db.clone(),
@@ -84,11 +100,19 @@ impl Node {
                 peers,
             },
         )
-        .await?;
+        .await
+        {
+            Ok(api) => api,
+            Err(e) => {
+                sync.shutdown().await;
+                return Err(e.into());
+            }
+        };
         tracing::info!(api = %api.url(), "node started");
         Ok(NodeHandle {
             zone: config.zone.clone(),
             db,
+            sync,
             api,
             config,
         })
@@ -116,6 +140,7 @@ async fn open_store(path: &std::path::Path, zone: &ZoneId) -> Result<Store, Stor
 pub struct NodeHandle {
     zone: ZoneId,
     db: Db,
+    sync: SyncHandle,
     api: ApiServer,
     config: Config,
 }
@@ -139,6 +164,11 @@ impl NodeHandle {
         &self.db
     }
 
+    /// Zone-to-zone sync (peer status; the partition switch in tests).
+    pub fn sync(&self) -> &SyncHandle {
+        &self.sync
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -149,6 +179,7 @@ impl NodeHandle {
         let span = tracing::info_span!("node", zone = %self.zone);
         async move {
             self.api.shutdown().await;
+            self.sync.shutdown().await;
             drop(self.db);
             tracing::info!("node stopped");
         }
