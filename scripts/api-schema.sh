@@ -24,8 +24,8 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check 'schemathesis>=4,<5'
 fi
 
-cargo build --quiet --bin drengine
-bin="$target/debug/drengine"
+cargo build --release --quiet --bin drengine
+bin="$target/release/drengine"
 
 work="$(mktemp -d)"
 pid=""

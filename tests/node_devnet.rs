@@ -68,12 +68,12 @@ async fn a_write_in_zone_a_reaches_zone_c_over_two_hops_and_a_partition_shows_it
     let b = ZoneId::new("zone-b").expect("zone");
     devnet.nodes[1]
         .sync()
-        .block(&[a.clone()])
+        .block(std::slice::from_ref(&a))
         .await
         .expect("block");
     devnet.nodes[0]
         .sync()
-        .block(&[b.clone()])
+        .block(std::slice::from_ref(&b))
         .await
         .expect("block");
     for (i, cpu) in [(0, 4), (2, 8)] {
