@@ -10,3 +10,4 @@ export DRENGINE_SIM_SEEDS="${DRENGINE_SIM_SEEDS:-0..300}"
 cargo build --release --bins
 cargo test --release --all-targets
 scripts/conformance.sh
+scripts/api-schema.sh

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `drengine` binary: see `drengine --help`.
+
+fn main() {
+    std::process::exit(drengine::cli::main());
+}

@@ -1,1 +1,396 @@
-//! placeholder
+//! The HTTP JSON API under `/v1` for the CMP and operators, plus `/healthz`,
+//! `/metrics` and the OpenAPI document.
+//!
+//! A request crosses three files at most: the extractors (`auth`, `extract`)
+//! turn the request into typed values or a 4xx, one handler file per
+//! resource (`services`, `rps`, `actions`, `conflicts`, `messages`, `feed`,
+//! `status`) reads the replica or writes through `Db` / `Engine`, and
+//! `error` maps whatever failed to one status and JSON shape.
+//!
+//! Architecture invariant: the API never changes state except through
+//! `Db::write*` (which signs, applies and makes it durable before answering)
+//! or an `Engine` action; a 2xx answer to a write means durable.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
+pub mod types;
+
+mod actions;
+mod conflicts;
+mod feed;
+mod messages;
+mod rps;
+mod services;
+mod status;
+
+use crate::engine::Engine;
+use crate::model::ZoneId;
+use crate::node::config::ApiConfig;
+use crate::store::Db;
+use crate::sync::PeerStatus;
+use auth::Tokens;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::MethodRouter;
+use axum::Router;
+use error::ApiError;
+use metrics::Metrics;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Where the API learns about peers. The sync layer implements it; a node
+/// without sync lists its configured peers as not connected.
+pub trait PeerSource: Send + Sync + 'static {
+    fn peers(&self) -> Vec<PeerStatus>;
+    /// True if zone-to-zone sync runs in this node.
+    fn running(&self) -> bool;
+}
+
+/// The configured peers, none connected: what a node shows before (or
+/// without) sync.
+pub struct StaticPeers(pub Vec<ZoneId>);
+
+impl PeerSource for StaticPeers {
+    fn peers(&self) -> Vec<PeerStatus> {
+        self.0
+            .iter()
+            .map(|z| PeerStatus {
+                zone: z.clone(),
+                connected: false,
+                rtt_ms: None,
+                their_vv: Default::default(),
+                behind_events: 0,
+                ahead_events: 0,
+                last_seen_ms_ago: None,
+            })
+            .collect()
+    }
+    fn running(&self) -> bool {
+        false
+    }
+}
+
+/// What the API is built from.
+pub struct ApiContext {
+    pub db: Db,
+    pub engine: Engine,
+    /// False when the node runs without the DR engine: actions answer 503.
+    pub engine_running: bool,
+    pub peers: Arc<dyn PeerSource>,
+}
+
+/// The state every handler sees. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState(Arc<Shared>);
+
+struct Shared {
+    zone: ZoneId,
+    db: Db,
+    engine: Engine,
+    engine_running: bool,
+    peers: Arc<dyn PeerSource>,
+    tokens: Tokens,
+    metrics: Metrics,
+    /// Held across "check the version token, then write" so that two edits
+    /// through this node cannot both pass the same check.
+    edit_lock: tokio::sync::Mutex<()>,
+    /// Flips to true when the server shuts down; ends change feeds.
+    shutdown: watch::Receiver<bool>,
+    /// Change-feed clients now connected, against `max_feed_clients`.
+    feed_clients: Arc<tokio::sync::Semaphore>,
+}
+
+impl ApiState {
+    pub fn new(cfg: &ApiConfig, ctx: ApiContext, shutdown: watch::Receiver<bool>) -> Self {
+        let metrics = Metrics::new();
+        metrics.follow(ctx.db.subscribe(), shutdown.clone());
+        ApiState(Arc::new(Shared {
+            zone: ctx.db.zone(),
+            db: ctx.db,
+            engine: ctx.engine,
+            engine_running: ctx.engine_running,
+            peers: ctx.peers,
+            tokens: Tokens::new(&cfg.tokens),
+            metrics,
+            edit_lock: tokio::sync::Mutex::new(()),
+            shutdown,
+            feed_clients: Arc::new(tokio::sync::Semaphore::new(cfg.max_feed_clients)),
+        }))
+    }
+    pub fn zone(&self) -> &ZoneId {
+        &self.0.zone
+    }
+    pub fn db(&self) -> &Db {
+        &self.0.db
+    }
+    pub fn engine(&self) -> &Engine {
+        &self.0.engine
+    }
+    pub fn tokens(&self) -> &Tokens {
+        &self.0.tokens
+    }
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+}
+
+/// The router being built, with the table of (method, path) it serves; the
+/// table is what the OpenAPI test checks against, so no route can be added
+/// without the test seeing it.
+pub struct Routes {
+    router: Router<ApiState>,
+    table: Vec<(Method, &'static str)>,
+}
+
+impl Routes {
+    fn new() -> Self {
+        Routes {
+            router: Router::new(),
+            table: Vec::new(),
+        }
+    }
+
+    fn add(mut self, method: Method, path: &'static str, mr: MethodRouter<ApiState>) -> Self {
+        self.table.push((method, path));
+        self.router = self.router.route(path, mr);
+        self
+    }
+
+    fn get<H: Handler<T, ApiState>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.add(Method::GET, path, axum::routing::get(h))
+    }
+    fn post<H: Handler<T, ApiState>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.add(Method::POST, path, axum::routing::post(h))
+    }
+    fn patch<H: Handler<T, ApiState>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.add(Method::PATCH, path, axum::routing::patch(h))
+    }
+    fn delete<H: Handler<T, ApiState>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.add(Method::DELETE, path, axum::routing::delete(h))
+    }
+}
+
+fn routes() -> Routes {
+    Routes::new()
+        .get("/healthz", status::healthz)
+        .get("/metrics", metrics::handler)
+        .get("/v1/openapi.json", openapi::handler)
+        .get("/v1/status", status::zone_status)
+        .get("/v1/peers", status::peers)
+        .get("/v1/services", services::list)
+        .post("/v1/services", services::create)
+        .get("/v1/services/{service}", services::show)
+        .patch("/v1/services/{service}", services::update)
+        .delete("/v1/services/{service}", services::delete)
+        .get("/v1/services/{service}/rps", rps::list)
+        .post("/v1/services/{service}/rps", rps::take)
+        .get("/v1/services/{service}/rps/{rp}", rps::show)
+        .post("/v1/services/{service}/rps/{rp}/hold", rps::hold)
+        .post("/v1/services/{service}/rps/{rp}/release", rps::release)
+        .post("/v1/services/{service}/failover", actions::failover)
+        .post("/v1/services/{service}/migrate", actions::start_migration)
+        .post(
+            "/v1/services/{service}/migrate/complete",
+            actions::complete_migration,
+        )
+        .post("/v1/services/{service}/revert", actions::revert)
+        .post(
+            "/v1/services/{service}/test-failover",
+            actions::test_failover,
+        )
+        .post(
+            "/v1/services/{service}/test-failover/cleanup",
+            actions::cleanup_test_failover,
+        )
+        .post("/v1/services/{service}/deactivate", actions::deactivate)
+        .post("/v1/services/{service}/resolve", conflicts::resolve)
+        .get("/v1/conflicts", conflicts::list)
+        .get("/v1/messages", messages::list)
+        .post("/v1/messages", messages::send)
+        .get("/v1/messages/{message}", messages::show)
+        .post("/v1/messages/{message}/ack", messages::ack)
+        .get("/v1/events", feed::events)
+}
+
+/// Every (method, path) the API serves, as written in the router.
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    routes().table
+}
+
+/// The whole application: routes, limits, metrics and JSON fallbacks.
+pub fn app(cfg: &ApiConfig, state: ApiState) -> Router {
+    let zone = state.zone().clone();
+    routes()
+        .router
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), track))
+        .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                move |req: &Request| {
+                    tracing::info_span!("api", zone = %zone, method = %req.method(), path = %req.uri().path())
+                },
+            ),
+        )
+        .with_state(state)
+}
+
+async fn no_route() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        "no such path; see /v1/openapi.json",
+    )
+}
+
+async fn wrong_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this path; see /v1/openapi.json",
+    )
+}
+
+/// Records each request's latency under its route template.
+async fn track(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().clone();
+    let start = Instant::now();
+    let res = next.run(req).await;
+    state
+        .metrics()
+        .observe_request(&method, &route, res.status(), start.elapsed());
+    res
+}
+
+/// Why the API server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("api.listen {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("api.tls_cert / api.tls_key: {0}")]
+    Tls(String),
+}
+
+/// How long shutdown waits for requests in flight before dropping them.
+const SHUTDOWN_GRACE_MS: u64 = 5_000;
+
+/// A running API server.
+pub struct ApiServer {
+    addr: SocketAddr,
+    tls: bool,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ApiServer {
+    /// Binds `cfg.listen` (port 0 picks a free port) and serves, over TLS
+    /// when a certificate and key are configured.
+    pub async fn start(cfg: &ApiConfig, ctx: ApiContext) -> Result<ApiServer, StartError> {
+        let (stop, stopped) = watch::channel(false);
+        let state = ApiState::new(cfg, ctx, stopped.clone());
+        let zone = state.zone().clone();
+        let app = app(cfg, state);
+        let bind_err = |source| StartError::Bind {
+            addr: cfg.listen,
+            source,
+        };
+        match (&cfg.tls_cert, &cfg.tls_key) {
+            (Some(cert), Some(key)) => {
+                // Both ring and aws-lc-rs are linked in; say which one serves.
+                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+                let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .map_err(|e| StartError::Tls(e.to_string()))?;
+                let listener = std::net::TcpListener::bind(cfg.listen).map_err(bind_err)?;
+                listener.set_nonblocking(true).map_err(bind_err)?;
+                let addr = listener.local_addr().map_err(bind_err)?;
+                let handle = axum_server::Handle::new();
+                let server = axum_server::from_tcp_rustls(listener, tls)
+                    .handle(handle.clone())
+                    .serve(app.into_make_service());
+                let mut stopped = stopped;
+                let task = tokio::spawn(async move {
+                    tokio::spawn(async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                        handle.graceful_shutdown(Some(Duration::from_millis(SHUTDOWN_GRACE_MS)));
+                    });
+                    if let Err(e) = server.await {
+                        tracing::error!(zone = %zone, error = %e, "API server failed");
+                    }
+                });
+                tracing::info!(%addr, "API listening (https)");
+                Ok(ApiServer {
+                    addr,
+                    tls: true,
+                    stop,
+                    task,
+                })
+            }
+            _ => {
+                let listener = tokio::net::TcpListener::bind(cfg.listen)
+                    .await
+                    .map_err(bind_err)?;
+                let addr = listener.local_addr().map_err(bind_err)?;
+                let mut stopped = stopped;
+                let server = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(
+                    async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    },
+                );
+                let task = tokio::spawn(async move {
+                    if let Err(e) = server.await {
+                        tracing::error!(zone = %zone, error = %e, "API server failed");
+                    }
+                });
+                tracing::info!(%addr, "API listening (http)");
+                Ok(ApiServer {
+                    addr,
+                    tls: false,
+                    stop,
+                    task,
+                })
+            }
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://addr` or `https://addr`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Stops accepting, ends change feeds, waits a bounded time for requests
+    /// in flight.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let mut task = self.task;
+        if tokio::time::timeout(Duration::from_millis(SHUTDOWN_GRACE_MS), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+}

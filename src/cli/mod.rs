@@ -1,1 +1,200 @@
-//! placeholder
+//! The `drengine` command line: run a node, generate keys, start a local
+//! devnet, and every operator action through a node's HTTP API.
+
+mod client;
+mod daemon;
+mod ops;
+mod output;
+
+pub use client::{CliError, Client, ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the server refused or failed the request (other 4xx/5xx)
+  2  usage error (bad command line)
+  3  not found (no such service, recovery point or message; 404/410)
+  4  conflict or stale version (409/412)
+  5  the node could not be reached
+
+The API address and token come from --api / --token or DRENGINE_API /
+DRENGINE_TOKEN. Use --json for the server's JSON answers (for scripts).";
+
+/// drengine: disaster recovery for multi-site clouds on StorPool.
+#[derive(Debug, Parser)]
+#[command(name = "drengine", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How operator commands reach a node.
+#[derive(Debug, Args, Clone)]
+pub struct ApiArgs {
+    /// The node's API, e.g. http://127.0.0.1:7101.
+    #[arg(
+        long,
+        global = true,
+        env = "DRENGINE_API",
+        default_value = "http://127.0.0.1:7101"
+    )]
+    pub api: String,
+    /// Bearer token.
+    #[arg(long, global = true, env = "DRENGINE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the server's JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// PEM CA certificate to trust for an https API.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run this zone's node from its configuration file.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Generate a zone key: writes the secret key file (or prints it) and
+    /// prints the public key for the other zones' [[zones]] entries.
+    Keygen {
+        /// Write the secret key here (mode 0600) instead of printing it.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Overwrite an existing key file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Start a local three-zone devnet (zone-a, zone-b, zone-c; links a-b
+    /// and b-c) in this process, until Ctrl-C.
+    Devnet(daemon::DevnetArgs),
+    /// This node's status: version vector, digest, counts, peers.
+    Status,
+    /// Peers and their sync state.
+    Peers,
+    /// List DR services.
+    Services(ops::ServicesArgs),
+    /// Show, edit or delete one service.
+    #[command(subcommand)]
+    Service(ops::ServiceCmd),
+    /// Protect a VM of this zone (create a DR service).
+    Protect(ops::ProtectArgs),
+    /// Recovery points.
+    #[command(subcommand)]
+    Rp(ops::RpCmd),
+    /// Conflicts visible in this zone, with every side.
+    Conflicts {
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// Resolve a conflict (operator).
+    Resolve(ops::ResolveArgs),
+    /// Unplanned failover of a service to this zone.
+    Failover {
+        service: String,
+        /// The RP to recover from (default: newest complete here).
+        #[arg(long)]
+        rp: Option<String>,
+    },
+    /// Planned migration: `--target Z` in the source zone, then `--complete`
+    /// in the target zone.
+    Migrate {
+        service: String,
+        #[arg(
+            long,
+            required_unless_present = "complete",
+            conflicts_with = "complete"
+        )]
+        target: Option<String>,
+        #[arg(long)]
+        complete: bool,
+    },
+    /// Revert the VM's volumes in this zone to an RP.
+    Revert {
+        service: String,
+        #[arg(long)]
+        rp: String,
+    },
+    /// Test failover (clones, no activation), or --cleanup to remove them.
+    TestFailover {
+        service: String,
+        #[arg(long, conflicts_with = "cleanup")]
+        rp: Option<String>,
+        #[arg(long)]
+        cleanup: bool,
+    },
+    /// Mark a zone's VM inactive (operator); ends an active-VM conflict.
+    Deactivate {
+        service: String,
+        /// The zone whose VM is marked inactive (default: this node's).
+        #[arg(long)]
+        zone: Option<String>,
+    },
+    /// Control messages between CMPs (lists this zone's inbox by default).
+    #[command(args_conflicts_with_subcommands = true)]
+    Messages {
+        #[command(subcommand)]
+        cmd: Option<ops::MessagesCmd>,
+        #[command(flatten)]
+        list: ops::MessagesListArgs,
+    },
+    /// Follow the change feed.
+    Watch {
+        #[arg(long)]
+        service: Option<String>,
+    },
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::Usage as i32
+            } else {
+                0
+            };
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::Server as i32;
+        }
+    };
+    let json = cli.api.json;
+    match rt.block_on(run(cli)) {
+        Ok(()) => 0,
+        Err(e) => {
+            if json {
+                if let Some(body) = &e.body {
+                    println!("{}", serde_json::to_string_pretty(body).unwrap_or_default());
+                }
+            }
+            eprintln!("error: {}", e.message);
+            e.code as i32
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Run { config } => daemon::run_node(&config).await,
+        Command::Keygen { out, force } => daemon::keygen(out.as_deref(), force),
+        Command::Devnet(args) => daemon::devnet(args, cli.api.json).await,
+        other => ops::run(&cli.api, other).await,
+    }
+}

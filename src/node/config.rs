@@ -101,6 +101,8 @@ pub struct ApiConfig {
     /// PEM certificate and key; both set means HTTPS.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Most change-feed (SSE) clients connected at once; more answer 503.
+    pub max_feed_clients: usize,
 }
 
 impl Default for ApiConfig {
@@ -111,6 +113,7 @@ impl Default for ApiConfig {
             max_body_bytes: 1024 * 1024,
             tls_cert: None,
             tls_key: None,
+            max_feed_clients: 64,
         }
     }
 }
@@ -130,6 +133,14 @@ pub struct SyncConfig {
     pub max_message_bytes: usize,
     /// How often the log is compacted below what every zone has.
     pub compact_interval_ms: u64,
+    /// How long a sync request (a batch, a snapshot) may wait for its
+    /// answer before the session is restarted.
+    pub ack_timeout_ms: u64,
+    /// How often peers are pinged (liveness and RTT).
+    pub ping_interval_ms: u64,
+    /// Largest state snapshot sent to or accepted from a peer (it travels
+    /// in parts of `max_batch_bytes`).
+    pub max_snapshot_bytes: usize,
 }
 
 impl Default for SyncConfig {
@@ -144,6 +155,9 @@ impl Default for SyncConfig {
             max_batch_bytes: 4 * 1024 * 1024,
             max_message_bytes: 16 * 1024 * 1024,
             compact_interval_ms: 60_000,
+            ack_timeout_ms: 30_000,
+            ping_interval_ms: 2_000,
+            max_snapshot_bytes: 1 << 30,
         }
     }
 }
@@ -208,7 +222,11 @@ impl Config {
         })?;
         // Relative paths are relative to the file, as an operator expects.
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut cfg.data_dir, &mut cfg.key_file] {
+        for p in [&mut cfg.data_dir, &mut cfg.key_file]
+            .into_iter()
+            .chain(cfg.api.tls_cert.as_mut())
+            .chain(cfg.api.tls_key.as_mut())
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -261,6 +279,9 @@ impl Config {
         if self.api.tls_cert.is_some() != self.api.tls_key.is_some() {
             return Err(invalid("api.tls_cert", "tls_cert and tls_key go together"));
         }
+        if self.api.max_feed_clients == 0 {
+            return Err(invalid("api.max_feed_clients", "must be positive"));
+        }
         if self.api.max_body_bytes == 0 {
             return Err(invalid("api.max_body_bytes", "must be positive"));
         }
@@ -274,6 +295,32 @@ impl Config {
             self.storpool
                 .validate()
                 .map_err(|e| invalid("storpool", e.to_string()))?;
+        }
+        // A full batch (at least one largest event) plus its message's own
+        // fields must fit in a message.
+        let batch_bytes = self
+            .sync
+            .max_batch_bytes
+            .max(crate::replica::MAX_EVENT_BYTES);
+        if batch_bytes.saturating_add(64 * 1024) > self.sync.max_message_bytes {
+            return Err(invalid(
+                "sync.max_message_bytes",
+                "must exceed sync.max_batch_bytes (and the 256 KiB event limit) by 64 KiB",
+            ));
+        }
+        for (key, v) in [
+            (
+                "sync.anti_entropy_interval_ms",
+                self.sync.anti_entropy_interval_ms,
+            ),
+            ("sync.redial_initial_ms", self.sync.redial_initial_ms),
+            ("sync.compact_interval_ms", self.sync.compact_interval_ms),
+            ("sync.ack_timeout_ms", self.sync.ack_timeout_ms),
+            ("sync.ping_interval_ms", self.sync.ping_interval_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be positive"));
+            }
         }
         let e = &self.engine;
         for (key, v) in [

@@ -230,6 +230,15 @@ impl Db {
         write_lock(&self.inner.replica).note_peer_vv(zone, vv);
     }
 
+    /// Merges what a peer knows each zone has (swapped in sync handshakes),
+    /// so that a zone we never hear from directly still lets us compact.
+    pub fn merge_known(
+        &self,
+        known: &std::collections::BTreeMap<ZoneId, crate::replica::VersionVector>,
+    ) {
+        write_lock(&self.inner.replica).merge_known(known);
+    }
+
     /// Drops log entries every zone is known to have. Returns how many.
     pub fn compact(&self) -> Result<u64, StoreError> {
         let stable = self.read(|r| r.stable_vv());

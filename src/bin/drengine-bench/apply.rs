@@ -154,6 +154,25 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[idx].as_secs_f64() * 1000.0
 }
 
+/// The floor under any durable write here: a bare redb transaction with one
+/// 300-byte row and a durable commit, measured in the same run.
+fn bare_redb_commit(n: usize) -> anyhow::Result<(f64, f64)> {
+    const T: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("t");
+    let tmp = tempfile::tempdir()?;
+    let db = redb::Database::create(tmp.path().join("bare.redb"))?;
+    let row = [7u8; 300];
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        let t = Instant::now();
+        let txn = db.begin_write()?;
+        txn.open_table(T)?.insert(i, &row[..])?;
+        txn.commit()?;
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    Ok((percentile(&lat, 0.5), percentile(&lat, 0.99)))
+}
+
 pub fn write(args: &[String]) -> anyhow::Result<()> {
     let single_n: usize = args
         .first()
@@ -164,6 +183,7 @@ pub fn write(args: &[String]) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let (bare_p50, bare_p99) = bare_redb_commit(500)?;
     rt.block_on(async move {
         let (keys, dir) = setup()?;
         let tmp = tempfile::tempdir()?;
@@ -206,6 +226,14 @@ pub fn write(args: &[String]) -> anyhow::Result<()> {
         let rate = (writers * per_writer) as f64 / secs;
         println!("scenario write: durable local writes (fsync per commit), 1000 services");
         println!("{:<34} {:>12}", "measure", "value");
+        println!(
+            "{:<34} {:>12.3}",
+            "bare redb commit p50 ms (floor)", bare_p50
+        );
+        println!(
+            "{:<34} {:>12.3}",
+            "bare redb commit p99 ms (floor)", bare_p99
+        );
         println!("{:<34} {:>12.3}", "1 writer p50 ms", p50);
         println!("{:<34} {:>12.3}", "1 writer p99 ms", p99);
         println!("{:<34} {:>12.0}", "64 writers writes/s", rate);
@@ -216,6 +244,8 @@ pub fn write(args: &[String]) -> anyhow::Result<()> {
                 "single_p50_ms": (p50 * 1000.0).round() / 1000.0,
                 "single_p99_ms": (p99 * 1000.0).round() / 1000.0,
                 "concurrent64_writes_per_s": rate.round(),
+                "bare_redb_commit_p50_ms": (bare_p50 * 1000.0).round() / 1000.0,
+                "bare_redb_commit_p99_ms": (bare_p99 * 1000.0).round() / 1000.0,
             })
         );
         anyhow::Ok(())

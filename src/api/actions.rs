@@ -1,0 +1,174 @@
+//! DR actions: each calls one `Engine` method (failover, migration, revert,
+//! test failover) or, for deactivate, writes a VM slot directly.
+
+use super::auth::Caller;
+use super::error::{ApiError, ApiResult};
+use super::extract::{JsonBody, PathParams};
+use super::services::{read_service, view_of};
+use super::types::{
+    DeactivateRequest, FailoverRequest, MigrateRequest, RevertRequest, ServiceView,
+};
+use super::ApiState;
+use crate::engine::{FailoverOutcome, MigrationStarted};
+use crate::model::{ServiceId, VmSlot};
+use crate::node::Role;
+use crate::replica::Op;
+use axum::extract::State;
+use axum::Json;
+
+/// The service named in the path, checked to exist before the engine runs.
+fn service(state: &ApiState, p: &PathParams) -> ApiResult<ServiceId> {
+    let id: ServiceId = p.id("service")?;
+    read_service(state, &id, |_| ())?;
+    Ok(id)
+}
+
+pub async fn failover(
+    State(state): State<ApiState>,
+    caller: Caller,
+    p: PathParams,
+    JsonBody(req): JsonBody<FailoverRequest>,
+) -> ApiResult<Json<FailoverOutcome>> {
+    caller.require(Role::Cmp)?;
+    let id = service(&state, &p)?;
+    let out = state
+        .engine()
+        .failover(&id, req.rp.as_ref(), &caller.name)
+        .await?;
+    tracing::info!(zone = %state.zone(), service = %id, rp = %out.rp, actor = %caller.name, "failover");
+    Ok(Json(out))
+}
+
+pub async fn start_migration(
+    State(state): State<ApiState>,
+    caller: Caller,
+    p: PathParams,
+    JsonBody(req): JsonBody<MigrateRequest>,
+) -> ApiResult<Json<MigrationStarted>> {
+    caller.require(Role::Cmp)?;
+    let id = service(&state, &p)?;
+    if &req.target == state.zone() {
+        return Err(ApiError::invalid(
+            "target",
+            "the target must be another zone",
+        ));
+    }
+    let out = state
+        .engine()
+        .start_migration(&id, &req.target, &caller.name)
+        .await?;
+    tracing::info!(zone = %state.zone(), service = %id, target = %req.target, rp = %out.final_rp, actor = %caller.name, "migration started");
+    Ok(Json(out))
+}
+
+/// No arguments; the body may be empty or `{}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+pub async fn complete_migration(
+    State(state): State<ApiState>,
+    caller: Caller,
+    p: PathParams,
+    JsonBody(NoArgs {}): JsonBody<NoArgs>,
+) -> ApiResult<Json<FailoverOutcome>> {
+    caller.require(Role::Cmp)?;
+    let id = service(&state, &p)?;
+    let out = state.engine().complete_migration(&id, &caller.name).await?;
+    tracing::info!(zone = %state.zone(), service = %id, rp = %out.rp, actor = %caller.name, "migration completed");
+    Ok(Json(out))
+}
+
+pub async fn revert(
+    State(state): State<ApiState>,
+    caller: Caller,
+    p: PathParams,
+    JsonBody(req): JsonBody<RevertRequest>,
+) -> ApiResult<Json<FailoverOutcome>> {
+    caller.require(Role::Cmp)?;
+    let id = service(&state, &p)?;
+    let out = state.engine().revert(&id, &req.rp, &caller.name).await?;
+    tracing::info!(zone = %state.zone(), service = %id, rp = %out.rp, actor = %caller.name, "reverted");
+    Ok(Json(out))
+}
+
+pub async fn test_failover(
+    State(state): State<ApiState>,
+    caller: Caller,
+    p: PathParams,
+    JsonBody(req): JsonBody<FailoverRequest>,
+) -> ApiResult<Json<FailoverOutcome>> {
+    caller.require(Role::Cmp)?;
+    let id = service(&state, &p)?;
+    let out = state
+        .engine()
+        .test_failover(&id, req.rp.as_ref(), &caller.name)
+        .await?;
+    tracing::info!(zone = %state.zone(), service = %id, rp = %out.rp, actor = %caller.name, "test failover");
+    Ok(Json(out))
+}
+
+pub async fn cleanup_test_failover(
+    State(state): State<ApiState>,
+    caller: Caller,
+    p: PathParams,
+    JsonBody(NoArgs {}): JsonBody<NoArgs>,
+) -> ApiResult<Json<ServiceView>> {
+    caller.require(Role::Cmp)?;
+    let id = service(&state, &p)?;
+    state
+        .engine()
+        .cleanup_test_failover(&id, &caller.name)
+        .await?;
+    tracing::info!(zone = %state.zone(), service = %id, actor = %caller.name, "test failover cleaned up");
+    Ok(Json(view_of(&state, &id)?))
+}
+
+/// Marks a zone's VM inactive. The write has seen every value of that
+/// zone's slot, so it also settles a concurrent-write conflict on it; run
+/// for each extra active zone, it ends an active-VM conflict, from any zone.
+pub async fn deactivate(
+    State(state): State<ApiState>,
+    caller: Caller,
+    p: PathParams,
+    JsonBody(req): JsonBody<DeactivateRequest>,
+) -> ApiResult<Json<ServiceView>> {
+    caller.require(Role::Operator)?;
+    let id: ServiceId = p.id("service")?;
+    let zone = req.zone.unwrap_or_else(|| state.zone().clone());
+    let _edit = state.0.edit_lock.lock().await;
+    let (slot, needs_write) = read_service(&state, &id, |s| {
+        let values = s
+            .slots
+            .get(&zone)
+            .map(|r| r.values().to_vec())
+            .unwrap_or_default();
+        let any_active = values
+            .iter()
+            .any(|v| v.value.as_ref().is_some_and(|s| s.active));
+        let base = s
+            .slot(&zone)
+            .cloned()
+            .or_else(|| values.iter().find_map(|v| v.value.clone()));
+        (base, any_active || values.len() > 1)
+    })?;
+    let Some(slot) = slot else {
+        return Err(
+            ApiError::conflict("no_vm", format!("service {id} has no VM in zone {zone}"))
+                .field("zone"),
+        );
+    };
+    if needs_write {
+        let op = Op::SetSlot {
+            service: id.clone(),
+            zone: zone.clone(),
+            slot: Some(VmSlot {
+                active: false,
+                ..slot
+            }),
+        };
+        state.db().write(op, &caller.name).await?;
+        tracing::info!(zone = %state.zone(), service = %id, slot_zone = %zone, actor = %caller.name, "VM deactivated");
+    }
+    Ok(Json(view_of(&state, &id)?))
+}

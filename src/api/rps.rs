@@ -1,0 +1,136 @@
+//! Recovery points: list with per-zone copies, take one now, hold and release.
+
+use super::auth::Caller;
+use super::error::{ApiError, ApiResult};
+use super::extract::{JsonBody, Params, PathParams};
+use super::services::read_service;
+use super::types::{CopyView, RpList, RpView};
+use super::ApiState;
+use crate::model::{RpId, ServiceId, ZoneId};
+use crate::node::Role;
+use crate::replica::{Op, RecoveryPoint};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+
+pub fn rp_view(service: &ServiceId, rp: &RecoveryPoint) -> RpView {
+    RpView {
+        id: rp.id.clone(),
+        service: service.clone(),
+        origin: rp.origin.clone(),
+        taken: rp.taken,
+        disks: rp.disks.clone(),
+        metadata: rp.metadata.clone(),
+        held: rp.is_held(),
+        copies: rp
+            .copies
+            .iter()
+            .map(|(z, v)| (z.clone(), CopyView::from(&v.value)))
+            .collect(),
+        complete_in: rp
+            .copies
+            .iter()
+            .filter(|(_, v)| v.value.is_complete())
+            .map(|(z, _)| z.clone())
+            .collect(),
+    }
+}
+
+fn read_rp(state: &ApiState, service: &ServiceId, rp: &RpId) -> ApiResult<RpView> {
+    read_service(state, service, |s| {
+        s.rps.get(rp).map(|r| rp_view(service, r))
+    })?
+    .ok_or_else(|| ApiError::not_found("rp", format!("recovery point {rp} does not exist")))
+}
+
+pub async fn list(
+    State(state): State<ApiState>,
+    _c: Caller,
+    p: PathParams,
+    mut q: Params,
+) -> ApiResult<Json<RpList>> {
+    let id: ServiceId = p.id("service")?;
+    let complete_in = q.take_parsed("complete_in", ZoneId::parse)?;
+    let held = q.take_bool("held")?;
+    q.finish()?;
+    let mut rps = read_service(&state, &id, |s| {
+        s.rps
+            .values()
+            .filter(|rp| complete_in.as_ref().is_none_or(|z| rp.is_complete_in(z)))
+            .filter(|rp| held.is_none_or(|h| rp.is_held() == h))
+            .map(|rp| rp_view(&id, rp))
+            .collect::<Vec<_>>()
+    })?;
+    rps.sort_by(|a, b| (a.taken, &a.id).cmp(&(b.taken, &b.id)));
+    Ok(Json(RpList { rps }))
+}
+
+pub async fn show(
+    State(state): State<ApiState>,
+    _c: Caller,
+    p: PathParams,
+) -> ApiResult<Json<RpView>> {
+    let id: ServiceId = p.id("service")?;
+    let rp: RpId = p.id("rp")?;
+    Ok(Json(read_rp(&state, &id, &rp)?))
+}
+
+/// No arguments yet; the body may be empty or `{}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TakeRp {}
+
+pub async fn take(
+    State(state): State<ApiState>,
+    caller: Caller,
+    p: PathParams,
+    JsonBody(TakeRp {}): JsonBody<TakeRp>,
+) -> ApiResult<(StatusCode, Json<RpView>)> {
+    caller.require(Role::Cmp)?;
+    let id: ServiceId = p.id("service")?;
+    read_service(&state, &id, |_| ())?;
+    let rp = state.engine().take_rp(&id, &caller.name).await?;
+    tracing::info!(zone = %state.zone(), service = %id, rp = %rp, actor = %caller.name, "recovery point taken");
+    Ok((StatusCode::CREATED, Json(read_rp(&state, &id, &rp)?)))
+}
+
+async fn set_hold(
+    state: ApiState,
+    caller: Caller,
+    p: PathParams,
+    hold: bool,
+) -> ApiResult<Json<RpView>> {
+    caller.require(Role::Cmp)?;
+    let id: ServiceId = p.id("service")?;
+    let rp: RpId = p.id("rp")?;
+    read_rp(&state, &id, &rp)?;
+    state
+        .db()
+        .write(
+            Op::SetHold {
+                service: id.clone(),
+                rp: rp.clone(),
+                hold,
+            },
+            &caller.name,
+        )
+        .await?;
+    tracing::info!(zone = %state.zone(), service = %id, rp = %rp, hold, actor = %caller.name, "hold set");
+    Ok(Json(read_rp(&state, &id, &rp)?))
+}
+
+pub async fn hold(
+    State(state): State<ApiState>,
+    caller: Caller,
+    p: PathParams,
+) -> ApiResult<Json<RpView>> {
+    set_hold(state, caller, p, true).await
+}
+
+pub async fn release(
+    State(state): State<ApiState>,
+    caller: Caller,
+    p: PathParams,
+) -> ApiResult<Json<RpView>> {
+    set_hold(state, caller, p, false).await
+}

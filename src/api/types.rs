@@ -1,0 +1,266 @@
+//! The JSON shapes of the API: requests and answers. They live apart from
+//! the handlers so that the CLI (and any Rust client) reads the same types
+//! the server writes.
+
+use crate::engine::RpoStatus;
+use crate::model::{CopyState, MessageId, Policy, RpDisk, RpId, ServiceId, VmSlot, ZoneId};
+use crate::replica::{Conflict, Dot, Hlc, VersionVector};
+use crate::sync::PeerStatus;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `POST /v1/services`: protect a VM running in this zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateService {
+    /// The service id; made by the node (random, or derived from this zone
+    /// and the `Idempotency-Key` header) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<ServiceId>,
+    /// The CMP's id of the VM.
+    pub cmp_vm_id: String,
+    /// The VM's disks as StorPool volume names.
+    pub disks: Vec<String>,
+    /// Opaque VM configuration, snapshotted into every recovery point.
+    #[serde(default)]
+    pub metadata: String,
+    pub policy: Policy,
+}
+
+/// `PATCH /v1/services/{service}`: change some fields. Each present field is
+/// one write; send `If-Match` with the version read to refuse a stale edit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateService {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+    /// The VM slot of this zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<VmSlot>,
+}
+
+/// A service as this zone sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceView {
+    pub id: ServiceId,
+    /// The version token (also the `ETag`): changes with every write to the
+    /// policy, metadata, VM slots or deletion.
+    pub version: String,
+    /// The zones whose events created the service (two if two zones created
+    /// the same id concurrently).
+    pub created_by: Vec<ZoneId>,
+    pub deleted: bool,
+    /// The policy reads return (see `conflicts` when zones disagree).
+    pub policy: Option<Policy>,
+    pub metadata: String,
+    /// Per zone, the VM that stands for the service there.
+    pub slots: BTreeMap<ZoneId, VmSlot>,
+    pub active_zones: Vec<ZoneId>,
+    pub conflicts: Vec<Conflict>,
+    pub rp_count: usize,
+    /// The newest RP complete in the recovery zone.
+    pub newest_recoverable_rp: Option<RpId>,
+    /// RPO as this zone's engine sees it (absent when the engine is not running).
+    pub rpo: Option<RpoStatus>,
+    /// The last permanent StorPool error met for this service.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceList {
+    pub services: Vec<ServiceView>,
+    /// Pass as `after` to read the next page; absent on the last page.
+    pub next_after: Option<ServiceId>,
+}
+
+/// A recovery point with its copy in each zone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RpView {
+    pub id: RpId,
+    pub service: ServiceId,
+    /// The zone that took it.
+    pub origin: ZoneId,
+    pub taken: Hlc,
+    pub disks: Vec<RpDisk>,
+    pub metadata: String,
+    pub held: bool,
+    pub copies: BTreeMap<ZoneId, CopyView>,
+    pub complete_in: Vec<ZoneId>,
+}
+
+/// One zone's copy of an RP: `pending`, `transferring`, `complete`,
+/// `failed` (with StorPool's error name) or `deleted`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyView {
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<&CopyState> for CopyView {
+    fn from(c: &CopyState) -> Self {
+        let (state, error) = match c {
+            CopyState::Pending => ("pending", None),
+            CopyState::Transferring => ("transferring", None),
+            CopyState::Complete => ("complete", None),
+            CopyState::Failed { error } => ("failed", Some(error.clone())),
+            CopyState::Deleted => ("deleted", None),
+        };
+        CopyView {
+            state: state.to_string(),
+            error,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RpList {
+    pub rps: Vec<RpView>,
+}
+
+/// `POST /v1/services/{service}/failover` and `/test-failover`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverRequest {
+    /// The RP to recover from; the newest complete here when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rp: Option<RpId>,
+}
+
+/// `POST /v1/services/{service}/migrate`: start a planned migration here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateRequest {
+    pub target: ZoneId,
+}
+
+/// `POST /v1/services/{service}/revert`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevertRequest {
+    pub rp: RpId,
+}
+
+/// `POST /v1/services/{service}/deactivate`: mark a zone's VM inactive.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeactivateRequest {
+    /// The zone whose VM is marked inactive; this zone when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<ZoneId>,
+}
+
+/// `POST /v1/services/{service}/resolve`: settle one conflict with a write
+/// that has seen every side.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    /// The conflicting field as listed (`policy`, `metadata`, `slots.<zone>`,
+    /// `rps.<rp>.hold`), or `active_vms`.
+    pub field: String,
+    /// Keep the value of this side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choose: Option<Dot>,
+    /// Or write this new value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
+    /// For `active_vms`: the one zone whose VM stays active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_zone: Option<ZoneId>,
+    /// The sides the caller looked at; if the conflict has other sides now,
+    /// the answer is 412 and nothing is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen: Option<Vec<Dot>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConflictList {
+    pub conflicts: Vec<Conflict>,
+}
+
+/// `POST /v1/messages`: a message to another zone's CMP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    pub to: ZoneId,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The actor (token name) in the target zone that acknowledged.
+    pub by: String,
+    pub at: Hlc,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageView {
+    pub id: MessageId,
+    pub from: ZoneId,
+    pub to: ZoneId,
+    /// Who sent it (the token name in the sending zone).
+    pub actor: String,
+    pub sent: Hlc,
+    pub body: String,
+    pub acked: Option<Ack>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageList {
+    pub messages: Vec<MessageView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerList {
+    pub peers: Vec<PeerStatus>,
+}
+
+/// `GET /v1/status`: this zone's node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZoneStatus {
+    pub zone: ZoneId,
+    pub version: String,
+    /// Events applied, per origin zone.
+    pub vv: VersionVector,
+    /// Equal on nodes that applied the same events.
+    pub digest: String,
+    pub services: usize,
+    pub conflicts: usize,
+    /// Events received before their causal past, waiting.
+    pub pending_events: usize,
+    pub engine_running: bool,
+    pub sync_running: bool,
+    pub peers: Vec<PeerStatus>,
+}
+
+/// One committed event on the change feed (`GET /v1/events`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedEvent {
+    pub origin: ZoneId,
+    pub seq: u64,
+    pub hlc: Hlc,
+    pub actor: String,
+    /// The op kind, e.g. `create_service`, `set_slot`, `send_message`.
+    pub op: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rp: Option<RpId>,
+    /// For messages: the addressee zone, and the message id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<ZoneId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<MessageId>,
+    /// The peer it arrived from; absent for this node's own writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_peer: Option<ZoneId>,
+}
+
+/// Sent on the change feed, as an SSE event named `resync`, when the client
+/// fell behind and events were skipped: re-read what it cares about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resync {
+    pub skipped_commits: u64,
+}

@@ -1,0 +1,345 @@
+//! Output for people: aligned tables and short lines. `--json` bypasses it.
+
+use serde_json::Value;
+
+/// Prints rows under headers, columns padded to the widest cell.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = line(headers.to_vec());
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+        out.push('\n');
+    }
+    out
+}
+
+/// A JSON value as a short cell: strings bare, null as `-`.
+pub fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+/// An HLC stamp as UTC time of day with milliseconds.
+pub fn hlc_time(v: &Value) -> String {
+    let Some(ms) = v["wall_ms"].as_u64() else {
+        return "-".into();
+    };
+    let secs = ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}Z",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60,
+        ms % 1000
+    )
+}
+
+pub fn services_table(list: &Value) -> String {
+    let rows: Vec<Vec<String>> = list["services"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            vec![
+                cell(&s["id"]),
+                cell(&s["active_zones"]),
+                cell(&s["policy"]["recovery_zone"]),
+                cell(&s["policy"]["interval_s"]),
+                cell(&s["rp_count"]),
+                match &s["rpo"] {
+                    Value::Null => "-".into(),
+                    r => format!(
+                        "{}{}",
+                        r["rpo_age_s"]
+                            .as_f64()
+                            .map(|a| format!("{a:.0}s"))
+                            .unwrap_or("-".into()),
+                        if r["past_rpo"] == true { " PAST" } else { "" }
+                    ),
+                },
+                s["conflicts"]
+                    .as_array()
+                    .map(|c| c.len())
+                    .unwrap_or(0)
+                    .to_string(),
+                if s["deleted"] == true {
+                    "deleted".into()
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "ACTIVE",
+            "RECOVERY",
+            "INTERVAL_S",
+            "RPS",
+            "RPO",
+            "CONFLICTS",
+            "",
+        ],
+        &rows,
+    )
+}
+
+pub fn service_detail(s: &Value) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("service    {}\n", cell(&s["id"])));
+    out.push_str(&format!("version    {}\n", cell(&s["version"])));
+    out.push_str(&format!("created by {}\n", cell(&s["created_by"])));
+    if s["deleted"] == true {
+        out.push_str("deleted    yes\n");
+    }
+    let p = &s["policy"];
+    out.push_str(&format!(
+        "policy     every {}s to {}; keep {} / {}s here, {} / {}s there\n",
+        cell(&p["interval_s"]),
+        cell(&p["recovery_zone"]),
+        cell(&p["local_retention"]["keep_last"]),
+        cell(&p["local_retention"]["keep_for_s"]),
+        cell(&p["remote_retention"]["keep_last"]),
+        cell(&p["remote_retention"]["keep_for_s"]),
+    ));
+    out.push_str(&format!(
+        "metadata   {} bytes\n",
+        s["metadata"].as_str().map(str::len).unwrap_or(0)
+    ));
+    out.push_str(&format!(
+        "newest RP  {} (complete in the recovery zone)\n",
+        cell(&s["newest_recoverable_rp"])
+    ));
+    if let Value::Object(r) = &s["rpo"] {
+        out.push_str(&format!(
+            "RPO        {} of {}s{}\n",
+            r.get("rpo_age_s")
+                .and_then(Value::as_f64)
+                .map(|a| format!("{a:.0}s"))
+                .unwrap_or("none".into()),
+            r.get("rpo_target_s").map(cell).unwrap_or_default(),
+            if r.get("past_rpo") == Some(&Value::Bool(true)) {
+                "  PAST RPO"
+            } else {
+                ""
+            }
+        ));
+    }
+    if !s["last_error"].is_null() {
+        out.push_str(&format!("last error {}\n", cell(&s["last_error"])));
+    }
+    out.push('\n');
+    let rows: Vec<Vec<String>> = s["slots"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(z, v)| {
+                    vec![
+                        z.clone(),
+                        cell(&v["cmp_vm_id"]),
+                        if v["active"] == true {
+                            "active".into()
+                        } else {
+                            "inactive".into()
+                        },
+                        cell(&v["disks"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.push_str(&table(&["ZONE", "VM", "STATE", "DISKS"], &rows));
+    if let Some(c) = s["conflicts"].as_array().filter(|c| !c.is_empty()) {
+        out.push('\n');
+        out.push_str(&conflicts_table(&serde_json::json!({ "conflicts": c })));
+    }
+    out
+}
+
+pub fn rps_table(list: &Value) -> String {
+    let rows: Vec<Vec<String>> = list["rps"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            let copies = r["copies"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(z, c)| format!("{z}:{}", cell(&c["state"])))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            vec![
+                cell(&r["id"]),
+                hlc_time(&r["taken"]),
+                if r["held"] == true {
+                    "held".into()
+                } else {
+                    String::new()
+                },
+                copies,
+            ]
+        })
+        .collect();
+    table(&["RP", "TAKEN", "HOLD", "COPIES"], &rows)
+}
+
+pub fn conflicts_table(list: &Value) -> String {
+    let mut rows = Vec::new();
+    for c in list["conflicts"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+    {
+        let what = if c["kind"] == "active_vms" {
+            "active_vms".to_string()
+        } else {
+            cell(&c["field"])
+        };
+        for s in c["sides"]
+            .as_array()
+            .map(|a| a.as_slice())
+            .unwrap_or_default()
+        {
+            let mut value = s["value"].to_string();
+            if value.len() > 60 {
+                value.truncate(57);
+                value.push_str("...");
+            }
+            rows.push(vec![
+                cell(&c["service"]),
+                what.clone(),
+                cell(&s["zone"]),
+                format!("{}:{}", cell(&s["dot"]["origin"]), cell(&s["dot"]["seq"])),
+                value,
+            ]);
+        }
+    }
+    table(&["SERVICE", "CONFLICT", "ZONE", "SIDE", "VALUE"], &rows)
+}
+
+pub fn messages_table(list: &Value) -> String {
+    let rows: Vec<Vec<String>> = list["messages"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            vec![
+                cell(&m["id"]),
+                cell(&m["from"]),
+                cell(&m["to"]),
+                hlc_time(&m["sent"]),
+                match &m["acked"] {
+                    Value::Null => "waiting".into(),
+                    a => format!("acked by {}", cell(&a["by"])),
+                },
+                cell(&m["body"]),
+            ]
+        })
+        .collect();
+    table(&["ID", "FROM", "TO", "SENT", "STATE", "BODY"], &rows)
+}
+
+pub fn peers_table(list: &Value) -> String {
+    let rows: Vec<Vec<String>> = list["peers"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            vec![
+                cell(&p["zone"]),
+                if p["connected"] == true {
+                    "up".into()
+                } else {
+                    "down".into()
+                },
+                p["rtt_ms"]
+                    .as_f64()
+                    .map(|r| format!("{r:.1}"))
+                    .unwrap_or("-".into()),
+                cell(&p["behind_events"]),
+                cell(&p["ahead_events"]),
+                p["last_seen_ms_ago"]
+                    .as_u64()
+                    .map(|m| format!("{m}ms ago"))
+                    .unwrap_or("never".into()),
+            ]
+        })
+        .collect();
+    table(
+        &["PEER", "LINK", "RTT_MS", "BEHIND", "AHEAD", "LAST SEEN"],
+        &rows,
+    )
+}
+
+pub fn outcome(o: &Value) -> String {
+    let mut out = format!(
+        "service {} in {} from RP {}\n",
+        cell(&o["service"]),
+        cell(&o["zone"]),
+        cell(&o["rp"])
+    );
+    let rows: Vec<Vec<String>> = o["volumes"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|v| {
+            vec![
+                cell(&v["disk"]),
+                cell(&v["volume"]),
+                cell(&v["from_snapshot"]),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["DISK", "VOLUME", "FROM"], &rows));
+    out
+}
+
+/// One change-feed event as a line.
+pub fn feed_line(e: &Value) -> String {
+    let mut s = format!(
+        "{} {}:{} {:<14} by {}",
+        hlc_time(&e["hlc"]),
+        cell(&e["origin"]),
+        cell(&e["seq"]),
+        cell(&e["op"]),
+        cell(&e["actor"])
+    );
+    for k in ["service", "rp", "to", "message", "from_peer"] {
+        if let Some(v) = e.get(k).filter(|v| !v.is_null()) {
+            s.push_str(&format!(" {k}={}", cell(v)));
+        }
+    }
+    s
+}

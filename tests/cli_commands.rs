@@ -1,0 +1,288 @@
+//! The `drengine` binary against a real node: --json output and exit codes
+//! (0 ok, 1 server error, 2 usage, 3 not found, 4 conflict, 5 unreachable).
+
+mod api_support;
+
+use api_support::*;
+use serde_json::Value;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_drengine");
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+}
+
+async fn drengine(url: &str, token: &str, args: &[&str]) -> Out {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("DRENGINE_API", url)
+        .env("DRENGINE_TOKEN", token)
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protect_list_show_and_update_with_json_output() {
+    let n = start_node().await;
+    let out = drengine(
+        &n.url,
+        CMP_TOKEN,
+        &[
+            "--json",
+            "protect",
+            "--vm",
+            "vm-1",
+            "--disk",
+            "vm-1-root",
+            "--disk",
+            "vm-1-data",
+            "--recovery-zone",
+            "zone-b",
+            "--interval-s",
+            "120",
+            "--metadata",
+            "<vm/>",
+            "--idempotency-key",
+            "k1",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let svc = out.json();
+    let id = svc["id"].as_str().unwrap().to_string();
+    assert_eq!(svc["slots"]["zone-a"]["disks"][1], "vm-1-data");
+    assert_eq!(svc["policy"]["interval_s"], 120);
+    // A retried protect with the same key is the same service.
+    let again = drengine(
+        &n.url,
+        CMP_TOKEN,
+        &[
+            "--json",
+            "protect",
+            "--vm",
+            "vm-1",
+            "--disk",
+            "vm-1-root",
+            "--disk",
+            "vm-1-data",
+            "--recovery-zone",
+            "zone-b",
+            "--interval-s",
+            "120",
+            "--metadata",
+            "<vm/>",
+            "--idempotency-key",
+            "k1",
+        ],
+    )
+    .await;
+    assert_eq!(again.code, 0);
+    assert_eq!(again.json()["id"], id.as_str());
+
+    let list = drengine(&n.url, READ_TOKEN, &["--json", "services"]).await;
+    assert_eq!(list.code, 0);
+    assert_eq!(list.json()["services"][0]["id"], id.as_str());
+    let table = drengine(&n.url, READ_TOKEN, &["services"]).await;
+    assert!(table.stdout.starts_with("ID "), "{}", table.stdout);
+    assert!(table.stdout.contains(&id));
+
+    let shown = drengine(&n.url, READ_TOKEN, &["--json", "service", "show", &id]).await;
+    assert_eq!(shown.code, 0);
+    let version = shown.json()["version"].as_str().unwrap().to_string();
+    let upd = drengine(
+        &n.url,
+        CMP_TOKEN,
+        &["--json", "service", "update", &id, "--interval-s", "30"],
+    )
+    .await;
+    assert_eq!(upd.code, 0, "{}", upd.stderr);
+    assert_eq!(upd.json()["policy"]["interval_s"], 30);
+    // The version read before that update is stale now: exit 4.
+    let stale = drengine(
+        &n.url,
+        CMP_TOKEN,
+        &[
+            "--json",
+            "service",
+            "update",
+            &id,
+            "--metadata",
+            "x",
+            "--if-match",
+            &version,
+        ],
+    )
+    .await;
+    assert_eq!(stale.code, 4, "{}", stale.stderr);
+    assert_eq!(stale.json()["error"]["code"], "precondition_failed");
+    n.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_codes_say_what_went_wrong() {
+    let n = start_node().await;
+    let out = drengine(&n.url, READ_TOKEN, &["--json", "service", "show", "nope"]).await;
+    assert_eq!(out.code, 3);
+    assert_eq!(out.json()["error"]["field"], "service");
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+
+    let out = drengine(
+        &n.url,
+        READ_TOKEN,
+        &[
+            "protect",
+            "--vm",
+            "v",
+            "--disk",
+            "d",
+            "--recovery-zone",
+            "zone-b",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 1, "403 is a server refusal: {}", out.stderr);
+    let out = drengine(&n.url, "wrong-token", &["services"]).await;
+    assert_eq!(out.code, 1);
+
+    let out = drengine(&n.url, CMP_TOKEN, &["protect", "--vm", "v"]).await;
+    assert_eq!(out.code, 2, "usage: {}", out.stderr);
+    let out = drengine(&n.url, CMP_TOKEN, &["no-such-command"]).await;
+    assert_eq!(out.code, 2);
+    let out = drengine(
+        &n.url,
+        CMP_TOKEN,
+        &["resolve", "svc", "policy", "--choose", "nonsense"],
+    )
+    .await;
+    assert_eq!(out.code, 2);
+
+    let help = drengine(&n.url, CMP_TOKEN, &["--help"]).await;
+    assert_eq!(help.code, 0);
+    assert!(help.stdout.contains("Exit codes:"));
+
+    let svc = n.protect("vm-1").await;
+    let id = svc["id"].as_str().unwrap();
+    let out = drengine(&n.url, CMP_TOKEN, &["--json", "failover", id]).await;
+    assert_eq!(out.code, 1, "engine off: 503");
+    assert_eq!(out.json()["error"]["code"], "engine_not_running");
+    let out = drengine(&n.url, OP_TOKEN, &["deactivate", id, "--zone", "zone-c"]).await;
+    assert_eq!(out.code, 4, "no VM there: 409");
+
+    // A port nobody listens on: unreachable.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", free.local_addr().unwrap());
+    drop(free);
+    let out = drengine(&dead, READ_TOKEN, &["services"]).await;
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    n.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_conflicts_and_peers_in_json() {
+    let n = start_node().await;
+    let out = drengine(
+        &n.url,
+        CMP_TOKEN,
+        &["--json", "messages", "send", "--to", "zone-b", "stop vm-1"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id = out.json()["id"].as_str().unwrap().to_string();
+    let out = drengine(
+        &n.url,
+        READ_TOKEN,
+        &["--json", "messages", "--direction", "outbox"],
+    )
+    .await;
+    assert_eq!(out.json()["messages"][0]["id"], id.as_str());
+    let out = drengine(&n.url, CMP_TOKEN, &["messages", "ack", &id]).await;
+    assert_eq!(out.code, 4, "only the addressee acknowledges");
+    let out = drengine(&n.url, READ_TOKEN, &["--json", "conflicts"]).await;
+    assert_eq!(out.json()["conflicts"], serde_json::json!([]));
+    let out = drengine(&n.url, READ_TOKEN, &["--json", "peers"]).await;
+    assert_eq!(out.json()["peers"][0]["zone"], "zone-b");
+    let out = drengine(&n.url, READ_TOKEN, &["status"]).await;
+    assert!(out.stdout.starts_with("zone zone-a"), "{}", out.stdout);
+    n.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_prints_each_event_as_a_json_line() {
+    let n = start_node().await;
+    let mut child = Command::new(BIN)
+        .args(["--api", &n.url, "--token", READ_TOKEN, "--json", "watch"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Writes until the watcher has connected and reports one.
+    let line = loop {
+        n.protect("vm-1").await;
+        if let Ok(Ok(Some(l))) =
+            tokio::time::timeout(Duration::from_millis(200), lines.next_line()).await
+        {
+            break l;
+        }
+    };
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["event"], "event");
+    assert_eq!(v["data"]["op"], "create_service");
+    assert_eq!(v["data"]["actor"], "cmp-1");
+    child.kill().await.unwrap();
+    n.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keygen_writes_a_private_key_file_and_prints_the_public_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("z.key");
+    let out = drengine(
+        "http://unused",
+        "",
+        &["keygen", "--out", path.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let key = drengine::node::config::read_signing_key(&path).unwrap();
+    assert_eq!(
+        out.stdout.trim(),
+        hex::encode(key.verifying_key().to_bytes())
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let again = drengine(
+        "http://unused",
+        "",
+        &["keygen", "--out", path.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(again.code, 2, "refuses to overwrite");
+    let printed = drengine("http://unused", "", &["keygen"]).await;
+    assert!(printed.stdout.contains("public_key = "));
+}

@@ -1,0 +1,112 @@
+//! The devnet as one process: three nodes (a–b–c, no a–c link) wired with
+//! real sync, driven through the real HTTP API.
+
+mod api_support;
+
+use api_support::{create_body, wait_until};
+use drengine::model::ZoneId;
+use drengine::node::devnet::{Devnet, DevnetOptions};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const TOKEN: &str = "devnet-test";
+
+async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut req = client.request(method, url).bearer_auth(TOKEN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.expect("request");
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_in_zone_a_reaches_zone_c_over_two_hops_and_a_partition_shows_its_conflict() {
+    let devnet = Devnet::start(DevnetOptions {
+        data_dir: None,
+        base_port: 0,
+        token: TOKEN.into(),
+        engine: false,
+    })
+    .await
+    .expect("devnet");
+    let api: Vec<String> = devnet.nodes.iter().map(|n| n.api_url()).collect();
+
+    let (status, created) = call(
+        reqwest::Method::POST,
+        format!("{}/v1/services", api[0]),
+        Some(create_body("vm-1")),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_string();
+
+    let seen_in_c = wait_until(Duration::from_secs(20), || {
+        let url = format!("{}/v1/services/{id}", api[2]);
+        async move { call(reqwest::Method::GET, url, None).await.0 == 200 }
+    })
+    .await;
+    assert!(seen_in_c, "the service never reached zone-c");
+
+    // zone-b sees both neighbours connected.
+    let connected = wait_until(Duration::from_secs(20), || {
+        let url = format!("{}/v1/peers", api[1]);
+        async move {
+            let (_, v) = call(reqwest::Method::GET, url, None).await;
+            v["peers"]
+                .as_array()
+                .is_some_and(|p| p.len() == 2 && p.iter().all(|p| p["connected"] == true))
+        }
+    })
+    .await;
+    assert!(connected, "zone-b's peers did not connect");
+
+    // Cut zone-b off from zone-a, then edit the same field on both sides.
+    let a = ZoneId::new("zone-a").expect("zone");
+    let b = ZoneId::new("zone-b").expect("zone");
+    devnet.nodes[1]
+        .sync()
+        .block(std::slice::from_ref(&a))
+        .await
+        .expect("block");
+    devnet.nodes[0]
+        .sync()
+        .block(std::slice::from_ref(&b))
+        .await
+        .expect("block");
+    for (i, cpu) in [(0, 4), (2, 8)] {
+        let (status, body) = call(
+            reqwest::Method::PATCH,
+            format!("{}/v1/services/{id}", api[i]),
+            Some(json!({ "metadata": format!("<vm name='vm-1' cpu='{cpu}'/>") })),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    devnet.nodes[1].sync().unblock(&[a]).await.expect("unblock");
+    devnet.nodes[0].sync().unblock(&[b]).await.expect("unblock");
+    let digest = |i: usize| devnet.nodes[i].db().read(|r| r.digest());
+    let converged = wait_until(Duration::from_secs(30), || {
+        let same = digest(0) == digest(1) && digest(1) == digest(2);
+        async move { same }
+    })
+    .await;
+    assert!(converged, "digests differ after heal");
+    // Every zone lists the concurrent edit with both sides.
+    for url in &api {
+        let (status, list) = call(reqwest::Method::GET, format!("{url}/v1/conflicts"), None).await;
+        assert_eq!(status, 200);
+        let conflicts = list["conflicts"].as_array().expect("conflicts");
+        assert_eq!(conflicts.len(), 1, "{list}");
+        let zones: Vec<&str> = conflicts[0]["sides"]
+            .as_array()
+            .expect("sides")
+            .iter()
+            .filter_map(|s| s["zone"].as_str())
+            .collect();
+        assert_eq!(zones, ["zone-a", "zone-c"], "{list}");
+    }
+    devnet.shutdown().await;
+}
