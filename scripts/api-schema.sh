@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-target="${CARGO_TARGET_DIR:-target}"
+target="$(scripts/target-dir.sh)"
 venv="${API_SCHEMA_VENV:-$target/schemathesis-venv}"
 max_examples="${API_SCHEMA_MAX_EXAMPLES:-30}"
 token="schema-check-token"

@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --bin drengine-bench --bin storpool-emulator
-target_dir="${CARGO_TARGET_DIR:-target}"
+target_dir="$(scripts/target-dir.sh)"
 exec "$target_dir/release/drengine-bench" "$@"

@@ -12,7 +12,7 @@ export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 "$PYTHON" -m pip install --quiet 'storpool==7.3.0' pytest
 
 cargo build --release --bin storpool-emulator
-BIN="${CARGO_TARGET_DIR:-target}/release/storpool-emulator"
+BIN="$(scripts/target-dir.sh)/release/storpool-emulator"
 
 WORK="$(mktemp -d)"
 PID=""

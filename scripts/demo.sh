@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 base="${DEMO_BASE_PORT:-7101}"
-target="${CARGO_TARGET_DIR:-target}"
+target="$(scripts/target-dir.sh)"
 cargo build --quiet --bin drengine --bin storpool-emulator
 bin="$target/debug/drengine"
 emu="$target/debug/storpool-emulator"

@@ -110,3 +110,133 @@ async fn a_write_in_zone_a_reaches_zone_c_over_two_hops_and_a_partition_shows_it
     }
     devnet.shutdown().await;
 }
+
+/// The user story of the product, through the API of a devnet with the
+/// engine and an emulated StorPool cluster per zone: protect in zone-a,
+/// an RP replicated to zone-b, zone-a cut off, failover in zone-b, the
+/// active-VM conflict seen in every zone, resolved from zone-a.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protect_replicate_fail_over_while_cut_off_and_resolve_through_the_api() {
+    use drengine::storpool::{StorPoolClient, VolumeCreate};
+    let devnet = Devnet::start(DevnetOptions {
+        data_dir: None,
+        base_port: 0,
+        token: TOKEN.into(),
+        engine: true,
+    })
+    .await
+    .expect("devnet");
+    let api: Vec<String> = devnet.nodes.iter().map(|n| n.api_url()).collect();
+    let emulator = devnet.emulator.as_ref().expect("emulator");
+    // The CMP's VM disks exist in zone-a's cluster.
+    let sp_a =
+        StorPoolClient::new(emulator.storpool_config("zone-a").expect("cluster")).expect("client");
+    for disk in ["vm-1-disk0", "vm-1-disk1"] {
+        sp_a.volume_create(&VolumeCreate {
+            name: Some(disk.into()),
+            size: Some(1 << 20),
+            ..Default::default()
+        })
+        .await
+        .expect("volume");
+    }
+    let (status, created) = call(
+        reqwest::Method::POST,
+        format!("{}/v1/services", api[0]),
+        Some(create_body("vm-1")),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_string();
+    let (status, rp) = call(
+        reqwest::Method::POST,
+        format!("{}/v1/services/{id}/rps", api[0]),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 201, "{rp}");
+    let rp_id = rp["id"].as_str().expect("rp id").to_string();
+
+    let complete_in_b = wait_until(Duration::from_secs(60), || {
+        let url = format!("{}/v1/services/{id}/rps/{rp_id}", api[1]);
+        async move {
+            let (_, v) = call(reqwest::Method::GET, url, None).await;
+            v["copies"]["zone-b"]["state"] == "complete"
+        }
+    })
+    .await;
+    assert!(complete_in_b, "the RP never completed in zone-b");
+
+    // Zone-a is cut off; zone-b fails over.
+    let a = ZoneId::new("zone-a").expect("zone");
+    let b = ZoneId::new("zone-b").expect("zone");
+    devnet.nodes[1]
+        .sync()
+        .block(std::slice::from_ref(&a))
+        .await
+        .expect("block");
+    devnet.nodes[0]
+        .sync()
+        .block(std::slice::from_ref(&b))
+        .await
+        .expect("block");
+    let (status, out) = call(
+        reqwest::Method::POST,
+        format!("{}/v1/services/{id}/failover", api[1]),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["rp"], rp_id.as_str());
+    assert_eq!(out["volumes"].as_array().map(Vec::len), Some(2), "{out}");
+    assert_eq!(out["metadata"], "<vm name='vm-1'/>");
+
+    devnet.nodes[1].sync().unblock(&[a]).await.expect("unblock");
+    devnet.nodes[0].sync().unblock(&[b]).await.expect("unblock");
+    let active_conflict_everywhere = wait_until(Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            for url in &api {
+                let (_, v) = call(reqwest::Method::GET, format!("{url}/v1/conflicts"), None).await;
+                let listed = v["conflicts"].as_array().is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c["kind"] == "active_vms" && c["sides"].as_array().map(Vec::len) == Some(2)
+                    })
+                });
+                if !listed {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    assert!(
+        active_conflict_everywhere,
+        "the active-VM conflict is not listed in every zone"
+    );
+
+    // Resolved in zone-a: its VM is marked inactive.
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{}/v1/services/{id}/deactivate", api[0]),
+        Some(json!({ "zone": "zone-a" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let resolved = wait_until(Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            for url in &api {
+                let (_, v) = call(reqwest::Method::GET, format!("{url}/v1/conflicts"), None).await;
+                if v["conflicts"].as_array().is_none_or(|c| !c.is_empty()) {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    assert!(resolved, "the conflict did not clear everywhere");
+    devnet.shutdown().await;
+}

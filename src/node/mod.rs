@@ -15,6 +15,7 @@ use crate::engine::Engine;
 use crate::model::ZoneId;
 use crate::replica::Replica;
 use crate::store::{Db, Store, StoreError};
+use crate::storpool::StorPoolClient;
 use crate::sync::{PeerStatus, Sync, SyncError, SyncHandle};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +45,8 @@ pub enum NodeError {
     Api(#[from] crate::api::StartError),
     #[error("sync: {0}")]
     Sync(#[from] SyncError),
+    #[error("engine: {0}")]
+    Engine(String),
 }
 
 /// The API reads peer status straight from sync.
@@ -82,20 +85,32 @@ impl Node {
         let sync = Sync::start(&config, key.clone(), db.clone()).await?;
         tracing::info!(peer_id = %sync.local_peer_id(), "sync started");
 
-        // The engine is wired here when it lands; until then the node serves
-        // its own state and answers DR actions with 503.
-        let engine = Engine::disabled();
-        let engine_running = false;
-        if config.engine.enabled {
-            tracing::warn!("the DR engine is not built into this node yet; DR actions answer 503");
-        }
+        let engine = if config.engine.enabled {
+            let started = StorPoolClient::new(config.storpool.clone())
+                .map_err(|e| NodeError::Engine(e.to_string()))
+                .and_then(|client| {
+                    Engine::start(db.clone(), client, &config)
+                        .map_err(|e| NodeError::Engine(e.to_string()))
+                });
+            match started {
+                Ok(engine) => engine,
+                Err(e) => {
+                    sync.shutdown().await;
+                    return Err(e);
+                }
+            }
+        } else {
+            tracing::info!("DR engine disabled by configuration; DR actions answer 503");
+            Engine::disabled()
+        };
+        let engine_running = config.engine.enabled;
         let peers: Arc<dyn PeerSource> = Arc::new(sync.clone());
 
         let api = match ApiServer::start(
             &config.api,
             ApiContext {
                 db: db.clone(),
-                engine,
+                engine: engine.clone(),
                 engine_running,
                 peers,
             },
@@ -104,6 +119,7 @@ impl Node {
         {
             Ok(api) => api,
             Err(e) => {
+                engine.shutdown().await;
                 sync.shutdown().await;
                 return Err(e.into());
             }
@@ -113,6 +129,7 @@ impl Node {
             zone: config.zone.clone(),
             db,
             sync,
+            engine,
             api,
             config,
         })
@@ -141,6 +158,7 @@ pub struct NodeHandle {
     zone: ZoneId,
     db: Db,
     sync: SyncHandle,
+    engine: Engine,
     api: ApiServer,
     config: Config,
 }
@@ -164,6 +182,11 @@ impl NodeHandle {
         &self.db
     }
 
+    /// The DR engine (disabled when the configuration says so).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// Zone-to-zone sync (peer status; the partition switch in tests).
     pub fn sync(&self) -> &SyncHandle {
         &self.sync
@@ -179,6 +202,7 @@ impl NodeHandle {
         let span = tracing::info_span!("node", zone = %self.zone);
         async move {
             self.api.shutdown().await;
+            self.engine.shutdown().await;
             self.sync.shutdown().await;
             drop(self.db);
             tracing::info!("node stopped");
