@@ -97,3 +97,45 @@ async fn devnet_starts_three_zones_and_stops_on_ctrl_c() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// `drengine devnet --configs-only`: the three zones' keys and configs, for
+/// running each zone as its own process (as `scripts/demo.sh` does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devnet_configs_only_writes_configs_that_load_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["devnet", "--configs-only", "--base-port", "9100", "--json"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let zones = info["zones"].as_array().unwrap();
+    assert_eq!(zones.len(), 3);
+    for (i, z) in zones.iter().enumerate() {
+        assert_eq!(z["api"], format!("http://127.0.0.1:{}", 9100 + i));
+        assert_eq!(z["storpool"], format!("http://127.0.0.1:{}", 9300 + i));
+        let config = drengine::node::config::Config::load(std::path::Path::new(
+            z["config"].as_str().unwrap(),
+        ))
+        .unwrap();
+        assert_eq!(config.zone.as_str(), z["zone"].as_str().unwrap());
+        assert!(config.engine.enabled);
+    }
+    // Free ports cannot be written into configs.
+    let out = Command::new(BIN)
+        .args(["devnet", "--configs-only", "--base-port", "0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

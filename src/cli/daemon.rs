@@ -2,7 +2,9 @@
 
 use super::client::CliError;
 use crate::node::config::{generate_key, Config};
-use crate::node::devnet::{Devnet, DevnetOptions, DEFAULT_BASE_PORT};
+use crate::node::devnet::{
+    storpool_addrs, write_configs, Devnet, DevnetOptions, DEFAULT_BASE_PORT, STORPOOL_TOKEN, ZONES,
+};
 use crate::node::Node;
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -105,16 +107,24 @@ pub struct DevnetArgs {
     /// Run without the DR engine (state and API only).
     #[arg(long)]
     pub no_engine: bool,
+    /// Only write the keys and configs to --data-dir, and print how to run
+    /// each zone as its own `drengine run` process (so that one zone can be
+    /// stopped, as in a site outage). Needs a fixed --base-port.
+    #[arg(long, requires = "data_dir")]
+    pub configs_only: bool,
 }
 
 pub async fn devnet(args: DevnetArgs, json: bool) -> Result<(), CliError> {
-    init_tracing();
     let opts = DevnetOptions {
         data_dir: args.data_dir,
         base_port: args.base_port,
         token: args.token,
         engine: !args.no_engine,
     };
+    if args.configs_only {
+        return devnet_configs(&opts, json);
+    }
+    init_tracing();
     let net = Devnet::start(opts)
         .await
         .map_err(|e| CliError::other(e.to_string()))?;
@@ -144,6 +154,70 @@ pub async fn devnet(args: DevnetArgs, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `drengine devnet --configs-only`: writes the three zones' keys and
+/// configs, and tells how to start them (and their StorPool clusters) as
+/// separate processes.
+fn devnet_configs(opts: &DevnetOptions, json: bool) -> Result<(), CliError> {
+    let Some(dir) = &opts.data_dir else {
+        return Err(CliError::usage("--configs-only needs --data-dir"));
+    };
+    if opts.base_port == 0 {
+        return Err(CliError::usage(
+            "--configs-only needs a fixed --base-port: the configs name every port",
+        ));
+    }
+    let storpool = opts.engine.then(|| storpool_addrs(opts.base_port));
+    let paths = write_configs(dir, opts, storpool.as_deref())
+        .map_err(|e| CliError::other(e.to_string()))?;
+    let api = |i: usize| format!("http://127.0.0.1:{}", opts.base_port as usize + i);
+    if json {
+        let zones: Vec<serde_json::Value> = ZONES
+            .iter()
+            .zip(&paths)
+            .enumerate()
+            .map(|(i, (zone, path))| {
+                serde_json::json!({
+                    "zone": zone,
+                    "config": path,
+                    "api": api(i),
+                    "storpool": storpool.as_ref().and_then(|s| s.get(i)).map(|a| format!("http://{a}")),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({ "zones": zones, "token": opts.token, "data_dir": dir })
+        );
+        return Ok(());
+    }
+    let mut s = format!(
+        "drengine devnet: keys and configs written to {}\n\n",
+        dir.display()
+    );
+    if let Some(addrs) = &storpool {
+        let clusters: Vec<String> = ZONES
+            .iter()
+            .zip(addrs)
+            .map(|(z, a)| format!("--cluster {z}={a}"))
+            .collect();
+        s.push_str(&format!(
+            "Start the emulated StorPool clusters:\n\n  storpool-emulator --token {STORPOOL_TOKEN} {}\n\n",
+            clusters.join(" ")
+        ));
+    }
+    s.push_str("Start each zone (one process each):\n\n");
+    for (i, (zone, path)) in ZONES.iter().zip(&paths).enumerate() {
+        s.push_str(&format!(
+            "  drengine run --config {}    # {zone}, API {}\n",
+            path.display(),
+            api(i)
+        ));
+    }
+    s.push_str(&format!("\nOperator token: {}\n", opts.token));
+    print!("{s}");
+    Ok(())
+}
+
 fn describe(net: &Devnet) -> String {
     let mut s =
         String::from("drengine devnet: three zones in this process (Ctrl-C stops them)\n\n");
@@ -168,7 +242,7 @@ fn describe(net: &Devnet) -> String {
         s.push_str(&format!(
             "  emulated StorPool clusters: {} (token {})\n",
             clusters.join(", "),
-            crate::node::devnet::STORPOOL_TOKEN
+            STORPOOL_TOKEN
         ));
     }
     s.push_str(&format!("  data: {}\n", net.data_dir.display()));

@@ -1,7 +1,7 @@
 //! Operator commands: each is one or two API calls and a printout.
 
 use super::client::{CliError, Client, ExitCode};
-use super::output;
+use super::output::{self, Done};
 use super::{ApiArgs, Command};
 use clap::{Args, Subcommand};
 use reqwest::Method;
@@ -319,6 +319,13 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
             show(json, &v, output::conflicts_table);
         }
         Command::Resolve(a) => {
+            if a.choose.is_none() && a.value.is_none() && a.keep_zone.is_none() {
+                return Err(CliError::usage(if a.field == "active_vms" {
+                    "active_vms: give --keep-zone ZONE, the zone whose VM stays active"
+                } else {
+                    "give --choose SIDE (a side listed by `drengine conflicts`, ZONE:SEQ) or --value JSON"
+                }));
+            }
             let mut body = json!({ "field": a.field });
             if let Some(choose) = a.choose {
                 let (zone, seq) = choose
@@ -344,7 +351,7 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
             let v = c
                 .post(&format!("/v1/services/{}/failover", enc(&service)), &body)
                 .await?;
-            show(json, &v, output::outcome);
+            show(json, &v, |v| output::outcome(Done::Failover, v));
         }
         Command::Migrate {
             service,
@@ -358,7 +365,7 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
                         &json!({}),
                     )
                     .await?;
-                show(json, &v, output::outcome);
+                show(json, &v, |v| output::outcome(Done::Migration, v));
             } else {
                 let target = target.ok_or_else(|| CliError::usage("--target or --complete"))?;
                 let v = c
@@ -385,7 +392,7 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
                     &json!({ "rp": rp }),
                 )
                 .await?;
-            show(json, &v, output::outcome);
+            show(json, &v, |v| output::outcome(Done::Revert, v));
         }
         Command::TestFailover {
             service,
@@ -413,7 +420,7 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
                         &body,
                     )
                     .await?;
-                show(json, &v, output::outcome);
+                show(json, &v, |v| output::outcome(Done::TestFailover, v));
             }
         }
         Command::Deactivate { service, zone } => {

@@ -118,14 +118,12 @@ pub fn service_detail(s: &Value) -> String {
         out.push_str("deleted    yes\n");
     }
     let p = &s["policy"];
+    out.push_str(&format!("policy     {}\n", policy_line(p)));
     out.push_str(&format!(
-        "policy     every {}s to {}; keep {} / {}s here, {} / {}s there\n",
-        cell(&p["interval_s"]),
+        "retention  RPs where taken: {}; copies in {}: {}\n",
+        retention(&p["local_retention"]),
         cell(&p["recovery_zone"]),
-        cell(&p["local_retention"]["keep_last"]),
-        cell(&p["local_retention"]["keep_for_s"]),
-        cell(&p["remote_retention"]["keep_last"]),
-        cell(&p["remote_retention"]["keep_for_s"]),
+        retention(&p["remote_retention"]),
     ));
     out.push_str(&format!(
         "metadata   {} bytes\n",
@@ -136,19 +134,20 @@ pub fn service_detail(s: &Value) -> String {
         cell(&s["newest_recoverable_rp"])
     ));
     if let Value::Object(r) = &s["rpo"] {
-        out.push_str(&format!(
-            "RPO        {} of {}s{}\n",
-            r.get("rpo_age_s")
-                .and_then(Value::as_f64)
-                .map(|a| format!("{a:.0}s"))
-                .unwrap_or("none".into()),
-            r.get("rpo_target_s").map(cell).unwrap_or_default(),
-            if r.get("past_rpo") == Some(&Value::Bool(true)) {
-                "  PAST RPO"
-            } else {
-                ""
-            }
-        ));
+        let target = r.get("rpo_target_s").map(cell).unwrap_or_default();
+        let age = match r.get("rpo_age_s").and_then(Value::as_f64) {
+            Some(a) => format!("{a:.0}s (target {target}s)"),
+            None => format!(
+                "no RP complete in {} yet (target {target}s)",
+                cell(&p["recovery_zone"])
+            ),
+        };
+        let past = if r.get("past_rpo") == Some(&Value::Bool(true)) {
+            "  PAST RPO"
+        } else {
+            ""
+        };
+        out.push_str(&format!("RPO        {age}{past}\n"));
     }
     if !s["last_error"].is_null() {
         out.push_str(&format!("last error {}\n", cell(&s["last_error"])));
@@ -180,6 +179,86 @@ pub fn service_detail(s: &Value) -> String {
     }
     out
 }
+
+/// Seconds as the largest whole unit: `90s`, `5m`, `2h`, `1d`.
+pub fn duration(v: &Value) -> String {
+    let Some(s) = v.as_u64() else {
+        return cell(v);
+    };
+    match s {
+        0 => "0s".into(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// A policy in words: `an RP every 1h, replicated to zone-b`.
+fn policy_line(p: &Value) -> String {
+    if p.is_null() {
+        return "-".into();
+    }
+    format!(
+        "an RP every {}, replicated to {}",
+        duration(&p["interval_s"]),
+        cell(&p["recovery_zone"])
+    )
+}
+
+fn retention(r: &Value) -> String {
+    format!(
+        "the last {} and all younger than {}",
+        cell(&r["keep_last"]),
+        duration(&r["keep_for_s"])
+    )
+}
+
+/// A VM slot in words: `vm-1 active, disks a,b`.
+fn slot_line(v: &Value) -> String {
+    if v.is_null() {
+        return "no VM".into();
+    }
+    format!(
+        "{} {}, disks {}",
+        cell(&v["cmp_vm_id"]),
+        if v["active"] == true {
+            "active"
+        } else {
+            "inactive"
+        },
+        cell(&v["disks"])
+    )
+}
+
+/// One side of a conflict in words, by the field it is about.
+fn side_value(field: &str, v: &Value) -> String {
+    let mut text = if field == "active_vms" || field.starts_with("slots.") {
+        slot_line(v)
+    } else if field == "policy" {
+        format!(
+            "every {} to {}, keep {} or {}, copies {} or {}",
+            duration(&v["interval_s"]),
+            cell(&v["recovery_zone"]),
+            cell(&v["local_retention"]["keep_last"]),
+            duration(&v["local_retention"]["keep_for_s"]),
+            cell(&v["remote_retention"]["keep_last"]),
+            duration(&v["remote_retention"]["keep_for_s"]),
+        )
+    } else if field.ends_with(".hold") {
+        if v == true { "held" } else { "released" }.into()
+    } else {
+        v.to_string()
+    };
+    if text.chars().count() > MAX_CELL_CHARS {
+        text = text.chars().take(MAX_CELL_CHARS - 3).collect();
+        text.push_str("...");
+    }
+    text
+}
+
+/// Longest value cell of a conflicts table; `--json` has the whole value.
+const MAX_CELL_CHARS: usize = 80;
 
 pub fn rps_table(list: &Value) -> String {
     let rows: Vec<Vec<String>> = list["rps"]
@@ -229,21 +308,36 @@ pub fn conflicts_table(list: &Value) -> String {
             .map(|a| a.as_slice())
             .unwrap_or_default()
         {
-            let mut value = s["value"].to_string();
-            if value.len() > 60 {
-                value.truncate(57);
-                value.push_str("...");
-            }
             rows.push(vec![
                 cell(&c["service"]),
                 what.clone(),
                 cell(&s["zone"]),
                 format!("{}:{}", cell(&s["dot"]["origin"]), cell(&s["dot"]["seq"])),
-                value,
+                hlc_time(&s["hlc"]),
+                side_value(&what, &s["value"]),
             ]);
         }
     }
-    table(&["SERVICE", "CONFLICT", "ZONE", "SIDE", "VALUE"], &rows)
+    if rows.is_empty() {
+        return "no conflicts\n".into();
+    }
+    let mut out = table(
+        &["SERVICE", "CONFLICT", "ZONE", "SIDE", "WRITTEN", "VALUE"],
+        &rows,
+    );
+    let kinds: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
+    out.push_str("\nTo resolve:\n");
+    if kinds.contains(&"active_vms") {
+        out.push_str(
+            "  drengine resolve SERVICE active_vms --keep-zone ZONE   # ZONE's VM stays active, the others are marked inactive\n",
+        );
+    }
+    if kinds.iter().any(|k| *k != "active_vms") {
+        out.push_str(
+            "  drengine resolve SERVICE CONFLICT --choose SIDE        # keep that side's value (or --value JSON)\n",
+        );
+    }
+    out
 }
 
 pub fn messages_table(list: &Value) -> String {
@@ -302,13 +396,38 @@ pub fn peers_table(list: &Value) -> String {
     )
 }
 
-pub fn outcome(o: &Value) -> String {
-    let mut out = format!(
-        "service {} in {} from RP {}\n",
-        cell(&o["service"]),
-        cell(&o["zone"]),
-        cell(&o["rp"])
-    );
+/// Which DR action an outcome answers.
+#[derive(Debug, Clone, Copy)]
+pub enum Done {
+    Failover,
+    TestFailover,
+    Revert,
+    Migration,
+}
+
+/// Longest metadata shown with an outcome; `--json` has all of it.
+const MAX_METADATA_CHARS: usize = 200;
+
+/// A failover, test failover, revert or migration: what happened, the
+/// volumes to run the VM on, and the VM metadata to rebuild it from.
+pub fn outcome(done: Done, o: &Value) -> String {
+    let (svc, zone, rp) = (cell(&o["service"]), cell(&o["zone"]), cell(&o["rp"]));
+    let mut out = match done {
+        Done::Failover => {
+            format!("failed over: service {svc} is active in {zone}, on new volumes from RP {rp}\n")
+        }
+        Done::Migration => format!(
+            "migrated: service {svc} is active in {zone}, on new volumes from its final RP {rp}\n"
+        ),
+        Done::Revert => {
+            format!("reverted: the volumes of service {svc} in {zone} are back at RP {rp}\n")
+        }
+        Done::TestFailover => format!(
+            "test failover: clones of RP {rp} in {zone}, nothing activated; \
+             remove them with `drengine test-failover {svc} --cleanup`\n"
+        ),
+    };
+    out.push('\n');
     let rows: Vec<Vec<String>> = o["volumes"]
         .as_array()
         .map(|a| a.as_slice())
@@ -322,7 +441,16 @@ pub fn outcome(o: &Value) -> String {
             ]
         })
         .collect();
-    out.push_str(&table(&["DISK", "VOLUME", "FROM"], &rows));
+    out.push_str(&table(&["DISK", "VOLUME", "FROM SNAPSHOT"], &rows));
+    if let Some(m) = o["metadata"].as_str().filter(|m| !m.is_empty()) {
+        let shown: String = m.chars().take(MAX_METADATA_CHARS).collect();
+        let more = if shown.len() < m.len() {
+            " ... (--json shows all of it)"
+        } else {
+            ""
+        };
+        out.push_str(&format!("\nVM metadata of the RP: {shown}{more}\n"));
+    }
     out
 }
 

@@ -78,7 +78,8 @@ impl Inner {
         let active = s.active_zones();
         if active.iter().any(|z| z != &self.zone) {
             return Err(precondition(format!(
-                "service {id} has active VMs in {active:?}: resolve that conflict first"
+                "service {id} has active VMs in {}: resolve that conflict first",
+                zones_text(&active)
             )));
         }
         if active.contains(&self.zone) {
@@ -146,14 +147,12 @@ impl Inner {
         let active = s.active_zones();
         if !active.is_empty() {
             return Err(precondition(format!(
-                "service {id} still has active VMs in {active:?}"
+                "service {id} still has active VMs in {}",
+                zones_text(&active)
             )));
         }
         if !rp.is_complete_in(&self.zone) {
-            let state = rp
-                .copy_state(&self.zone)
-                .map(|c| format!("{c:?}"))
-                .unwrap_or_else(|| "not started".into());
+            let state = copy_text(rp.copy_state(&self.zone), "not started");
             return Err(precondition(format!(
                 "the final RP {} of the migration from {source} is not complete in zone {} yet ({state})",
                 rp.id, self.zone
@@ -285,10 +284,7 @@ impl Inner {
             })?,
         };
         if !rp.is_complete_in(&self.zone) {
-            let state = rp
-                .copy_state(&self.zone)
-                .map(|c| format!("{c:?}"))
-                .unwrap_or_else(|| "no copy".into());
+            let state = copy_text(rp.copy_state(&self.zone), "no copy");
             return Err(precondition(format!(
                 "recovery point {} is not complete in zone {} ({state})",
                 rp.id, self.zone
@@ -474,5 +470,26 @@ impl Inner {
             .filter(|rp| &rp.origin == zone && rp.created.seq > stop_seq)
             .filter(|rp| !matches!(rp.copy_state(zone), Some(CopyState::Failed { .. })))
             .max_by(|a, b| (a.taken, &a.id).cmp(&(b.taken, &b.id)))
+    }
+}
+
+/// Zones as an operator reads them in a message: `zone-a, zone-b`.
+fn zones_text<'a>(zones: impl IntoIterator<Item = &'a ZoneId>) -> String {
+    zones
+        .into_iter()
+        .map(ZoneId::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A copy's state in a message, `missing` when there is no copy.
+fn copy_text(c: Option<&CopyState>, missing: &str) -> String {
+    match c {
+        None => missing.into(),
+        Some(CopyState::Pending) => "pending".into(),
+        Some(CopyState::Transferring) => "transferring".into(),
+        Some(CopyState::Complete) => "complete".into(),
+        Some(CopyState::Failed { error }) => format!("failed: {error}"),
+        Some(CopyState::Deleted) => "deleted".into(),
     }
 }

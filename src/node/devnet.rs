@@ -95,6 +95,19 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
+/// The API addresses of the zones' emulated StorPool clusters for a fixed
+/// `base_port` (`base_port + STORPOOL_PORT_OFFSET + i`), in zone order.
+pub fn storpool_addrs(base_port: u16) -> Vec<SocketAddr> {
+    (0..ZONES.len() as u16)
+        .map(|i| {
+            SocketAddr::from((
+                [127, 0, 0, 1],
+                base_port.saturating_add(STORPOOL_PORT_OFFSET + i),
+            ))
+        })
+        .collect()
+}
+
 /// Writes `zone-x/zone-x.key` and `zone-x/config.toml` for every zone
 /// (keeping keys already there) and returns the configs' paths. With
 /// `storpool`, zone i's engine drives the StorPool API at `storpool[i]`.
@@ -206,13 +219,10 @@ impl Devnet {
             if opts.base_port != 0 {
                 cfg.clusters = ZONES
                     .iter()
-                    .enumerate()
-                    .map(|(i, z)| ClusterSpec {
+                    .zip(storpool_addrs(opts.base_port))
+                    .map(|(z, addr)| ClusterSpec {
                         name: z.to_string(),
-                        addr: SocketAddr::from((
-                            [127, 0, 0, 1],
-                            opts.base_port + STORPOOL_PORT_OFFSET + i as u16,
-                        )),
+                        addr,
                     })
                     .collect();
             }
