@@ -248,9 +248,17 @@ fn describe(net: &Devnet) -> String {
     s.push_str(&format!("  data: {}\n", net.data_dir.display()));
     let a = net.nodes.first().map(|n| n.api_url()).unwrap_or_default();
     let b = net.nodes.get(1).map(|n| n.api_url()).unwrap_or_default();
+    s.push_str("\nTry, in another shell:\n");
+    if let Some(sp) = net.emulator.as_ref().and_then(|e| e.addr(ZONES[0])) {
+        // The engine snapshots real volumes: the VM's disk must exist in
+        // zone-a's cluster before its first RP, as a CMP would have made it.
+        s.push_str(&format!(
+            "\n  curl -XPOST http://{sp}/ctrl/1.0/VolumeCreate -H 'Authorization: Storpool v1:{STORPOOL_TOKEN}' \\\
+             \n      -d '{{\"name\": \"vm-1-root\", \"size\": 1073741824}}'"
+        ));
+    }
     s.push_str(&format!(
-        "\nTry, in another shell:\n\
-         \n  export DRENGINE_API={a} DRENGINE_TOKEN={token}\
+        "\n  export DRENGINE_API={a} DRENGINE_TOKEN={token}\
          \n  drengine protect --vm vm-1 --disk vm-1-root --recovery-zone zone-b --interval-s 60\
          \n  drengine services\
          \n  drengine rp take <SERVICE>\

@@ -480,7 +480,7 @@ async fn rp(c: &Client, json: bool, cmd: RpCmd) -> Result<(), CliError> {
             let v = c
                 .get(&format!("/v1/services/{}/rps/{}", enc(&service), enc(&rp)))
                 .await?;
-            show(json, &v, |v| output::rps_table(&json!({ "rps": [v] })));
+            show(json, &v, output::rp_detail);
         }
         RpCmd::Take { service } => {
             let v = c

@@ -57,6 +57,31 @@ pub fn hlc_time(v: &Value) -> String {
     )
 }
 
+/// An HLC stamp as a UTC date and time: what RPs, messages and conflict
+/// sides need, since they may be days old.
+pub fn hlc_datetime(v: &Value) -> String {
+    let Some(ms) = v["wall_ms"].as_u64() else {
+        return "-".into();
+    };
+    let (y, m, d) = civil_from_days(ms / 86_400_000);
+    format!("{y:04}-{m:02}-{d:02} {}", hlc_time(v))
+}
+
+/// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`, for days on or after the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
 pub fn services_table(list: &Value) -> String {
     let rows: Vec<Vec<String>> = list["services"]
         .as_array()
@@ -278,7 +303,7 @@ pub fn rps_table(list: &Value) -> String {
                 .unwrap_or_default();
             vec![
                 cell(&r["id"]),
-                hlc_time(&r["taken"]),
+                hlc_datetime(&r["taken"]),
                 if r["held"] == true {
                     "held".into()
                 } else {
@@ -289,6 +314,57 @@ pub fn rps_table(list: &Value) -> String {
         })
         .collect();
     table(&["RP", "TAKEN", "HOLD", "COPIES"], &rows)
+}
+
+/// One recovery point: its snapshots and every zone's copy.
+pub fn rp_detail(r: &Value) -> String {
+    let mut out = format!(
+        "rp         {} of service {}\n",
+        cell(&r["id"]),
+        cell(&r["service"])
+    );
+    out.push_str(&format!(
+        "taken      {} in {}\n",
+        hlc_datetime(&r["taken"]),
+        cell(&r["origin"])
+    ));
+    out.push_str(&format!(
+        "hold       {}\n",
+        if r["held"] == true {
+            "held: retention keeps it in every zone"
+        } else {
+            "no"
+        }
+    ));
+    out.push_str(&format!(
+        "metadata   {} bytes\n\n",
+        r["metadata"].as_str().map(str::len).unwrap_or(0)
+    ));
+    let disks: Vec<Vec<String>> = r["disks"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|d| {
+            vec![
+                cell(&d["volume"]),
+                cell(&d["snapshot"]),
+                format!("~{}", cell(&d["global_id"])),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["DISK", "SNAPSHOT", "GLOBAL ID"], &disks));
+    out.push('\n');
+    let copies: Vec<Vec<String>> = r["copies"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(z, c)| vec![z.clone(), cell(&c["state"]), cell(&c["error"])])
+                .collect()
+        })
+        .unwrap_or_default();
+    out.push_str(&table(&["ZONE", "COPY", "ERROR"], &copies));
+    out
 }
 
 pub fn conflicts_table(list: &Value) -> String {
@@ -313,7 +389,7 @@ pub fn conflicts_table(list: &Value) -> String {
                 what.clone(),
                 cell(&s["zone"]),
                 format!("{}:{}", cell(&s["dot"]["origin"]), cell(&s["dot"]["seq"])),
-                hlc_time(&s["hlc"]),
+                hlc_datetime(&s["hlc"]),
                 side_value(&what, &s["value"]),
             ]);
         }
@@ -351,7 +427,7 @@ pub fn messages_table(list: &Value) -> String {
                 cell(&m["id"]),
                 cell(&m["from"]),
                 cell(&m["to"]),
-                hlc_time(&m["sent"]),
+                hlc_datetime(&m["sent"]),
                 match &m["acked"] {
                     Value::Null => "waiting".into(),
                     a => format!("acked by {}", cell(&a["by"])),
@@ -470,4 +546,29 @@ pub fn feed_line(e: &Value) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn dates_are_utc_calendar_days() {
+        let at = |ms: u64| hlc_datetime(&json!({ "wall_ms": ms }));
+        assert_eq!(at(0), "1970-01-01 00:00:00.000Z");
+        assert_eq!(at(951_782_400_000), "2000-02-29 00:00:00.000Z");
+        assert_eq!(at(1_795_613_742_541), "2026-11-25 13:35:42.541Z");
+        assert_eq!(at(4_107_542_399_999), "2100-02-28 23:59:59.999Z");
+        assert_eq!(hlc_datetime(&Value::Null), "-");
+    }
+
+    #[test]
+    fn durations_use_the_largest_whole_unit() {
+        let d = |s: u64| duration(&json!(s));
+        assert_eq!(
+            [d(0), d(90), d(120), d(3600), d(5400), d(86_400)],
+            ["0s", "90s", "2m", "1h", "90m", "1d"]
+        );
+    }
 }
