@@ -9,7 +9,7 @@ mod writer;
 
 pub use writer::{Commit, Db, DbError, LocalMutation, MAX_WRITE_BATCH};
 
-use crate::model::ZoneId;
+use crate::model::{MessageId, ServiceId, ZoneId};
 use crate::replica::{Hlc, Message, Replica, Service, SignedEvent, State, VersionVector};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::BinaryHeap;
@@ -210,27 +210,7 @@ impl Store {
                 log.insert((e.origin.as_str(), e.seq), ev.encode().as_slice())
                     .map_err(|e| self.err(e))?;
             }
-            let mut services = txn.open_table(SERVICES).map_err(|e| self.err(e))?;
-            for id in &dirty.services {
-                if let Some(s) = replica.service(id) {
-                    services
-                        .insert(id.as_str(), encode(s).as_slice())
-                        .map_err(|e| self.err(e))?;
-                }
-            }
-            let mut messages = txn.open_table(MESSAGES).map_err(|e| self.err(e))?;
-            for id in &dirty.messages {
-                if let Some(m) = replica.state().messages.get(id) {
-                    messages
-                        .insert(id.as_str(), encode(m).as_slice())
-                        .map_err(|e| self.err(e))?;
-                }
-            }
-            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
-            meta.insert(META_VV, encode(replica.vv()).as_slice())
-                .map_err(|e| self.err(e))?;
-            meta.insert(META_CLOCK, encode(&replica.clock()).as_slice())
-                .map_err(|e| self.err(e))?;
+            self.write_state_rows(&txn, replica, dirty.services.iter(), dirty.messages.iter())?;
             let mut local_t = txn.open_table(LOCAL).map_err(|e| self.err(e))?;
             for m in local {
                 match m {
@@ -248,6 +228,37 @@ impl Store {
         txn.commit().map_err(|e| self.err(e))
     }
 
+    /// Writes the named service and message rows as the replica has them,
+    /// and its version vector and clock, into `txn`.
+    fn write_state_rows<'a>(
+        &self,
+        txn: &redb::WriteTransaction,
+        replica: &Replica,
+        services: impl Iterator<Item = &'a ServiceId>,
+        messages: impl Iterator<Item = &'a MessageId>,
+    ) -> Result<(), StoreError> {
+        let mut rows = txn.open_table(SERVICES).map_err(|e| self.err(e))?;
+        for id in services {
+            if let Some(s) = replica.service(id) {
+                rows.insert(id.as_str(), encode(s).as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        let mut rows = txn.open_table(MESSAGES).map_err(|e| self.err(e))?;
+        for id in messages {
+            if let Some(m) = replica.state().messages.get(id) {
+                rows.insert(id.as_str(), encode(m).as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+        meta.insert(META_VV, encode(replica.vv()).as_slice())
+            .map_err(|e| self.err(e))?;
+        meta.insert(META_CLOCK, encode(&replica.clock()).as_slice())
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     /// Rewrites every state row (after a snapshot import): rows of services
     /// and messages not in the state are removed.
     pub fn replace_state(
@@ -260,23 +271,9 @@ impl Store {
         {
             txn.delete_table(SERVICES).map_err(|e| self.err(e))?;
             txn.delete_table(MESSAGES).map_err(|e| self.err(e))?;
-            let mut services = txn.open_table(SERVICES).map_err(|e| self.err(e))?;
-            for (id, s) in &replica.state().services {
-                services
-                    .insert(id.as_str(), encode(s).as_slice())
-                    .map_err(|e| self.err(e))?;
-            }
-            let mut messages = txn.open_table(MESSAGES).map_err(|e| self.err(e))?;
-            for (id, m) in &replica.state().messages {
-                messages
-                    .insert(id.as_str(), encode(m).as_slice())
-                    .map_err(|e| self.err(e))?;
-            }
+            let state = replica.state();
+            self.write_state_rows(&txn, replica, state.services.keys(), state.messages.keys())?;
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
-            meta.insert(META_VV, encode(replica.vv()).as_slice())
-                .map_err(|e| self.err(e))?;
-            meta.insert(META_CLOCK, encode(&replica.clock()).as_slice())
-                .map_err(|e| self.err(e))?;
             meta.insert(META_FLOOR, encode(floor).as_slice())
                 .map_err(|e| self.err(e))?;
             // The log below the snapshot is not ours to serve any more.
