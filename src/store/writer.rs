@@ -11,7 +11,7 @@ use crate::replica::{
     Dot, EventError, Op, Received, Rejected, Replica, SignedEvent, Snapshot, SnapshotError,
     WriteError,
 };
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -89,6 +89,9 @@ struct Inner {
     replica: RwLock<Replica>,
     store: Store,
     poisoned: AtomicBool,
+    /// Durable commits made, and commands they carried (group commit).
+    commits: AtomicU64,
+    commands: AtomicU64,
     feed: broadcast::Sender<Arc<Commit>>,
 }
 
@@ -125,6 +128,8 @@ impl Db {
             replica: RwLock::new(replica),
             store,
             poisoned: AtomicBool::new(false),
+            commits: AtomicU64::new(0),
+            commands: AtomicU64::new(0),
             feed,
         });
         let writer = inner.clone();
@@ -149,6 +154,15 @@ impl Db {
 
     pub fn zone(&self) -> ZoneId {
         self.read(|r| r.zone().clone())
+    }
+
+    /// Durable commits made so far and the commands they carried: their
+    /// ratio is the group-commit batch size.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        (
+            self.inner.commits.load(Ordering::Relaxed),
+            self.inner.commands.load(Ordering::Relaxed),
+        )
     }
 
     /// True once a commit failed: the node must restart.
@@ -279,6 +293,10 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
         }
         let mut replica = write_lock(&inner.replica);
         let now = now_ms();
+        inner.commits.fetch_add(1, Ordering::Relaxed);
+        inner
+            .commands
+            .fetch_add(cmds.len() as u64, Ordering::Relaxed);
         let mut events: Vec<(SignedEvent, Option<ZoneId>)> = Vec::new();
         let mut local = Vec::new();
         let mut replies = Vec::with_capacity(cmds.len());

@@ -207,6 +207,7 @@ pub fn write(args: &[String]) -> anyhow::Result<()> {
         let writers = 64;
         let per_writer = 500;
         let db = Arc::new(db);
+        let (commits0, commands0) = db.commit_stats();
         let t = Instant::now();
         let mut tasks = Vec::new();
         for w in 0..writers {
@@ -224,6 +225,8 @@ pub fn write(args: &[String]) -> anyhow::Result<()> {
         }
         let secs = t.elapsed().as_secs_f64();
         let rate = (writers * per_writer) as f64 / secs;
+        let (commits1, commands1) = db.commit_stats();
+        let per_commit = (commands1 - commands0) as f64 / (commits1 - commits0).max(1) as f64;
         println!("scenario write: durable local writes (fsync per commit), 1000 services");
         println!("{:<34} {:>12}", "measure", "value");
         println!(
@@ -238,12 +241,17 @@ pub fn write(args: &[String]) -> anyhow::Result<()> {
         println!("{:<34} {:>12.3}", "1 writer p99 ms", p99);
         println!("{:<34} {:>12.0}", "64 writers writes/s", rate);
         println!(
+            "{:<34} {:>12.1}",
+            "64 writers writes per commit", per_commit
+        );
+        println!(
             "{}",
             serde_json::json!({
                 "scenario": "write",
                 "single_p50_ms": (p50 * 1000.0).round() / 1000.0,
                 "single_p99_ms": (p99 * 1000.0).round() / 1000.0,
                 "concurrent64_writes_per_s": rate.round(),
+                "concurrent64_writes_per_commit": (per_commit * 10.0).round() / 10.0,
                 "bare_redb_commit_p50_ms": (bare_p50 * 1000.0).round() / 1000.0,
                 "bare_redb_commit_p99_ms": (bare_p99 * 1000.0).round() / 1000.0,
             })
