@@ -3,11 +3,25 @@
 # tests need, then runs:
 #  - the Rust suite (unit, simulation, integration over real HTTP, libp2p on
 #    loopback, redb files, the StorPool emulator), in the release profile;
-#  - StorPool's own Python bindings against the emulator (conformance).
+#  - StorPool's own Python bindings against the emulator (conformance);
+#  - schemathesis against the OpenAPI document a running devnet serves.
+# It ends with one line counting the Rust and Python tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DRENGINE_SIM_SEEDS="${DRENGINE_SIM_SEEDS:-0..300}"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+
 cargo build --release --bins
-cargo test --release --all-targets
-scripts/conformance.sh
+cargo test --release --all-targets 2>&1 | tee "$log"
+pylog="$(mktemp)"
+scripts/conformance.sh 2>&1 | tee "$pylog"
 scripts/api-schema.sh
+
+# Rust: every "test result: ok. N passed; M failed"; Python: pytest's last summary.
+{
+    grep -hoE 'test result: [a-z]+\. [0-9]+ passed; [0-9]+ failed' "$log"
+    grep -hoE '^[0-9]+ passed' "$pylog" | tail -n 1
+} | awk '{ for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+        END { printf "tests: %d passed, %d failed\n", p, f }'
+rm -f "$pylog"
