@@ -165,17 +165,21 @@ impl Sim {
     }
 
     fn start(&mut self, i: usize) {
+        // State rows are checkpointed every few events, so restarts replay
+        // log tails of every length (a node runs the default of thousands).
+        let every = self.rng.gen_range(1..24);
         let node = &mut self.nodes[i];
         let store = Store::open(&node.path, &node.zone).expect("open store");
-        let loaded = store.load().expect("load");
-        node.replica = Some(Replica::restore(
-            node.zone.clone(),
-            Some(node.key.clone()),
-            self.directory.clone(),
-            loaded.state,
-            loaded.vv,
-            loaded.clock,
-        ));
+        store.set_checkpoint_every(every);
+        let replica = store
+            .load_replica(
+                node.zone.clone(),
+                Some(node.key.clone()),
+                self.directory.clone(),
+                self.now_ms,
+            )
+            .expect("load");
+        node.replica = Some(replica);
         node.store = Some(store);
     }
 
@@ -470,9 +474,15 @@ impl Sim {
         self.send(a, b, Payload::Vv(vv, known));
     }
 
+    /// Compacts, after a checkpoint half of the time (the node always takes
+    /// one first; without it compaction must stop at the last checkpoint).
     fn compact(&mut self, i: usize) {
-        let node = &self.nodes[i];
-        if let (Some(r), Some(s)) = (node.replica.as_ref(), node.store.as_ref()) {
+        let checkpoint = self.rng.gen_bool(0.5);
+        let node = &mut self.nodes[i];
+        if let (Some(r), Some(s)) = (node.replica.as_mut(), node.store.as_ref()) {
+            if checkpoint {
+                s.checkpoint(r).expect("checkpoint");
+            }
             self.stats.compacted += s.compact(&r.stable_vv()).expect("compact");
         }
     }

@@ -164,11 +164,7 @@ async fn a_node_behind_the_compaction_point_is_brought_up_by_snapshot() {
     })
     .await;
     // Every zone has every event: a may drop its whole log.
-    wait_until("a's log compacted", TIMEOUT, || {
-        a.db.compact().unwrap();
-        a.db.store().log_len().unwrap() == 0
-    })
-    .await;
+    wait_compacted(&a, TIMEOUT).await;
 
     // c loses its database and comes back empty. (It wrote before, so it
     // must not write again until it has its own events back.)
@@ -218,11 +214,7 @@ async fn a_line_compacts_even_when_the_far_zone_never_writes() {
     wait_until("c has everything", TIMEOUT, || c.digest() == a.digest()).await;
     // a never hears from c directly and c never writes: only what b tells a
     // (in handshakes) lets a know c has a's events.
-    wait_until("a's log compacted", TIMEOUT, || {
-        a.db.compact().unwrap();
-        a.db.store().log_len().unwrap() == 0
-    })
-    .await;
+    wait_compacted(&a, TIMEOUT).await;
     for n in [a, b, c] {
         n.stop().await;
     }

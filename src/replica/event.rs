@@ -148,12 +148,23 @@ impl Event {
     }
 
     pub fn sign(self, key: &SigningKey) -> SignedEvent {
-        let sig = key.sign(&self.canonical_bytes());
+        let sig = sign_canonical(key, &self.canonical_bytes());
+        self.with_signature(sig)
+    }
+
+    /// The event with a signature made by [`sign_canonical`] over its
+    /// [`Event::canonical_bytes`].
+    pub fn with_signature(self, sig: Signature) -> SignedEvent {
         SignedEvent {
             event: self,
             sig: sig.to_bytes().to_vec(),
         }
     }
+}
+
+/// Signs an event's [`Event::canonical_bytes`].
+pub fn sign_canonical(key: &SigningKey, canonical: &[u8]) -> Signature {
+    key.sign(canonical)
 }
 
 /// An event with its origin's ed25519 signature.

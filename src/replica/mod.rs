@@ -19,7 +19,8 @@ mod vv;
 pub use clock::{Hlc, HlcClock, MAX_CLOCK_DRIFT_MS};
 pub use conflict::{conflicts, service_conflicts, Conflict, ConflictKind, ConflictSide};
 pub use event::{
-    Directory, Event, EventError, Op, SignedEvent, EVENT_FORMAT_VERSION, MAX_EVENT_BYTES,
+    sign_canonical, Directory, Event, EventError, Op, SignedEvent, EVENT_FORMAT_VERSION,
+    MAX_EVENT_BYTES,
 };
 pub use mvr::{Mvr, Versioned};
 pub use rules::{authorize, Rejected};
@@ -200,8 +201,21 @@ impl Replica {
         actor: &str,
         now_ms: u64,
     ) -> Result<SignedEvent, WriteError> {
-        self.check_local(&op)?;
+        let event = self.prepare_write(op, actor, now_ms)?;
         let key = self.key.as_ref().ok_or(WriteError::NoKey)?;
+        Ok(event.sign(key))
+    }
+
+    /// [`Replica::local_write`] without the signature: checks, stamps and
+    /// applies the write and returns the event for the caller to sign with
+    /// [`Replica::signing_key`] (the node's writer signs a batch on two
+    /// threads). The event must be signed and durable before anyone hears
+    /// of it.
+    pub fn prepare_write(&mut self, op: Op, actor: &str, now_ms: u64) -> Result<Event, WriteError> {
+        self.check_local(&op)?;
+        if self.key.is_none() {
+            return Err(WriteError::NoKey);
+        }
         let seq = self.vv.get(&self.zone) + 1;
         let event = Event {
             origin: self.zone.clone(),
@@ -212,10 +226,9 @@ impl Replica {
             op,
         };
         authorize(&self.state, &self.directory, &event)?;
-        let signed = event.sign(key);
-        let rejected = self.apply(&signed.event, now_ms);
+        let rejected = self.apply(&event, now_ms);
         debug_assert!(rejected.is_none(), "a checked local write was rejected");
-        Ok(signed)
+        Ok(event)
     }
 
     /// The checks a local write gets beyond the replicated rules: what the
@@ -383,6 +396,22 @@ impl Replica {
         had.set(ev.origin.clone(), ev.seq);
         self.known.entry(ev.origin.clone()).or_default().merge(&had);
         verdict.err()
+    }
+
+    /// Applies an event from this replica's own log, on restart. It was
+    /// verified before it was stored, so only its causal place is checked;
+    /// an event out of place is returned as an error (a damaged log).
+    pub fn replay(&mut self, ev: &SignedEvent, now_ms: u64) -> Result<(), Dot> {
+        if !self.is_ready(&ev.event) {
+            return Err(ev.dot());
+        }
+        self.apply(&ev.event, now_ms);
+        Ok(())
+    }
+
+    /// Number of rows changed since the last `take_dirty`.
+    pub fn dirty_len(&self) -> usize {
+        self.dirty.services.len() + self.dirty.messages.len()
     }
 
     /// Rows changed since the last call, for the store to write.

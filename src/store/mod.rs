@@ -1,10 +1,17 @@
 //! Persistence in redb: the event log per origin, the materialised state,
 //! the version vector and clock, and the node's local (never synced) rows.
 //!
-//! Architecture invariant: a batch of events and the state they produced are
-//! written in one write transaction with a durable commit; nothing is
-//! acknowledged or sent to a peer before that commit returns.
+//! Architecture invariants: a batch of events is written to the log, with
+//! the version vector and clock, in one write transaction with a durable
+//! commit; nothing is acknowledged or sent to a peer before that commit
+//! returns. The state rows are a checkpoint: exact at the `checkpoint`
+//! vector, rewritten every `CHECKPOINT_EVENTS` events (or `CHECKPOINT_ROWS`
+//! changed rows) rather than on every commit, because rewriting random rows
+//! costs far more than appending to the log. A restart loads the rows and
+//! replays the log above the checkpoint, so the log is never compacted above
+//! it.
 
+mod helper;
 mod writer;
 
 pub use writer::{Commit, Db, DbError, LocalMutation, MAX_WRITE_BATCH};
@@ -14,6 +21,7 @@ use crate::replica::{Hlc, Message, Replica, Service, SignedEvent, State, Version
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
 const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
@@ -26,9 +34,18 @@ const META_VV: &str = "vv";
 const META_CLOCK: &str = "clock";
 const META_FLOOR: &str = "floor";
 const META_FORMAT: &str = "format";
+const META_CHECKPOINT: &str = "checkpoint";
 
 /// Version of the on-disk layout; a database of another version is refused.
-pub const STORE_FORMAT_VERSION: u16 = 1;
+/// Version 1 (state rows on every commit) is upgraded in place: its rows are
+/// a checkpoint at its version vector.
+pub const STORE_FORMAT_VERSION: u16 = 2;
+
+/// Log events written since the last checkpoint that make the next commit
+/// a checkpoint: this bounds the replay on restart.
+pub const CHECKPOINT_EVENTS: u64 = 8192;
+/// Changed rows waiting for a checkpoint that make the next commit one.
+pub const CHECKPOINT_ROWS: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -55,12 +72,12 @@ pub enum StoreError {
 }
 
 /// What a restart restores.
-pub struct Loaded {
-    pub state: State,
-    pub vv: VersionVector,
-    pub clock: Hlc,
-    /// Events at or below this vector were compacted out of the log.
-    pub floor: VersionVector,
+struct Loaded {
+    /// The state rows, exact at `checkpoint`.
+    state: State,
+    checkpoint: VersionVector,
+    vv: VersionVector,
+    clock: Hlc,
 }
 
 /// Events gathered for a peer, in causal order.
@@ -75,6 +92,10 @@ pub struct EventBatch {
 pub struct Store {
     db: Database,
     path: PathBuf,
+    /// Events a checkpoint may lag behind the log (`CHECKPOINT_EVENTS`).
+    checkpoint_every: AtomicU64,
+    /// Events written to the log since the last checkpoint.
+    since_checkpoint: AtomicU64,
 }
 
 impl Store {
@@ -84,6 +105,8 @@ impl Store {
         let store = Store {
             db,
             path: path.to_path_buf(),
+            checkpoint_every: AtomicU64::new(CHECKPOINT_EVENTS),
+            since_checkpoint: AtomicU64::new(0),
         };
         store.init(zone)?;
         Ok(store)
@@ -127,7 +150,19 @@ impl Store {
                         .map_err(|e| self.err(e))?
                         .and_then(|v| v.value().try_into().ok().map(u16::from_le_bytes))
                         .unwrap_or(0);
-                    if format != STORE_FORMAT_VERSION {
+                    if format == 1 {
+                        // Version 1 wrote every row on every commit.
+                        let vv = meta
+                            .get(META_VV)
+                            .map_err(|e| self.err(e))?
+                            .map(|v| v.value().to_vec());
+                        if let Some(vv) = vv {
+                            meta.insert(META_CHECKPOINT, vv.as_slice())
+                                .map_err(|e| self.err(e))?;
+                        }
+                        meta.insert(META_FORMAT, &STORE_FORMAT_VERSION.to_le_bytes()[..])
+                            .map_err(|e| self.err(e))?;
+                    } else if format != STORE_FORMAT_VERSION {
                         return Err(StoreError::Format {
                             path: self.path.clone(),
                             found: format,
@@ -150,8 +185,58 @@ impl Store {
         txn.commit().map_err(|e| self.err(e))
     }
 
-    /// Reads back everything a replica needs after a restart.
-    pub fn load(&self) -> Result<Loaded, StoreError> {
+    /// Makes checkpoints lag the log by at most `events` events instead of
+    /// `CHECKPOINT_EVENTS` (tests use small values to exercise replay).
+    pub fn set_checkpoint_every(&self, events: u64) {
+        self.checkpoint_every
+            .store(events.max(1), Ordering::Relaxed);
+    }
+
+    /// Restores the replica of this store's zone after a restart: the state
+    /// rows at the checkpoint, then the log above it replayed in causal
+    /// order. `now_ms` is the wall clock the replay's clock observes.
+    pub fn load_replica(
+        &self,
+        zone: ZoneId,
+        key: Option<ed25519_dalek::SigningKey>,
+        directory: crate::replica::Directory,
+        now_ms: u64,
+    ) -> Result<Replica, StoreError> {
+        let loaded = self.load()?;
+        let mut replica = Replica::restore(
+            zone,
+            key,
+            directory,
+            loaded.state,
+            loaded.checkpoint.clone(),
+            loaded.clock,
+        );
+        let tail = self.events_missing(&loaded.checkpoint, &loaded.vv, usize::MAX, usize::MAX)?;
+        for ev in &tail.events {
+            replica.replay(ev, now_ms).map_err(|dot| {
+                self.corrupt(
+                    format!("events/{}/{}", dot.origin, dot.seq),
+                    "out of causal order on replay",
+                )
+            })?;
+        }
+        if replica.vv() != &loaded.vv {
+            return Err(self.corrupt(
+                META_VV,
+                format!(
+                    "the log replays to {:?}, the version vector says {:?}",
+                    replica.vv(),
+                    loaded.vv
+                ),
+            ));
+        }
+        self.since_checkpoint
+            .store(tail.events.len() as u64, Ordering::Relaxed);
+        Ok(replica)
+    }
+
+    /// Reads the checkpoint and the vectors a restart starts from.
+    fn load(&self) -> Result<Loaded, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let mut state = State::default();
         let services = txn.open_table(SERVICES).map_err(|e| self.err(e))?;
@@ -171,12 +256,12 @@ impl Store {
         let meta = txn.open_table(META).map_err(|e| self.err(e))?;
         let vv = self.meta_get(&meta, META_VV)?.unwrap_or_default();
         let clock = self.meta_get(&meta, META_CLOCK)?.unwrap_or_default();
-        let floor = self.meta_get(&meta, META_FLOOR)?.unwrap_or_default();
+        let checkpoint = self.meta_get(&meta, META_CHECKPOINT)?.unwrap_or_default();
         Ok(Loaded {
             state,
+            checkpoint,
             vv,
             clock,
-            floor,
         })
     }
 
@@ -193,24 +278,52 @@ impl Store {
         }
     }
 
-    /// Writes `events` to the log, the rows the replica changed, its version
-    /// vector and clock, and `local` mutations, in one durable transaction.
-    pub fn commit(
+    /// Writes `events` to the log, the replica's version vector and clock,
+    /// and `local` mutations, in one durable transaction; with a checkpoint
+    /// of the rows the replica changed when one is due.
+    pub fn commit<'a>(
         &self,
         replica: &mut Replica,
-        events: &[SignedEvent],
+        events: impl IntoIterator<Item = &'a SignedEvent>,
         local: &[LocalMutation],
     ) -> Result<(), StoreError> {
-        let dirty = replica.take_dirty();
+        self.commit_inner(replica, events, local, false)
+    }
+
+    /// Writes every changed row now, so that the checkpoint is the replica's
+    /// version vector (before compacting the log up to it).
+    pub fn checkpoint(&self, replica: &mut Replica) -> Result<(), StoreError> {
+        self.commit_inner(replica, [], &[], true)
+    }
+
+    fn commit_inner<'a>(
+        &self,
+        replica: &mut Replica,
+        events: impl IntoIterator<Item = &'a SignedEvent>,
+        local: &[LocalMutation],
+        force_checkpoint: bool,
+    ) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut logged = 0;
+        let checkpoint;
         {
             let mut log = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
             for ev in events {
                 let e = &ev.event;
                 log.insert((e.origin.as_str(), e.seq), ev.encode().as_slice())
                     .map_err(|e| self.err(e))?;
+                logged += 1;
             }
-            self.write_state_rows(&txn, replica, dirty.services.iter(), dirty.messages.iter())?;
+            let since = self.since_checkpoint.load(Ordering::Relaxed) + logged;
+            checkpoint = force_checkpoint
+                || since >= self.checkpoint_every.load(Ordering::Relaxed)
+                || replica.dirty_len() >= CHECKPOINT_ROWS;
+            if checkpoint {
+                let dirty = replica.take_dirty();
+                self.write_state_rows(&txn, replica, dirty.services.iter(), dirty.messages.iter())?;
+            } else {
+                self.write_vv_and_clock(&txn, replica)?;
+            }
             let mut local_t = txn.open_table(LOCAL).map_err(|e| self.err(e))?;
             for m in local {
                 match m {
@@ -225,11 +338,31 @@ impl Store {
                 }
             }
         }
-        txn.commit().map_err(|e| self.err(e))
+        txn.commit().map_err(|e| self.err(e))?;
+        if checkpoint {
+            self.since_checkpoint.store(0, Ordering::Relaxed);
+        } else {
+            self.since_checkpoint.fetch_add(logged, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn write_vv_and_clock(
+        &self,
+        txn: &redb::WriteTransaction,
+        replica: &Replica,
+    ) -> Result<(), StoreError> {
+        let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+        meta.insert(META_VV, encode(replica.vv()).as_slice())
+            .map_err(|e| self.err(e))?;
+        meta.insert(META_CLOCK, encode(&replica.clock()).as_slice())
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     /// Writes the named service and message rows as the replica has them,
-    /// and its version vector and clock, into `txn`.
+    /// its version vector and clock, and the vector as the checkpoint (the
+    /// caller names every row changed since the last one), into `txn`.
     fn write_state_rows<'a>(
         &self,
         txn: &redb::WriteTransaction,
@@ -251,10 +384,9 @@ impl Store {
                     .map_err(|e| self.err(e))?;
             }
         }
+        self.write_vv_and_clock(txn, replica)?;
         let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
-        meta.insert(META_VV, encode(replica.vv()).as_slice())
-            .map_err(|e| self.err(e))?;
-        meta.insert(META_CLOCK, encode(&replica.clock()).as_slice())
+        meta.insert(META_CHECKPOINT, encode(replica.vv()).as_slice())
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -283,7 +415,9 @@ impl Store {
                     .map_err(|e| self.err(e))?;
             }
         }
-        txn.commit().map_err(|e| self.err(e))
+        txn.commit().map_err(|e| self.err(e))?;
+        self.since_checkpoint.store(0, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The compaction floor: events at or below it are no longer in the log.
@@ -370,12 +504,18 @@ impl Store {
     }
 
     /// Drops log entries at or below `upto` (every zone has them) and
-    /// records the new floor. Returns how many events were removed.
+    /// records the new floor. Never drops an entry above the checkpoint:
+    /// a restart replays those. Returns how many events were removed.
     pub fn compact(&self, upto: &VersionVector) -> Result<u64, StoreError> {
         let mut floor = self.floor()?;
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         let before;
         {
+            let checkpoint: VersionVector = {
+                let meta = txn.open_table(META).map_err(|e| self.err(e))?;
+                self.meta_get(&meta, META_CHECKPOINT)?.unwrap_or_default()
+            };
+            let upto = &upto.meet(&checkpoint);
             let mut log = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
             before = log.len().map_err(|e| self.err(e))?;
             for (zone, seq) in upto.iter() {
@@ -501,5 +641,174 @@ impl Ord for Head {
     // Reversed: BinaryHeap is a max-heap and we want the shallowest first.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         other.key().cmp(&self.key())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Policy, Retention, VmSlot};
+    use crate::replica::{Directory, Op};
+    use ed25519_dalek::SigningKey;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        zone: ZoneId,
+        key: SigningKey,
+        directory: Directory,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let key = SigningKey::from_bytes(&[1; 32]);
+            let other = SigningKey::from_bytes(&[2; 32]);
+            let zone = ZoneId::new("a").unwrap();
+            let directory = Directory::new(
+                [
+                    (zone.clone(), key.verifying_key()),
+                    (ZoneId::new("b").unwrap(), other.verifying_key()),
+                ]
+                .into_iter()
+                .collect(),
+            );
+            Fixture {
+                dir: tempfile::tempdir().unwrap(),
+                zone,
+                key,
+                directory,
+            }
+        }
+
+        fn open(&self) -> Store {
+            Store::open(&self.dir.path().join("a.redb"), &self.zone).unwrap()
+        }
+
+        fn load(&self, store: &Store) -> Replica {
+            store
+                .load_replica(
+                    self.zone.clone(),
+                    Some(self.key.clone()),
+                    self.directory.clone(),
+                    1_700_000_000_000,
+                )
+                .unwrap()
+        }
+
+        /// `n` writes, each in its own commit: creates, then edits.
+        fn write(&self, store: &Store, replica: &mut Replica, n: usize) {
+            for i in 0..n {
+                let service = ServiceId::new(format!("svc-{}", i % 3)).unwrap();
+                let op = if replica.service(&service).is_none() {
+                    let retention = Retention {
+                        keep_last: 2,
+                        keep_for_s: 3600,
+                    };
+                    Op::CreateService {
+                        service,
+                        policy: Policy {
+                            interval_s: 60,
+                            recovery_zone: ZoneId::new("b").unwrap(),
+                            local_retention: retention.clone(),
+                            remote_retention: retention,
+                        },
+                        metadata: String::new(),
+                        slot: VmSlot {
+                            cmp_vm_id: format!("vm-{i}"),
+                            disks: vec![format!("vm-{i}-disk0")],
+                            active: true,
+                        },
+                    }
+                } else {
+                    Op::SetMetadata {
+                        service,
+                        metadata: format!("edit {i}"),
+                    }
+                };
+                let ev = replica.local_write(op, "test", 1_700_000_000_000).unwrap();
+                store.commit(replica, [&ev], &[]).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_restart_replays_the_log_above_the_checkpoint() {
+        let f = Fixture::new();
+        for every in [1, 4, 5, 1000] {
+            let _ = std::fs::remove_file(f.dir.path().join("a.redb"));
+            let store = f.open();
+            store.set_checkpoint_every(every);
+            let mut replica = f.load(&store);
+            f.write(&store, &mut replica, 17);
+            let digest = replica.digest();
+            drop(store);
+            let store = f.open();
+            let mut again = f.load(&store);
+            assert_eq!(again.digest(), digest, "checkpoint every {every}");
+            // And once more after writing on top of the replayed state.
+            f.write(&store, &mut again, 3);
+            let digest = again.digest();
+            drop(store);
+            assert_eq!(f.load(&f.open()).digest(), digest, "every {every}");
+        }
+    }
+
+    #[test]
+    fn compaction_never_drops_the_log_above_the_checkpoint() {
+        let f = Fixture::new();
+        let store = f.open();
+        store.set_checkpoint_every(1000);
+        let mut replica = f.load(&store);
+        f.write(&store, &mut replica, 10);
+        // Every zone has everything, but the rows were never written.
+        assert_eq!(store.compact(replica.vv()).unwrap(), 0);
+        assert_eq!(store.log_len().unwrap(), 10);
+        store.checkpoint(&mut replica).unwrap();
+        assert_eq!(store.compact(replica.vv()).unwrap(), 10);
+        let digest = replica.digest();
+        drop(store);
+        assert_eq!(f.load(&f.open()).digest(), digest);
+    }
+
+    #[test]
+    fn a_version_1_database_is_read_as_a_checkpoint_at_its_vector() {
+        let f = Fixture::new();
+        let store = f.open();
+        // Version 1 wrote every row on every commit.
+        store.set_checkpoint_every(1);
+        let mut replica = f.load(&store);
+        f.write(&store, &mut replica, 7);
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(META).unwrap();
+            meta.remove(META_CHECKPOINT).unwrap();
+            meta.insert(META_FORMAT, &1u16.to_le_bytes()[..]).unwrap();
+        }
+        txn.commit().unwrap();
+        let digest = replica.digest();
+        drop(store);
+        let store = f.open();
+        assert_eq!(f.load(&store).digest(), digest);
+        let txn = store.db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        let format = meta.get(META_FORMAT).unwrap().unwrap().value().to_vec();
+        assert_eq!(format, STORE_FORMAT_VERSION.to_le_bytes());
+    }
+
+    #[test]
+    fn a_database_of_an_unknown_format_is_refused() {
+        let f = Fixture::new();
+        let store = f.open();
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert(META_FORMAT, &9u16.to_le_bytes()[..]).unwrap();
+        }
+        txn.commit().unwrap();
+        drop(store);
+        let err = Store::open(&f.dir.path().join("a.redb"), &f.zone).err();
+        assert!(
+            matches!(err, Some(StoreError::Format { found: 9, .. })),
+            "{err:?}"
+        );
     }
 }

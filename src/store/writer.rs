@@ -5,12 +5,14 @@
 //! Every mutation of the replica goes through this one thread, so the order
 //! of apply and the order of commit are the same; readers take a read lock.
 
+use super::helper::Helper;
 use super::{Store, StoreError};
 use crate::model::ZoneId;
 use crate::replica::{
-    Dot, EventError, Op, Received, Rejected, Replica, SignedEvent, Snapshot, SnapshotError,
+    Dot, Event, EventError, Op, Received, Rejected, Replica, SignedEvent, Snapshot, SnapshotError,
     WriteError,
 };
+use ed25519_dalek::SigningKey;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -83,6 +85,9 @@ enum Cmd {
         snapshot: Box<Snapshot>,
         reply: oneshot::Sender<Result<(), DbError>>,
     },
+    Compact {
+        reply: oneshot::Sender<Result<u64, DbError>>,
+    },
 }
 
 struct Inner {
@@ -113,15 +118,12 @@ impl Db {
     /// Opens the store, restores the replica from it and starts the writer
     /// thread. `replica` must be empty; it is filled from the store.
     pub fn open(store: Store, replica: Replica) -> Result<Db, StoreError> {
-        let loaded = store.load()?;
-        let replica = Replica::restore(
+        let replica = store.load_replica(
             replica.zone().clone(),
-            replica_key(&replica),
+            replica.signing_key().cloned(),
             replica.directory().clone(),
-            loaded.state,
-            loaded.vv,
-            loaded.clock,
-        );
+            now_ms(),
+        )?;
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_LEN);
         let (feed, _) = broadcast::channel(COMMIT_FEED_LEN);
         let inner = Arc::new(Inner {
@@ -133,13 +135,15 @@ impl Db {
             feed,
         });
         let writer = inner.clone();
+        let thread_err = |e| StoreError::Redb {
+            path: inner.store.path().to_path_buf(),
+            source: Box::new(redb::Error::Io(e)),
+        };
+        let helper = Helper::start().map_err(thread_err)?;
         std::thread::Builder::new()
             .name("drengine-writer".into())
-            .spawn(move || writer_loop(writer, rx))
-            .map_err(|e| StoreError::Redb {
-                path: inner.store.path().to_path_buf(),
-                source: Box::new(redb::Error::Io(e)),
-            })?;
+            .spawn(move || writer_loop(writer, rx, helper))
+            .map_err(thread_err)?;
         Ok(Db { inner, tx })
     }
 
@@ -253,15 +257,12 @@ impl Db {
         write_lock(&self.inner.replica).merge_known(known);
     }
 
-    /// Drops log entries every zone is known to have. Returns how many.
-    pub fn compact(&self) -> Result<u64, StoreError> {
-        let stable = self.read(|r| r.stable_vv());
-        self.inner.store.compact(&stable)
+    /// Drops log entries every zone is known to have, after a checkpoint
+    /// of the state rows (a restart replays the log above the checkpoint).
+    /// Returns how many entries were dropped.
+    pub async fn compact(&self) -> Result<u64, DbError> {
+        self.call(|reply| Cmd::Compact { reply }).await
     }
-}
-
-fn replica_key(r: &Replica) -> Option<ed25519_dalek::SigningKey> {
-    r.signing_key().cloned()
 }
 
 fn read_lock(l: &RwLock<Replica>) -> RwLockReadGuard<'_, Replica> {
@@ -274,15 +275,54 @@ fn write_lock(l: &RwLock<Replica>) -> RwLockWriteGuard<'_, Replica> {
 
 /// A reply held back until the batch's commit is durable.
 enum Reply {
+    /// A local write: its index in the batch's events, once signed.
     Write(
         oneshot::Sender<Result<SignedEvent, DbError>>,
-        Result<SignedEvent, DbError>,
+        Result<usize, DbError>,
     ),
     Ingest(oneshot::Sender<Result<IngestReport, DbError>>, IngestReport),
     Unit(oneshot::Sender<Result<(), DbError>>, Result<(), DbError>),
+    Count(oneshot::Sender<Result<u64, DbError>>, Result<u64, DbError>),
 }
 
-fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
+impl Reply {
+    fn send(self, events: &[(SignedEvent, Option<ZoneId>)]) {
+        // A caller that went away no longer wants the answer.
+        let _ = match self {
+            Reply::Write(tx, res) => {
+                let res = res.and_then(|i| {
+                    events
+                        .get(i)
+                        .map(|(e, _)| e.clone())
+                        .ok_or(DbError::Stopped)
+                });
+                tx.send(res).map_err(|_| ())
+            }
+            Reply::Ingest(tx, rep) => tx.send(Ok(rep)).map_err(|_| ()),
+            Reply::Unit(tx, res) => tx.send(res).map_err(|_| ()),
+            Reply::Count(tx, res) => tx.send(res).map_err(|_| ()),
+        };
+    }
+
+    fn fail(self, e: impl Fn() -> DbError) {
+        let _ = match self {
+            Reply::Write(tx, _) => tx.send(Err(e())).map_err(|_| ()),
+            Reply::Ingest(tx, _) => tx.send(Err(e())).map_err(|_| ()),
+            Reply::Unit(tx, _) => tx.send(Err(e())).map_err(|_| ()),
+            Reply::Count(tx, _) => tx.send(Err(e())).map_err(|_| ()),
+        };
+    }
+}
+
+/// An event of the batch being built: received ones come signed, local ones
+/// are signed together once the batch is applied.
+enum Slot {
+    Signed(SignedEvent, Option<ZoneId>),
+    Local(Event),
+}
+
+fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
+    let key = read_lock(&inner.replica).signing_key().cloned();
     while let Some(first) = rx.blocking_recv() {
         let mut cmds = vec![first];
         while cmds.len() < MAX_WRITE_BATCH {
@@ -297,10 +337,11 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
         inner
             .commands
             .fetch_add(cmds.len() as u64, Ordering::Relaxed);
-        let mut events: Vec<(SignedEvent, Option<ZoneId>)> = Vec::new();
+        let mut slots: Vec<Slot> = Vec::new();
         let mut local = Vec::new();
         let mut replies = Vec::with_capacity(cmds.len());
         let mut imported = false;
+        let mut compactions = Vec::new();
         for cmd in cmds {
             match cmd {
                 Cmd::Write {
@@ -309,11 +350,14 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
                     local: l,
                     reply,
                 } => {
-                    let res = replica.local_write(op, &actor, now).map_err(DbError::from);
-                    if let Ok(ev) = &res {
-                        events.push((ev.clone(), None));
-                        local.extend(l);
-                    }
+                    let res = replica
+                        .prepare_write(op, &actor, now)
+                        .map(|ev| {
+                            slots.push(Slot::Local(ev));
+                            local.extend(l);
+                            slots.len() - 1
+                        })
+                        .map_err(DbError::from);
                     replies.push(Reply::Write(reply, res));
                 }
                 Cmd::Ingest {
@@ -330,7 +374,7 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
                                         report.rejected.push((a.event.dot(), r));
                                     }
                                     report.applied.push(a.event.clone());
-                                    events.push((a.event, from.clone()));
+                                    slots.push(Slot::Signed(a.event, from.clone()));
                                 }
                             }
                             Received::Duplicate => report.duplicates += 1,
@@ -349,7 +393,7 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
                     let floor = snapshot.vv.clone();
                     let res = match replica.import_snapshot(*snapshot, now) {
                         Ok(applied) => {
-                            events.extend(applied.into_iter().map(|a| (a.event, None)));
+                            slots.extend(applied.into_iter().map(|a| Slot::Signed(a.event, None)));
                             inner
                                 .store
                                 .replace_state(&mut replica, &floor)
@@ -360,41 +404,87 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>) {
                     imported |= res.is_ok();
                     replies.push(Reply::Unit(reply, res));
                 }
+                Cmd::Compact { reply } => compactions.push(reply),
             }
         }
-        let plain: Vec<SignedEvent> = events.iter().map(|(e, _)| e.clone()).collect();
-        let committed = if plain.is_empty() && local.is_empty() && !imported {
+        let events = sign_slots(&helper, key.as_ref(), slots);
+        let committed = if events.is_empty() && local.is_empty() && !imported {
             Ok(())
         } else {
-            inner.store.commit(&mut replica, &plain, &local)
+            inner
+                .store
+                .commit(&mut replica, events.iter().map(|(e, _)| e), &local)
         };
+        if committed.is_ok() && !compactions.is_empty() {
+            let res = compact(&inner.store, &mut replica).map_err(|e| {
+                // The checkpoint took the changed rows: only a restart,
+                // which replays the log, writes them now.
+                tracing::error!(error = %e, "checkpoint or compaction failed; refusing writes until restart");
+                inner.poisoned.store(true, Ordering::SeqCst);
+                DbError::Poisoned
+            });
+            for tx in compactions {
+                let res = res.as_ref().map(|n| *n).map_err(|_| DbError::Poisoned);
+                replies.push(Reply::Count(tx, res));
+            }
+        }
         drop(replica);
         match committed {
             Ok(()) => {
-                if !events.is_empty() {
-                    // No subscriber is not an error: the feed is best effort.
-                    let _ = inner.feed.send(Arc::new(Commit { events }));
-                }
-                for r in replies {
-                    // A caller that went away no longer wants the answer.
-                    let _ = match r {
-                        Reply::Write(tx, res) => tx.send(res).map_err(|_| ()),
-                        Reply::Ingest(tx, rep) => tx.send(Ok(rep)).map_err(|_| ()),
-                        Reply::Unit(tx, res) => tx.send(res).map_err(|_| ()),
-                    };
-                }
+                let feed = inner.feed.clone();
+                helper.run(Box::new(move || {
+                    let commit = Arc::new(Commit { events });
+                    if !commit.events.is_empty() {
+                        // No subscriber is not an error: the feed is best effort.
+                        let _ = feed.send(commit.clone());
+                    }
+                    for r in replies {
+                        r.send(&commit.events);
+                    }
+                }));
             }
             Err(e) => {
                 tracing::error!(error = %e, "commit failed; refusing writes until restart");
                 inner.poisoned.store(true, Ordering::SeqCst);
                 for r in replies {
-                    let _ = match r {
-                        Reply::Write(tx, _) => tx.send(Err(DbError::Poisoned)).map_err(|_| ()),
-                        Reply::Ingest(tx, _) => tx.send(Err(DbError::Poisoned)).map_err(|_| ()),
-                        Reply::Unit(tx, _) => tx.send(Err(DbError::Poisoned)).map_err(|_| ()),
-                    };
+                    r.fail(|| DbError::Poisoned);
                 }
             }
         }
     }
+}
+
+/// A checkpoint, then the log compacted below what every zone has.
+fn compact(store: &Store, replica: &mut Replica) -> Result<u64, StoreError> {
+    store.checkpoint(replica)?;
+    store.compact(&replica.stable_vv())
+}
+
+/// Signs the batch's local events (on two threads) and returns every event
+/// of the batch, in apply order, with the peer it came from.
+fn sign_slots(
+    helper: &Helper,
+    key: Option<&SigningKey>,
+    slots: Vec<Slot>,
+) -> Vec<(SignedEvent, Option<ZoneId>)> {
+    let messages: Vec<Vec<u8>> = slots
+        .iter()
+        .filter_map(|s| match s {
+            Slot::Local(ev) => Some(ev.canonical_bytes()),
+            Slot::Signed(..) => None,
+        })
+        .collect();
+    let mut signatures = match key {
+        // `prepare_write` refuses every write of a replica without a key.
+        None => Vec::new(),
+        Some(key) => helper.sign_all(key, messages),
+    }
+    .into_iter();
+    slots
+        .into_iter()
+        .filter_map(|s| match s {
+            Slot::Signed(ev, from) => Some((ev, from)),
+            Slot::Local(ev) => signatures.next().map(|sig| (ev.with_signature(sig), None)),
+        })
+        .collect()
 }

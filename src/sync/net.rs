@@ -576,16 +576,13 @@ async fn compact_loop(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let s = shared.clone();
-        let res = tokio::task::spawn_blocking(move || s.db.compact()).await;
-        match res {
-            Ok(Ok(n)) => {
+        match shared.db.compact().await {
+            Ok(n) => {
                 if n > 0 {
                     tracing::info!(zone = %shared.zone, events = n, "compacted the event log");
                 }
             }
-            Ok(Err(e)) => tracing::warn!(zone = %shared.zone, error = %e, "compaction failed"),
-            Err(e) => tracing::warn!(zone = %shared.zone, error = %e, "compaction task failed"),
+            Err(e) => tracing::warn!(zone = %shared.zone, error = %e, "compaction failed"),
         }
     }
 }

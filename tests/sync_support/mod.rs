@@ -42,6 +42,22 @@ pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() ->
 }
 
 /// A deployment: the directory of zones with their keys, and a tempdir.
+/// Compacts `node`'s log until it is empty (every zone has every event),
+/// failing after `timeout`.
+pub async fn wait_compacted(node: &Node, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        node.db.compact().await.expect("compact");
+        if node.db.store().log_len().expect("log length") == 0 {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for the log to compact away");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 pub struct Deployment {
     pub dir: tempfile::TempDir,
     pub zones: Vec<(ZoneId, SigningKey)>,

@@ -188,7 +188,10 @@ pub fn write(args: &[String]) -> anyhow::Result<()> {
         let (keys, dir) = setup()?;
         let tmp = tempfile::tempdir()?;
         let store = Store::open(&tmp.path().join("write.redb"), &zone(0)?)?;
-        let db = Db::open(store, Replica::new(zone(0)?, Some(keys[0].clone()), dir))?;
+        let db = Db::open(
+            store,
+            Replica::new(zone(0)?, Some(keys[0].clone()), dir.clone()),
+        )?;
         for i in 0..1000 {
             db.write(protect_op(i)?, "bench").await?;
         }
@@ -227,6 +230,28 @@ pub fn write(args: &[String]) -> anyhow::Result<()> {
         let rate = (writers * per_writer) as f64 / secs;
         let (commits1, commands1) = db.commit_stats();
         let per_commit = (commands1 - commands0) as f64 / (commits1 - commits0).max(1) as f64;
+
+        // A restart: the state rows at the last checkpoint, then the log
+        // replayed above it (at most CHECKPOINT_EVENTS events, and a batch).
+        let digest = db.read(|r| r.digest());
+        drop(db);
+        let path = tmp.path().join("write.redb");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let store = loop {
+            // The writer thread closes the database just after the last handle goes.
+            match Store::open(&path, &zone(0)?) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() > deadline => return Err(e.into()),
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        };
+        let t = Instant::now();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as u64;
+        let replica = store.load_replica(zone(0)?, Some(keys[0].clone()), dir, now_ms)?;
+        let restart_ms = t.elapsed().as_secs_f64() * 1000.0;
+        anyhow::ensure!(replica.digest() == digest, "the restarted replica differs");
         println!("scenario write: durable local writes (fsync per commit), 1000 services");
         println!("{:<34} {:>12}", "measure", "value");
         println!(
@@ -244,6 +269,7 @@ pub fn write(args: &[String]) -> anyhow::Result<()> {
             "{:<34} {:>12.1}",
             "64 writers writes per commit", per_commit
         );
+        println!("{:<34} {:>12.1}", "restart (load + replay) ms", restart_ms);
         println!(
             "{}",
             serde_json::json!({
@@ -252,6 +278,7 @@ pub fn write(args: &[String]) -> anyhow::Result<()> {
                 "single_p99_ms": (p99 * 1000.0).round() / 1000.0,
                 "concurrent64_writes_per_s": rate.round(),
                 "concurrent64_writes_per_commit": (per_commit * 10.0).round() / 10.0,
+                "restart_ms": (restart_ms * 10.0).round() / 10.0,
                 "bare_redb_commit_p50_ms": (bare_p50 * 1000.0).round() / 1000.0,
                 "bare_redb_commit_p99_ms": (bare_p99 * 1000.0).round() / 1000.0,
             })
