@@ -6,7 +6,7 @@
 mod engine_support;
 
 use drengine::engine::{CrashPoint, EngineError};
-use drengine::model::{CopyState, ServiceId};
+use drengine::model::ServiceId;
 use engine_support::*;
 
 const MAX_CALLS_PER_STEP: u64 = 12;
@@ -141,12 +141,7 @@ async fn retention_survives_a_crash_at_every_call() {
             net.settle(
                 &format!("{point:?}: the old copies are deleted"),
                 &["a", "b"],
-                |n| {
-                    ["a", "b"].iter().all(|zone| {
-                        n.service(zone, &id).rps[&old].copy_state(&z(zone))
-                            == Some(&CopyState::Deleted)
-                    })
-                },
+                |n| ["a", "b"].iter().all(|zone| n.copy_gone(zone, &id, &old)),
             )
             .await;
             for zone in ["a", "b"] {

@@ -8,8 +8,10 @@ mod engine_support;
 
 use drengine::emulator::FaultUpdate;
 use drengine::engine::schedule;
-use drengine::model::ServiceId;
+use drengine::model::{RpId, ServiceId};
 use engine_support::*;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 fn now_ms() -> u64 {
@@ -51,14 +53,20 @@ async fn transient_errors_and_slow_transfers_end_consistent_with_rpo_met() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
+    // Retention drops old RPs (and their origin purges them), so count
+    // every RP ever seen.
+    let taken: RefCell<BTreeMap<ServiceId, BTreeSet<RpId>>> = RefCell::default();
     let faulty_phase = async {
         wait_until(
             "three scheduled RPs of every service under faults",
             60_000,
             || async {
-                services
-                    .iter()
-                    .all(|id| net.service("a", id).rps.len() >= 3)
+                let mut taken = taken.borrow_mut();
+                services.iter().all(|id| {
+                    let seen = taken.entry(id.clone()).or_default();
+                    seen.extend(net.service("a", id).rps.keys().cloned());
+                    seen.len() >= 3
+                })
             },
         )
         .await;

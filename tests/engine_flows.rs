@@ -199,7 +199,7 @@ async fn test_failover_and_cleanup() {
         .unwrap();
     assert!(net.volumes_list("b").await.is_empty());
     net.settle("rp1 deleted in b once unpinned", &ab, |n| {
-        n.service("b", &id).rps[&rp1].copy_state(&z("b")) == Some(&CopyState::Deleted)
+        n.copy_gone("b", &id, &rp1)
     })
     .await;
     // Clean-up twice is fine.
@@ -257,13 +257,13 @@ async fn retention_keeps_what_must_be_kept() {
     );
     assert!(s.rps[&newest].is_complete_in(&z("a")), "newest here");
     stuck(&net, false);
-    net.settle("newest complete in b, older one deleted", &ab, |n| {
-        let s = n.service("a", &id);
-        s.rps[&newest].is_complete_in(&z("b"))
-            && ab
-                .iter()
-                .all(|zone| s.rps[&safe].copy_state(&z(zone)) == Some(&CopyState::Deleted))
-    })
+    // The older one is deleted in both zones, then its origin (a) forgets
+    // it and b hears of that.
+    net.settle(
+        "newest complete in b, older one deleted and purged",
+        &ab,
+        |n| n.complete_in("b", &id, &newest) && ab.iter().all(|zone| n.purged(zone, &id, &safe)),
+    )
     .await;
     assert!(net.complete_in("a", &id, &held) && net.complete_in("b", &id, &held));
 
@@ -309,13 +309,8 @@ async fn retention_keeps_what_must_be_kept() {
         )
         .await
         .unwrap_or_else(|e| panic!("release hold: {e}"));
-    net.settle("every copy deleted", &ab, |n| {
-        ab.iter().all(|zone| {
-            n.service(zone, &id)
-                .rps
-                .values()
-                .all(|rp| matches!(rp.copy_state(&z(zone)), None | Some(CopyState::Deleted)))
-        })
+    net.settle("every copy deleted and every RP purged", &ab, |n| {
+        ab.iter().all(|zone| n.service(zone, &id).rps.is_empty())
     })
     .await;
     for zone in ab {

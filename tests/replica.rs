@@ -318,6 +318,70 @@ fn only_the_taking_zone_writes_an_rp_and_only_a_zone_writes_its_copy() {
     assert_eq!(a.digest(), b.digest());
 }
 
+/// Once no copy of an RP is left, its origin forgets it everywhere; only the
+/// origin may, and a copy update racing the purge does not bring it back.
+#[test]
+fn the_origin_purges_an_rp_and_a_racing_copy_update_does_not_revive_it() {
+    let zs = zones(3);
+    let (mut a, mut b, mut c) = (zs.replica(0), zs.replica(1), zs.replica(2));
+    let e0 = protect(&mut a);
+    let rp_id = RpId::for_origin(&z("zone-a"), "1").unwrap();
+    let rp = a
+        .local_write(
+            Op::CreateRp {
+                service: svc(),
+                rp: rp_id.clone(),
+                disks: vec![RpDisk {
+                    volume: "vm-1-disk0".into(),
+                    snapshot: "s1".into(),
+                    global_id: "a.b.1".into(),
+                }],
+                metadata: String::new(),
+                taken: Default::default(),
+            },
+            "node",
+            0,
+        )
+        .unwrap();
+    deliver(&mut b, &[e0.clone(), rp.clone()]);
+    deliver(&mut c, &[e0, rp]);
+    let purge = Op::PurgeRps {
+        service: svc(),
+        rps: vec![rp_id.clone()],
+    };
+    // Only the RP's origin may forget it.
+    let err = b.local_write(purge.clone(), "node", 0).unwrap_err();
+    assert!(
+        matches!(err, WriteError::Rejected(Rejected::NotOwner { .. })),
+        "{err:?}"
+    );
+    // a purges while b, not having heard, records its copy.
+    let purged = a.local_write(purge.clone(), "node", 0).unwrap();
+    let copy = b
+        .local_write(
+            Op::SetCopy {
+                service: svc(),
+                rp: rp_id.clone(),
+                state: CopyState::Deleted,
+            },
+            "node",
+            0,
+        )
+        .unwrap();
+    // c hears them in one order, a and b in the other: all end alike.
+    deliver(&mut c, &[copy.clone(), purged.clone()]);
+    deliver(&mut a, &[copy]);
+    deliver(&mut b, &[purged]);
+    for r in [&a, &b, &c] {
+        assert!(r.service(&svc()).unwrap().rps.is_empty(), "{}", r.zone());
+    }
+    assert_eq!(a.digest(), b.digest());
+    assert_eq!(a.digest(), c.digest());
+    // A purge of an RP that is gone is refused locally, naming it.
+    let err = a.local_write(purge, "node", 0).unwrap_err();
+    assert!(matches!(err, WriteError::NoSuchRp(_)), "{err:?}");
+}
+
 #[test]
 fn bad_input_gets_a_clear_error_naming_the_field_and_changes_nothing() {
     let zs = zones(2);

@@ -31,6 +31,7 @@ const FORGER: &str = "forger";
 #[derive(Default, Debug, Clone, Copy)]
 struct Stats {
     writes: u64,
+    purges: u64,
     refused: u64,
     snapshots: u64,
     compacted: u64,
@@ -41,6 +42,7 @@ struct Stats {
 impl std::ops::AddAssign for Stats {
     fn add_assign(&mut self, o: Stats) {
         self.writes += o.writes;
+        self.purges += o.purges;
         self.refused += o.refused;
         self.snapshots += o.snapshots;
         self.compacted += o.compacted;
@@ -329,11 +331,27 @@ impl Sim {
                 ][self.rng.gen_range(0..4)]
                 .clone(),
             },
-            83..=88 if !rps.is_empty() => Op::SetHold {
+            83..=84 if !rps.is_empty() => Op::SetHold {
                 service: s,
                 rp: rps[self.rng.gen_range(0..rps.len())].clone(),
                 hold: self.rng.gen_bool(0.5),
             },
+            85..=88 => {
+                // The origin forgets some of its RPs, racing copy updates
+                // and holds from other zones.
+                let mine: Vec<RpId> = rps
+                    .iter()
+                    .filter(|rp| rp.is_owned_by(&me) && self.rng.gen_bool(0.5))
+                    .cloned()
+                    .collect();
+                if mine.is_empty() {
+                    return None;
+                }
+                Op::PurgeRps {
+                    service: s,
+                    rps: mine,
+                }
+            }
             89..=93 => Op::SendMessage {
                 to: other,
                 body: "stop vm".into(),
@@ -366,6 +384,9 @@ impl Sim {
             Err(_) => return,
         };
         self.stats.writes += 1;
+        if matches!(ev.event.op, Op::PurgeRps { .. }) {
+            self.stats.purges += 1;
+        }
         self.acked.insert(ev.dot(), ev.clone());
         self.commit_and_push(i, vec![ev], None);
     }

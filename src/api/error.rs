@@ -141,7 +141,6 @@ impl From<Rejected> for ApiError {
     fn from(e: Rejected) -> Self {
         match e {
             Rejected::UnknownService(_) => ApiError::not_found("service", e.to_string()),
-            Rejected::UnknownRp(_) => ApiError::not_found("rp", e.to_string()),
             Rejected::UnknownMessage(_) => ApiError::not_found("message", e.to_string()),
             Rejected::NotOwner { .. } => ApiError::conflict("not_owner", e.to_string()),
             Rejected::Exists(_) => ApiError::conflict("exists", e.to_string()),

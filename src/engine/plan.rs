@@ -91,6 +91,8 @@ pub struct Work {
     pub deletes: Vec<RpId>,
     /// RPs retention would delete but volumes may still depend on.
     pub dep_checks: Vec<RpId>,
+    /// Own RPs with no copy left anywhere, to forget.
+    pub purges: Vec<RpId>,
 }
 
 impl Work {
@@ -116,6 +118,7 @@ pub fn plan_service(s: &Service, zone: &ZoneId, now_ms: u64, rows: &Rows, mem: &
         .map(|(_, rp)| rp.clone())
         .collect();
     let depended = rows.depended(id);
+    w.purges = retention::purgeable(s, zone);
     if s.is_deleted() {
         w.deletes = retention::deletions(s, zone, &depended, now_ms);
         w.dep_checks = dep_checks(s, zone, now_ms, rows, mem);

@@ -111,6 +111,9 @@ impl Inner {
         for rp in &w.dep_checks {
             self.check_dependents(id, rp).await?;
         }
+        if !w.purges.is_empty() {
+            self.purge(id, &w.purges).await?;
+        }
         Ok(())
     }
 
@@ -584,6 +587,21 @@ impl Inner {
             Vec::new(),
         )
         .await?;
+        Ok(())
+    }
+
+    /// Forgets own RPs of which no copy is left in any zone.
+    async fn purge(&self, id: &ServiceId, rps: &[RpId]) -> Result<(), Fail> {
+        self.write(
+            Op::PurgeRps {
+                service: id.clone(),
+                rps: rps.to_vec(),
+            },
+            NODE_ACTOR,
+            Vec::new(),
+        )
+        .await?;
+        tracing::info!(zone = %self.zone, service = %id, rps = rps.len(), "purged recovery points no zone has any more");
         Ok(())
     }
 

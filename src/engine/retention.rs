@@ -14,9 +14,12 @@
 //! - an RP that volumes here were created from and still depend on,
 //! - an RP it took that is still on its way to the recovery zone,
 //! - a copy still being received (unless the service is deleted).
+//!
+//! Once no copy of an RP is left in any zone, its origin purges it from the
+//! replicated state ([`purgeable`]).
 
 use crate::model::{CopyState, Policy, RpId, ZoneId};
-use crate::replica::Service;
+use crate::replica::{Service, MAX_RPS_PER_PURGE};
 use std::collections::BTreeSet;
 
 /// One RP as retention sees it in one zone.
@@ -137,6 +140,27 @@ pub fn deletions(
     )
 }
 
+/// Of the RPs `zone` took, those of which no copy is left anywhere (every
+/// zone's copy deleted or failed, this zone's deleted) and not on hold: the
+/// origin purges them from the replicated state. At most a purge's worth.
+pub fn purgeable(service: &Service, zone: &ZoneId) -> Vec<RpId> {
+    service
+        .rps
+        .values()
+        .filter(|rp| {
+            &rp.origin == zone
+                && !rp.is_held()
+                && rp.copy_state(zone) == Some(&CopyState::Deleted)
+                && rp
+                    .copies
+                    .values()
+                    .all(|c| matches!(c.value, CopyState::Deleted | CopyState::Failed { .. }))
+        })
+        .map(|rp| rp.id.clone())
+        .take(MAX_RPS_PER_PURGE)
+        .collect()
+}
+
 /// Of `candidates` (RPs of other zones not yet copied here), those retention
 /// would keep if they were copied: the only ones worth transferring.
 pub fn worth_copying(
@@ -172,7 +196,7 @@ pub fn worth_copying(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Retention;
+    use crate::model::{Retention, ServiceId};
 
     fn rp(i: u64) -> RpId {
         RpId::new(format!("a.{i}")).unwrap()
@@ -236,6 +260,66 @@ mod tests {
         ];
         let out = select(&es, Some(&policy(1, 1, 0)), false, 100_000);
         assert_eq!(out, vec![rp(3)]);
+    }
+
+    #[test]
+    fn only_own_rps_with_no_copy_left_and_no_hold_are_purged() {
+        use crate::replica::{Mvr, RecoveryPoint, Versioned};
+        let (a, b) = (ZoneId::new("a").unwrap(), ZoneId::new("b").unwrap());
+        let dot = |seq| crate::replica::Dot {
+            origin: a.clone(),
+            seq,
+        };
+        let rp_with = |i: u64, copies: Vec<(&ZoneId, CopyState)>, held: bool| {
+            let mut hold = Mvr::default();
+            if held {
+                hold.write(&Default::default(), dot(100 + i), Default::default(), true);
+            }
+            RecoveryPoint {
+                id: RpId::new(format!("{}.{i}", if i < 10 { "a" } else { "b" })).unwrap(),
+                origin: if i < 10 { a.clone() } else { b.clone() },
+                created: dot(i),
+                taken: Default::default(),
+                disks: Vec::new(),
+                metadata: String::new(),
+                copies: copies
+                    .into_iter()
+                    .map(|(z, value)| {
+                        let v = Versioned {
+                            dot: dot(i),
+                            hlc: Default::default(),
+                            value,
+                        };
+                        (z.clone(), v)
+                    })
+                    .collect(),
+                hold,
+            }
+        };
+        let gone = CopyState::Deleted;
+        let failed = CopyState::Failed { error: "x".into() };
+        let rps = [
+            rp_with(1, vec![(&a, gone.clone()), (&b, gone.clone())], false),
+            rp_with(2, vec![(&a, gone.clone()), (&b, failed)], false),
+            rp_with(3, vec![(&a, gone.clone())], false),
+            rp_with(
+                4,
+                vec![(&a, gone.clone()), (&b, CopyState::Complete)],
+                false,
+            ),
+            rp_with(
+                5,
+                vec![(&a, CopyState::Complete), (&b, gone.clone())],
+                false,
+            ),
+            rp_with(6, vec![(&a, gone.clone()), (&b, gone.clone())], true),
+            rp_with(11, vec![(&a, gone.clone()), (&b, gone)], false),
+        ];
+        let mut service = crate::replica::Service::new(ServiceId::new("s").unwrap());
+        service.rps = rps.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let out = purgeable(&service, &a);
+        let ids: Vec<String> = out.iter().map(|r| r.to_string()).collect();
+        assert_eq!(ids, ["a.1", "a.2", "a.3"]);
     }
 
     #[test]

@@ -7,9 +7,15 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Version of the canonical event encoding. Bumped on any change to `Event`
-/// or `Op`; an event of another version is refused, not misread.
+/// Version of the canonical event encoding. Bumped on any change to how an
+/// existing `Event` or `Op` encodes; an event of another version is refused,
+/// not misread. New `Op` variants go at the end, so every event written
+/// before still encodes alike (a node that predates a variant refuses such
+/// an event as undecodable and waits for an upgrade).
 pub const EVENT_FORMAT_VERSION: u16 = 1;
+
+/// Most recovery points one `PurgeRps` event names.
+pub const MAX_RPS_PER_PURGE: usize = 256;
 
 /// Domain separation for event signatures.
 const SIGNATURE_CONTEXT: &[u8] = b"drengine/event/v1\0";
@@ -80,6 +86,14 @@ pub enum Op {
     AckMessage {
         message: MessageId,
     },
+    /// Forgets recovery points whose every copy is gone, so the state does
+    /// not grow by one RP per interval forever. Only the RPs' origin writes
+    /// it (once retention deleted the copies everywhere); a concurrent copy
+    /// update of a purged RP changes nothing.
+    PurgeRps {
+        service: ServiceId,
+        rps: Vec<RpId>,
+    },
 }
 
 impl Op {
@@ -93,7 +107,8 @@ impl Op {
             | Op::DeleteService { service }
             | Op::CreateRp { service, .. }
             | Op::SetCopy { service, .. }
-            | Op::SetHold { service, .. } => Some(service),
+            | Op::SetHold { service, .. }
+            | Op::PurgeRps { service, .. } => Some(service),
             Op::SendMessage { .. } | Op::AckMessage { .. } => None,
         }
     }
@@ -111,6 +126,7 @@ impl Op {
             Op::SetHold { .. } => "set_hold",
             Op::SendMessage { .. } => "send_message",
             Op::AckMessage { .. } => "ack_message",
+            Op::PurgeRps { .. } => "purge_rps",
         }
     }
 }

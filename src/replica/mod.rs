@@ -20,7 +20,7 @@ pub use clock::{Hlc, HlcClock, MAX_CLOCK_DRIFT_MS};
 pub use conflict::{conflicts, service_conflicts, Conflict, ConflictKind, ConflictSide};
 pub use event::{
     sign_canonical, Directory, Event, EventError, Op, SignedEvent, EVENT_FORMAT_VERSION,
-    MAX_EVENT_BYTES,
+    MAX_EVENT_BYTES, MAX_RPS_PER_PURGE,
 };
 pub use mvr::{Mvr, Versioned};
 pub use rules::{authorize, Rejected};
@@ -308,6 +308,16 @@ impl Replica {
                     .get(service)
                     .ok_or_else(|| WriteError::NoSuchService(service.clone()))?;
                 if !s.rps.contains_key(rp) {
+                    return Err(WriteError::NoSuchRp(rp.to_string()));
+                }
+            }
+            Op::PurgeRps { service, rps } => {
+                let s = self
+                    .state
+                    .services
+                    .get(service)
+                    .ok_or_else(|| WriteError::NoSuchService(service.clone()))?;
+                if let Some(rp) = rps.iter().find(|rp| !s.rps.contains_key(*rp)) {
                     return Err(WriteError::NoSuchRp(rp.to_string()));
                 }
             }

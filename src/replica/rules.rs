@@ -6,6 +6,7 @@
 //! (which every node has applied before it), never on concurrent events:
 //! that is what keeps the verdict equal on every node.
 
+use super::event::MAX_RPS_PER_PURGE;
 use super::{Directory, Event, Op, State};
 use crate::model::{MAX_ACTOR_BYTES, MAX_DISKS_PER_VM, MAX_MESSAGE_BYTES, MAX_METADATA_BYTES};
 
@@ -15,8 +16,6 @@ use crate::model::{MAX_ACTOR_BYTES, MAX_DISKS_PER_VM, MAX_MESSAGE_BYTES, MAX_MET
 pub enum Rejected {
     #[error("service {0} was not seen by the writer")]
     UnknownService(String),
-    #[error("recovery point {0} was not seen by the writer")]
-    UnknownRp(String),
     #[error("message {0} was not seen by the writer")]
     UnknownMessage(String),
     #[error("zone {writer} may not write {what}")]
@@ -105,13 +104,24 @@ pub fn authorize(state: &State, directory: &Directory, ev: &Event) -> Result<(),
             }
             check_metadata(metadata)
         }
-        Op::SetCopy { service, rp, .. } | Op::SetHold { service, rp, .. } => {
-            let s = seen_service(service)?;
-            s.rps
-                .get(rp)
-                .filter(|r| ev.deps.covers(&r.created))
-                .map(|_| ())
-                .ok_or_else(|| Rejected::UnknownRp(rp.to_string()))
+        // Whether the RP is still there may depend on a concurrent purge,
+        // so it is not part of the verdict: `State::apply` writes a copy
+        // state or hold only to an RP it has whose creation the writer saw.
+        Op::SetCopy { service, .. } | Op::SetHold { service, .. } => {
+            seen_service(service).map(|_| ())
+        }
+        Op::PurgeRps { service, rps } => {
+            seen_service(service)?;
+            if rps.is_empty() || rps.len() > MAX_RPS_PER_PURGE {
+                return Err(Rejected::Invalid("purge list".into()));
+            }
+            match rps.iter().find(|rp| !rp.is_owned_by(&ev.origin)) {
+                Some(rp) => Err(Rejected::NotOwner {
+                    writer: ev.origin.to_string(),
+                    what: format!("recovery point {rp}"),
+                }),
+                None => Ok(()),
+            }
         }
         Op::SendMessage { to, body } => {
             if !directory.contains(to) {

@@ -69,7 +69,8 @@ pub struct Message {
 }
 
 impl Service {
-    fn new(id: ServiceId) -> Self {
+    /// A service with no fields written yet (events fill it in).
+    pub fn new(id: ServiceId) -> Self {
         Service {
             id,
             created: Vec::new(),
@@ -217,7 +218,7 @@ impl State {
                 );
             }),
             Op::SetCopy { service, rp, state } => self.with_service(service, |s| {
-                if let Some(r) = s.rps.get_mut(rp) {
+                if let Some(r) = s.rps.get_mut(rp).filter(|r| deps.covers(&r.created)) {
                     r.copies.insert(
                         ev.origin.clone(),
                         Versioned {
@@ -229,8 +230,13 @@ impl State {
                 }
             }),
             Op::SetHold { service, rp, hold } => self.with_service(service, |s| {
-                if let Some(r) = s.rps.get_mut(rp) {
+                if let Some(r) = s.rps.get_mut(rp).filter(|r| deps.covers(&r.created)) {
                     r.hold.write(deps, dot, hlc, *hold);
+                }
+            }),
+            Op::PurgeRps { service, rps } => self.with_service(service, |s| {
+                for rp in rps {
+                    s.rps.remove(rp);
                 }
             }),
             Op::SendMessage { to, body } => {

@@ -322,6 +322,22 @@ impl Net {
             .unwrap();
     }
 
+    /// True if `zone`'s own state says its copy of `rp` is deleted, or the
+    /// RP is gone from its state altogether (purged once no copy was left).
+    pub fn copy_gone(&self, zone: &str, id: &ServiceId, rp: &RpId) -> bool {
+        self.db(zone).read(|r| {
+            r.service(id)
+                .and_then(|s| s.rps.get(rp))
+                .is_none_or(|rp| rp.copy_state(&z(zone)) == Some(&CopyState::Deleted))
+        })
+    }
+
+    /// True if `zone`'s state has `rp` no more.
+    pub fn purged(&self, zone: &str, id: &ServiceId, rp: &RpId) -> bool {
+        self.db(zone)
+            .read(|r| r.service(id).is_some_and(|s| !s.rps.contains_key(rp)))
+    }
+
     /// True if `zone`'s own state says its copy of `rp` is complete.
     pub fn complete_in(&self, zone: &str, id: &ServiceId, rp: &RpId) -> bool {
         self.db(zone)
