@@ -501,3 +501,92 @@ async fn acknowledged_writes_survive_restart_and_concurrent_writers_share_commit
         }
     }
 }
+
+/// A conditional write compares and writes in the writer thread: the check
+/// sees every write made before it and none can come in between; all its
+/// ops land in one commit, or none does.
+#[tokio::test]
+async fn a_conditional_write_checks_and_writes_as_one() {
+    let zs = zones(2);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("a.redb"), &z("zone-a")).unwrap();
+    let db = Db::open(store, zs.replica(0)).unwrap();
+    db.write(
+        Op::CreateService {
+            service: svc(),
+            policy: policy("zone-b"),
+            metadata: "m0".into(),
+            slot: slot("vm", true),
+        },
+        "cmp",
+    )
+    .await
+    .unwrap();
+    let metadata = |r: &Replica| r.service(&svc()).unwrap().metadata.get().cloned();
+    // The check is made after the write queued before it.
+    let first = db.write(
+        Op::SetMetadata {
+            service: svc(),
+            metadata: "m1".into(),
+        },
+        "other",
+    );
+    let ops = vec![
+        Op::SetMetadata {
+            service: svc(),
+            metadata: "m2".into(),
+        },
+        Op::SetPolicy {
+            service: svc(),
+            policy: policy("zone-b"),
+        },
+    ];
+    let stale = db.write_all_if(
+        ops.clone(),
+        "cmp",
+        Box::new(move |r: &Replica| match metadata(r).as_deref() {
+            Some("m0") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }),
+    );
+    let (first, stale) = tokio::join!(first, stale);
+    first.unwrap();
+    match stale {
+        Err(drengine::store::DbError::Stale(found)) => assert_eq!(found, "Some(\"m1\")"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(db.read(|r| r.vv().total()), 2, "nothing of the stale write");
+    // A check that passes: both ops in one commit, in order.
+    let mut feed = db.subscribe();
+    let evs = db
+        .write_all_if(ops, "cmp", Box::new(|_: &Replica| Ok(())))
+        .await
+        .unwrap();
+    assert_eq!(evs.iter().map(|e| e.event.seq).collect::<Vec<_>>(), [3, 4]);
+    assert_eq!(feed.recv().await.unwrap().events.len(), 2);
+    assert_eq!(db.read(metadata).as_deref(), Some("m2"));
+    // One bad op refuses them all: nothing is applied.
+    let err = db
+        .write_all_if(
+            vec![
+                Op::SetMetadata {
+                    service: svc(),
+                    metadata: "m3".into(),
+                },
+                Op::SetMetadata {
+                    service: svc(),
+                    metadata: "x".repeat(1 << 20),
+                },
+            ],
+            "cmp",
+            Box::new(|_: &Replica| Ok(())),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, drengine::store::DbError::Write(WriteError::Invalid(_))),
+        "{err:?}"
+    );
+    assert_eq!(db.read(|r| r.vv().total()), 4);
+    assert_eq!(db.read(metadata).as_deref(), Some("m2"));
+}

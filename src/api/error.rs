@@ -188,6 +188,7 @@ impl From<DbError> for ApiError {
             DbError::Snapshot(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
             }
+            DbError::Stale(current) => ApiError::stale(&current),
             DbError::Poisoned | DbError::Stopped => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

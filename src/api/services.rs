@@ -8,8 +8,8 @@ use super::types::{CreateService, ServiceList, ServiceView, UpdateService};
 use super::ApiState;
 use crate::model::{ServiceId, VmSlot, ZoneId};
 use crate::node::Role;
-use crate::replica::{service_conflicts, Op, Service, WriteError};
-use crate::store::{DbError, LocalMutation};
+use crate::replica::{service_conflicts, Op, Replica, Service, WriteError};
+use crate::store::{Check, DbError, LocalMutation};
 use axum::extract::State;
 use axum::http::header::{ETAG, IF_MATCH, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -110,23 +110,52 @@ pub fn read_service<R>(
         .ok_or_else(|| ApiError::not_found("service", format!("service {id} does not exist")))
 }
 
-/// Checks `If-Match` (if sent) against the service's current version.
-pub fn check_if_match(headers: &HeaderMap, current: &str) -> ApiResult<()> {
-    let Some(h) = headers.get(IF_MATCH) else {
-        return Ok(());
-    };
-    let h = h
-        .to_str()
-        .map_err(|_| ApiError::bad_request("If-Match", "not ASCII"))?;
-    let matches = h.split(',').any(|t| {
-        let t = t.trim();
-        let t = t.strip_prefix("W/").unwrap_or(t);
-        t == "*" || t.trim_matches('"') == current
-    });
-    if matches {
-        Ok(())
-    } else {
-        Err(ApiError::stale(current))
+/// The versions an `If-Match` header accepts; none sent accepts any.
+#[derive(Debug, Clone, Default)]
+pub struct IfMatch(Option<Vec<String>>);
+
+impl IfMatch {
+    pub fn from_headers(headers: &HeaderMap) -> ApiResult<IfMatch> {
+        let Some(h) = headers.get(IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
+        let h = h
+            .to_str()
+            .map_err(|_| ApiError::bad_request("If-Match", "not ASCII"))?;
+        let tokens = h
+            .split(',')
+            .map(|t| {
+                let t = t.trim();
+                t.strip_prefix("W/")
+                    .unwrap_or(t)
+                    .trim_matches('"')
+                    .to_string()
+            })
+            .collect();
+        Ok(IfMatch(Some(tokens)))
+    }
+
+    pub fn accepts(&self, current: &str) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|ts| ts.iter().any(|t| t == "*" || t == current))
+    }
+
+    /// The check a conditional write of service `id` makes in the writer
+    /// thread, so no other write slips in between the compare and the write.
+    /// A missing service passes: the write itself then says so.
+    pub fn check(self, id: ServiceId) -> Check {
+        Box::new(move |r: &Replica| match r.service(&id) {
+            Some(s) => {
+                let current = version_token(s);
+                if self.accepts(&current) {
+                    Ok(())
+                } else {
+                    Err(current)
+                }
+            }
+            None => Ok(()),
+        })
     }
 }
 
@@ -357,8 +386,8 @@ pub async fn update(
         })
     });
     policy_ok.unwrap_or(Ok(()))?;
-    let current = read_service(&state, &id, version_token)?;
-    check_if_match(&headers, &current)?;
+    read_service(&state, &id, |_| ())?;
+    let if_match = IfMatch::from_headers(&headers)?;
     let zone = state.zone().clone();
     let mut ops = Vec::new();
     if let Some(policy) = req.policy {
@@ -380,11 +409,13 @@ pub async fn update(
             slot: Some(slot),
         });
     }
-    for op in ops {
-        let kind = op.kind();
-        state.db().write(op, &caller.name).await?;
-        tracing::info!(zone = %zone, service = %id, actor = %caller.name, op = kind, "service updated");
-    }
+    // One commit for every field, made only if the version still matches.
+    let kinds: Vec<&str> = ops.iter().map(Op::kind).collect();
+    state
+        .db()
+        .write_all_if(ops, &caller.name, if_match.check(id.clone()))
+        .await?;
+    tracing::info!(zone = %zone, service = %id, actor = %caller.name, ops = ?kinds, "service updated");
     let v = view_of(&state, &id)?;
     Ok(with_etag(StatusCode::OK, v))
 }
@@ -398,15 +429,16 @@ pub async fn delete(
     caller.require(Role::Operator)?;
     let id: ServiceId = p.id("service")?;
     let _edit = state.0.edit_lock.lock().await;
-    let current = read_service(&state, &id, version_token)?;
-    check_if_match(&headers, &current)?;
+    read_service(&state, &id, |_| ())?;
+    let if_match = IfMatch::from_headers(&headers)?;
     state
         .db()
-        .write(
-            Op::DeleteService {
+        .write_all_if(
+            vec![Op::DeleteService {
                 service: id.clone(),
-            },
+            }],
             &caller.name,
+            if_match.check(id.clone()),
         )
         .await?;
     tracing::info!(zone = %state.zone(), service = %id, actor = %caller.name, "service deleted");

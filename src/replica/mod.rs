@@ -233,8 +233,9 @@ impl Replica {
 
     /// The checks a local write gets beyond the replicated rules: what the
     /// API should refuse even though a peer's event of the same shape would
-    /// be applied.
-    fn check_local(&self, op: &Op) -> Result<(), WriteError> {
+    /// be applied. `prepare_write` runs them; a caller writing several ops
+    /// together runs them on all first.
+    pub fn check_local(&self, op: &Op) -> Result<(), WriteError> {
         let known = |z: &ZoneId| self.directory.contains(z);
         let live = |id: &ServiceId| -> Result<&Service, WriteError> {
             let s = self

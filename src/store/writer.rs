@@ -45,7 +45,15 @@ pub enum DbError {
     Poisoned,
     #[error("the writer has stopped")]
     Stopped,
+    /// A conditional write's check failed; says what it found instead (for
+    /// the API, the service's current version token).
+    #[error("the state changed: {0}")]
+    Stale(String),
 }
+
+/// The condition of a conditional write, checked against the replica in the
+/// writer thread just before the write, so nothing can come in between.
+pub type Check = Box<dyn FnOnce(&Replica) -> Result<(), String> + Send>;
 
 /// Events that just became durable, each with the peer it came from (none
 /// for local writes), in apply order.
@@ -67,10 +75,11 @@ pub struct IngestReport {
 
 enum Cmd {
     Write {
-        op: Op,
+        ops: Vec<Op>,
         actor: String,
         local: Vec<LocalMutation>,
-        reply: oneshot::Sender<Result<SignedEvent, DbError>>,
+        check: Option<Check>,
+        reply: oneshot::Sender<Result<Vec<SignedEvent>, DbError>>,
     },
     Ingest {
         events: Vec<SignedEvent>,
@@ -207,10 +216,33 @@ impl Db {
         local: Vec<LocalMutation>,
     ) -> Result<SignedEvent, DbError> {
         let actor = actor.to_string();
+        let events = self
+            .call(|reply| Cmd::Write {
+                ops: vec![op],
+                actor,
+                local,
+                check: None,
+                reply,
+            })
+            .await?;
+        events.into_iter().next().ok_or(DbError::Stopped)
+    }
+
+    /// Several local writes in one commit, made only if `check` passes on
+    /// the replica just before them. Every op is checked (`check_local`)
+    /// before any is applied, so a refusal changes nothing.
+    pub async fn write_all_if(
+        &self,
+        ops: Vec<Op>,
+        actor: &str,
+        check: Check,
+    ) -> Result<Vec<SignedEvent>, DbError> {
+        let actor = actor.to_string();
         self.call(|reply| Cmd::Write {
-            op,
+            ops,
             actor,
-            local,
+            local: Vec::new(),
+            check: Some(check),
             reply,
         })
         .await
@@ -275,10 +307,10 @@ fn write_lock(l: &RwLock<Replica>) -> RwLockWriteGuard<'_, Replica> {
 
 /// A reply held back until the batch's commit is durable.
 enum Reply {
-    /// A local write: its index in the batch's events, once signed.
+    /// Local writes: their places in the batch's events, once signed.
     Write(
-        oneshot::Sender<Result<SignedEvent, DbError>>,
-        Result<usize, DbError>,
+        oneshot::Sender<Result<Vec<SignedEvent>, DbError>>,
+        Result<std::ops::Range<usize>, DbError>,
     ),
     Ingest(oneshot::Sender<Result<IngestReport, DbError>>, IngestReport),
     Unit(oneshot::Sender<Result<(), DbError>>, Result<(), DbError>),
@@ -290,11 +322,9 @@ impl Reply {
         // A caller that went away no longer wants the answer.
         let _ = match self {
             Reply::Write(tx, res) => {
-                let res = res.and_then(|i| {
-                    events
-                        .get(i)
-                        .map(|(e, _)| e.clone())
-                        .ok_or(DbError::Stopped)
+                let res = res.and_then(|r| {
+                    let evs = events.get(r).ok_or(DbError::Stopped)?;
+                    Ok(evs.iter().map(|(e, _)| e.clone()).collect())
                 });
                 tx.send(res).map_err(|_| ())
             }
@@ -345,19 +375,16 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
         for cmd in cmds {
             match cmd {
                 Cmd::Write {
-                    op,
+                    ops,
                     actor,
                     local: l,
+                    check,
                     reply,
                 } => {
-                    let res = replica
-                        .prepare_write(op, &actor, now)
-                        .map(|ev| {
-                            slots.push(Slot::Local(ev));
-                            local.extend(l);
-                            slots.len() - 1
-                        })
-                        .map_err(DbError::from);
+                    let res = write_ops(&mut replica, ops, &actor, check, now, &mut slots);
+                    if res.is_ok() {
+                        local.extend(l);
+                    }
                     replies.push(Reply::Write(reply, res));
                 }
                 Cmd::Ingest {
@@ -452,6 +479,35 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
             }
         }
     }
+}
+
+/// Applies local writes (after their check, and `check_local` on every op
+/// first) and returns where their events sit in the batch.
+fn write_ops(
+    replica: &mut Replica,
+    ops: Vec<Op>,
+    actor: &str,
+    check: Option<Check>,
+    now: u64,
+    slots: &mut Vec<Slot>,
+) -> Result<std::ops::Range<usize>, DbError> {
+    if let Some(check) = check {
+        check(replica).map_err(DbError::Stale)?;
+    }
+    if ops.len() > 1 {
+        for op in &ops {
+            replica.check_local(op)?;
+        }
+    }
+    let start = slots.len();
+    for op in ops {
+        // An op refused here (by the replicated rules, after its checks
+        // passed) leaves the ones before it applied: they are committed
+        // like any other, and the caller hears of the refusal.
+        let ev = replica.prepare_write(op, actor, now)?;
+        slots.push(Slot::Local(ev));
+    }
+    Ok(start..slots.len())
 }
 
 /// A checkpoint, then the log compacted below what every zone has.
