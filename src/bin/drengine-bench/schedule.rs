@@ -28,7 +28,7 @@ use drengine::store::{Db, Store};
 use drengine::storpool::{StorPoolClient, StorPoolConfig, VolumeCreate};
 use ed25519_dalek::SigningKey;
 use futures::StreamExt;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -354,33 +354,56 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     relayer.await?;
 
     // Every slot due in [t0, t1 - 5 s] should have an RP within 5 s after it.
+    // RPs are read from the event log, not the state: retention deletes old
+    // ones and their origin purges them from the state.
     let interval_ms = o.interval_s * 1000;
-    let (slots_due, on_time, rps_in_window, complete_in_b, mut lateness) = db_a.read(|r| {
+    let mut taken_by_service: BTreeMap<ServiceId, Vec<u64>> = BTreeMap::new();
+    let mut rps_in_window = BTreeSet::new();
+    let mut purged = 0usize;
+    for ev in db_a.store().events_of(&za, 0, usize::MAX)? {
+        match ev.event.op {
+            Op::CreateRp {
+                service, rp, taken, ..
+            } => {
+                if (t0..t1).contains(&taken.wall_ms) {
+                    rps_in_window.insert((service.clone(), rp));
+                }
+                taken_by_service
+                    .entry(service)
+                    .or_default()
+                    .push(taken.wall_ms);
+            }
+            Op::PurgeRps { rps, .. } => purged += rps.len(),
+            _ => {}
+        }
+    }
+    let rps_in_state: usize = db_a.read(|r| r.state().services.values().map(|s| s.rps.len()).sum());
+    let mut copied_in_b = BTreeSet::new();
+    for ev in db_a.store().events_of(&zb, 0, usize::MAX)? {
+        if let Op::SetCopy { service, rp, .. } = ev.event.op {
+            let key = (service, rp);
+            if rps_in_window.contains(&key) {
+                copied_in_b.insert(key);
+            }
+        }
+    }
+    let complete_in_b = copied_in_b.len() as u64;
+    let (slots_due, on_time, mut lateness) = db_a.read(|r| {
         let mut due = 0u64;
         let mut ok = 0u64;
-        let mut rps = 0u64;
-        let mut complete = 0u64;
         let mut lateness = Vec::new();
         for s in r.state().services.values() {
             let phase = slots::phase_ms(&s.id, interval_ms);
-            let taken: Vec<u64> = s
-                .rps
-                .values()
-                .filter(|rp| rp.origin == za)
-                .map(|rp| rp.taken.wall_ms)
-                .collect();
-            rps += taken.iter().filter(|t| (t0..t1).contains(*t)).count() as u64;
+            let taken = taken_by_service
+                .get(&s.id)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             lateness.extend(
                 taken
                     .iter()
                     .filter(|t| (t0..t1).contains(*t))
                     .map(|t| t - slots::slot_at_or_before(*t, interval_ms, phase)),
             );
-            complete += s
-                .rps
-                .values()
-                .filter(|rp| (t0..t1).contains(&rp.taken.wall_ms) && rp.copy_state(&zb).is_some())
-                .count() as u64;
             let mut slot = slots::slot_after(t0.saturating_sub(1), interval_ms, phase);
             while slot + ON_TIME_MS <= t1 {
                 due += 1;
@@ -390,8 +413,9 @@ async fn run(o: Opts) -> anyhow::Result<()> {
                 slot += interval_ms;
             }
         }
-        (due, ok, rps, complete, lateness)
+        (due, ok, lateness)
     });
+    let rps_in_window = rps_in_window.len() as u64;
     lateness.sort_unstable();
     let pct = |p: f64| {
         lateness
@@ -443,6 +467,8 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     );
     println!("  RPs taken in the window       {rps_in_window:>10}");
     println!("  of which copied (state in b)  {complete_in_b:>10}");
+    println!("  RPs purged by a (whole run)   {purged:>10}");
+    println!("  RPs in a's state at the end   {rps_in_state:>10}");
     println!("  StorPool calls (both zones)   {calls:>10}");
     println!("  StorPool calls per RP         {calls_per_rp:>10.2}");
     for (name, n) in &by_call {
@@ -462,6 +488,8 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         "duration_s": o.duration_s,
         "slots_due": slots_due,
         "rps_taken": rps_in_window,
+        "rps_purged": purged,
+        "rps_in_state_at_end": rps_in_state,
         "on_time_ratio": on_time_ratio,
         "storpool_calls_per_rp": calls_per_rp,
         "node_cpu_share": node_cpu_share,
