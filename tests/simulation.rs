@@ -88,6 +88,8 @@ struct Sim {
     /// Zones that never write; one may lose its database entirely and be
     /// rebuilt from a peer's snapshot (it has nothing of its own to lose).
     readers: BTreeSet<usize>,
+    /// True while the network heals at the end of a round: no more crashes.
+    settling: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -155,6 +157,7 @@ impl Sim {
             stats: Stats::default(),
             service_ids: Vec::new(),
             readers: BTreeSet::new(),
+            settling: false,
             _dir: dir,
         };
         if sim.rng.gen_bool(0.5) {
@@ -479,9 +482,17 @@ impl Sim {
             return;
         };
         if let Ok(applied) = replica.import_snapshot(snap, now) {
-            store.replace_state(replica, &floor).expect("replace");
+            let events: Vec<SignedEvent> = applied.into_iter().map(|a| a.event).collect();
+            store
+                .replace_state(replica, &floor, &events)
+                .expect("replace");
             self.stats.snapshots += 1;
-            let events = applied.into_iter().map(|a| a.event).collect();
+            // A crash right after the import: what it applied is on disk.
+            if !self.settling && self.rng.gen_bool(0.1) {
+                self.crash(j);
+                return;
+            }
+            // Logged already; committed again (the same rows) and pushed on.
             self.commit_and_push(j, events, None);
         }
     }
@@ -600,6 +611,7 @@ impl Sim {
 
     /// Heals everything and runs anti-entropy until nothing moves.
     fn settle(&mut self) {
+        self.settling = true;
         self.cut.clear();
         for i in 0..self.nodes.len() {
             if !self.alive(i) {
@@ -663,6 +675,7 @@ fn run(seed: u64) -> Result<Stats, String> {
             sim.step();
         }
         sim.settle();
+        sim.settling = false;
         for i in 0..sim.nodes.len() {
             sim.compact(i);
         }

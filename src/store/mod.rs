@@ -392,11 +392,14 @@ impl Store {
     }
 
     /// Rewrites every state row (after a snapshot import): rows of services
-    /// and messages not in the state are removed.
+    /// and messages not in the state are removed. `applied` are the events
+    /// the import unblocked (already in the state): logged in the same
+    /// transaction, so the rows, the vector and the log agree on disk.
     pub fn replace_state(
         &self,
         replica: &mut Replica,
         floor: &VersionVector,
+        applied: &[SignedEvent],
     ) -> Result<(), StoreError> {
         replica.take_dirty();
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
@@ -412,6 +415,11 @@ impl Store {
             let mut log = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
             for (zone, upto) in floor.iter() {
                 log.retain_in((zone.as_str(), 0)..=(zone.as_str(), upto), |_, _| false)
+                    .map_err(|e| self.err(e))?;
+            }
+            for ev in applied {
+                let e = &ev.event;
+                log.insert((e.origin.as_str(), e.seq), ev.encode().as_slice())
                     .map_err(|e| self.err(e))?;
             }
         }
@@ -683,6 +691,10 @@ mod tests {
             Store::open(&self.dir.path().join("a.redb"), &self.zone).unwrap()
         }
 
+        fn open_other(&self, file: &str, zone: &ZoneId) -> Store {
+            Store::open(&self.dir.path().join(file), zone).unwrap()
+        }
+
         fn load(&self, store: &Store) -> Replica {
             store
                 .load_replica(
@@ -707,7 +719,12 @@ mod tests {
                         service,
                         policy: Policy {
                             interval_s: 60,
-                            recovery_zone: ZoneId::new("b").unwrap(),
+                            recovery_zone: ZoneId::new(if replica.zone().as_str() == "b" {
+                                "a"
+                            } else {
+                                "b"
+                            })
+                            .unwrap(),
                             local_retention: retention.clone(),
                             remote_retention: retention,
                         },
@@ -767,6 +784,47 @@ mod tests {
         let digest = replica.digest();
         drop(store);
         assert_eq!(f.load(&f.open()).digest(), digest);
+    }
+
+    #[test]
+    fn a_snapshot_import_logs_what_it_unblocked_with_the_rows() {
+        let f = Fixture::new();
+        let zb = ZoneId::new("b").unwrap();
+        let mut b = Replica::new(
+            zb.clone(),
+            Some(SigningKey::from_bytes(&[2; 32])),
+            f.directory.clone(),
+        );
+        let store = f.open();
+        let mut a = f.load(&store);
+        // b writes twice; a hears only the second (it waits for the first).
+        let scratch = f.open_other("b.redb", &zb);
+        f.write(&scratch, &mut b, 2);
+        let first = scratch.events_of(&zb, 0, 1).unwrap();
+        let second = scratch.events_of(&zb, 1, 1).unwrap();
+        assert!(matches!(
+            a.receive(second[0].clone(), 1_700_000_000_000),
+            crate::replica::Received::Buffered
+        ));
+        // A snapshot of a zone that has only the first unblocks it.
+        let mut c = Replica::new(ZoneId::new("a").unwrap(), None, f.directory.clone());
+        c.receive(first[0].clone(), 1_700_000_000_000);
+        let snap = c.export_snapshot();
+        let floor = snap.vv.clone();
+        let applied: Vec<SignedEvent> = a
+            .import_snapshot(snap, 1_700_000_000_000)
+            .unwrap()
+            .into_iter()
+            .map(|x| x.event)
+            .collect();
+        assert_eq!(applied, second);
+        store.replace_state(&mut a, &floor, &applied).unwrap();
+        // The node stops before its next commit: all of it is on disk.
+        let digest = a.digest();
+        drop(store);
+        let store = f.open();
+        assert_eq!(f.load(&store).digest(), digest);
+        assert_eq!(store.events_of(&zb, 0, 10).unwrap(), second);
     }
 
     #[test]

@@ -353,10 +353,20 @@ enum Slot {
 
 fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
     let key = read_lock(&inner.replica).signing_key().cloned();
-    while let Some(first) = rx.blocking_recv() {
+    // A snapshot import makes a batch of its own: it rewrites every row in
+    // its own transaction, which must not hold writes not yet in the log.
+    let mut held: Option<Cmd> = None;
+    loop {
+        let Some(first) = held.take().or_else(|| rx.blocking_recv()) else {
+            break;
+        };
         let mut cmds = vec![first];
-        while cmds.len() < MAX_WRITE_BATCH {
+        while cmds.len() < MAX_WRITE_BATCH && !matches!(cmds[0], Cmd::Import { .. }) {
             match rx.try_recv() {
+                Ok(c @ Cmd::Import { .. }) => {
+                    held = Some(c);
+                    break;
+                }
                 Ok(c) => cmds.push(c),
                 Err(_) => break,
             }
@@ -420,11 +430,14 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
                     let floor = snapshot.vv.clone();
                     let res = match replica.import_snapshot(*snapshot, now) {
                         Ok(applied) => {
-                            slots.extend(applied.into_iter().map(|a| Slot::Signed(a.event, None)));
-                            inner
+                            let applied: Vec<SignedEvent> =
+                                applied.into_iter().map(|a| a.event).collect();
+                            let res = inner
                                 .store
-                                .replace_state(&mut replica, &floor)
-                                .map_err(DbError::from)
+                                .replace_state(&mut replica, &floor, &applied)
+                                .map_err(DbError::from);
+                            slots.extend(applied.into_iter().map(|e| Slot::Signed(e, None)));
+                            res
                         }
                         Err(e) => Err(e.into()),
                     };
