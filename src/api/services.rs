@@ -375,9 +375,9 @@ pub async fn update(
             return Err(ApiError::invalid("metadata", "too long"));
         }
     }
-    let _edit = state.0.edit_lock.lock().await;
     // Bad input is refused before the version is compared: 4xx for the
-    // body first, 412 only for a valid but stale edit.
+    // body first, 412 only for a valid but stale edit. (The writer checks
+    // the policy again, with the version, when it writes.)
     let policy_ok = state.db().read(|r| {
         let s = r.service(&id)?;
         Some(match &req.policy {
@@ -386,7 +386,6 @@ pub async fn update(
         })
     });
     policy_ok.unwrap_or(Ok(()))?;
-    read_service(&state, &id, |_| ())?;
     let if_match = IfMatch::from_headers(&headers)?;
     let zone = state.zone().clone();
     let mut ops = Vec::new();
@@ -428,8 +427,6 @@ pub async fn delete(
 ) -> ApiResult<Response> {
     caller.require(Role::Operator)?;
     let id: ServiceId = p.id("service")?;
-    let _edit = state.0.edit_lock.lock().await;
-    read_service(&state, &id, |_| ())?;
     let if_match = IfMatch::from_headers(&headers)?;
     state
         .db()
