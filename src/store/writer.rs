@@ -432,12 +432,19 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
                         Ok(applied) => {
                             let applied: Vec<SignedEvent> =
                                 applied.into_iter().map(|a| a.event).collect();
-                            let res = inner
-                                .store
-                                .replace_state(&mut replica, &floor, &applied)
-                                .map_err(DbError::from);
-                            slots.extend(applied.into_iter().map(|e| Slot::Signed(e, None)));
-                            res
+                            match inner.store.replace_state(&mut replica, &floor, &applied) {
+                                Ok(()) => {
+                                    slots
+                                        .extend(applied.into_iter().map(|e| Slot::Signed(e, None)));
+                                    Ok(())
+                                }
+                                Err(e) => {
+                                    // The replica holds the snapshot, the disk does not.
+                                    tracing::error!(error = %e, "snapshot import failed to commit; refusing writes until restart");
+                                    inner.poisoned.store(true, Ordering::SeqCst);
+                                    Err(e.into())
+                                }
+                            }
                         }
                         Err(e) => Err(e.into()),
                     };
@@ -448,7 +455,9 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
             }
         }
         let events = sign_slots(&helper, key.as_ref(), slots);
-        let committed = if events.is_empty() && local.is_empty() && !imported {
+        // An import is alone in its batch and `replace_state` wrote all of
+        // it; its events only go on the feed.
+        let committed = if imported || (events.is_empty() && local.is_empty()) {
             Ok(())
         } else {
             inner
