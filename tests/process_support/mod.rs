@@ -1144,6 +1144,54 @@ impl HostilePeer {
         .sign(key)
     }
 
+    /// `bytes` (an encoded state snapshot, or anything) cut into the
+    /// `Msg::Snapshot` frames of snapshot `id`, parts of at most
+    /// `part_bytes`. A receiver answers each part but the last with
+    /// SnapshotPartAck and the last with SnapshotAck.
+    pub fn snapshot_frames(id: u64, bytes: &[u8], part_bytes: usize) -> Vec<Vec<u8>> {
+        let parts: Vec<&[u8]> = if bytes.is_empty() {
+            vec![&[][..]]
+        } else {
+            bytes.chunks(part_bytes.max(1)).collect()
+        };
+        let n = parts.len() as u32;
+        parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, part)| {
+                wire::encode_frame(&Msg::Snapshot {
+                    id,
+                    part: i as u32,
+                    parts: n,
+                    bytes: part.to_vec(),
+                })
+            })
+            .collect()
+    }
+
+    /// The hostile node's own state as a snapshot, encoded as peers send it
+    /// (postcard `replica::Snapshot`): a starting point to tamper with.
+    pub fn own_snapshot(&self) -> Vec<u8> {
+        let snap = self.db.read(|r| r.export_snapshot());
+        postcard::to_stdvec(&snap).expect("encode snapshot")
+    }
+
+    /// Waits until the hostile node has every event `zone` has (it syncs
+    /// like a real node: the target sends it what it lacks). Only while the
+    /// impersonated zone's real process is stopped: with both connected,
+    /// the target runs its one outbound session to that zone over one of
+    /// the two connections, in practice the real zone's.
+    pub async fn wait_caught_up(&self, net: &Net, zone: &str) {
+        let theirs: VersionVector =
+            serde_json::from_value(net.status(zone).await["vv"].clone()).expect("vv");
+        wait_until(
+            &format!("the hostile {} caught up with {zone}", self.zone),
+            WAIT,
+            || async { self.vv().dominates(&theirs) },
+        )
+        .await;
+    }
+
     /// What the hostile node has received from the target so far.
     pub fn vv(&self) -> VersionVector {
         self.db.read(|r| r.vv().clone())
