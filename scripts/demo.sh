@@ -83,6 +83,8 @@ for z in a b c; do start_zone $z; done
 for i in 0 1 2; do wait_for "zone API $i" "$bin" --api "$(api $i)" status; done
 wait_for "zone-b linked to zone-a and zone-c" check "$zone_b" \
     'len(v["peers"]) == 2 and all(p["connected"] for p in v["peers"])' peers
+# A node signs writes only once a peer confirmed it holds its zone's newest event.
+for i in 0 1 2; do wait_for "zone $i ready" check "$(api $i)" 'v["rebuild"]["state"] == "ready"' status; done
 run --api "$zone_b" peers
 
 say "The CMP's VM vm-1 has two disks in zone-a's StorPool cluster"
@@ -119,7 +121,7 @@ run --api "$zone_b" services
 say "Zone-a comes back with vm-1 still running there: active in two zones"
 emulator_faults '{"cluster": "zone-a", "down": "up"}'
 start_zone a
-wait_for "zone-a back" "$bin" --api "$(api 0)" status
+wait_for "zone-a back and ready" check "$(api 0)" 'v["rebuild"]["state"] == "ready"' status
 wait_for "the conflict in zone-a" check "$(api 0)" \
     'any(c["kind"] == "active_vms" for c in v["conflicts"])' conflicts
 run --api "$(api 0)" conflicts

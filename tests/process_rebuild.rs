@@ -512,23 +512,17 @@ async fn a_hostile_peer_sending_garbage_is_dropped_and_the_link_goes_on() {
         assert!(logged["bad_signature"] >= 2, "{logged:?}");
         assert!(logged.values().all(|n| *n >= 1), "{logged:?}");
 
-        // The helper for snapshot tests: a snapshot in parts is answered
-        // part by part, then acknowledged (here refused: the hostile node's
-        // own state is empty, it lacks zone-b's events).
-        let snap = hostile.own_snapshot();
+        // A snapshot zone-b did not ask for (it is not behind the floor the
+        // Hello on that stream named) is dropped unread.
+        let snap = postcard::to_stdvec(&hostile.own_snapshot().await).expect("encode");
         let mut frames = vec![hostile.hello()];
-        frames.extend(HostilePeer::snapshot_frames(7, &snap, 1));
+        frames.extend(HostilePeer::snapshot_frames(7, &snap, 1 << 20));
         let answers = hostile.exchange(frames).await;
         let kinds: Vec<&str> = answers.iter().map(|m| m.kind()).collect();
-        assert_eq!(kinds.first(), Some(&"welcome"));
-        assert_eq!(kinds.last(), Some(&"snapshot_ack"), "{kinds:?}");
-        assert!(kinds[1..kinds.len() - 1]
-            .iter()
-            .all(|k| *k == "snapshot_part_ack"));
+        assert_eq!(kinds, ["welcome", "dropped"], "{answers:?}");
         println!(
-            "figure: an honest {}-byte snapshot in {} parts: {:?}",
+            "figure: an unsolicited {}-byte snapshot: {:?}",
             snap.len(),
-            kinds.len() - 1,
             answers.last()
         );
         assert_eq!(net.digest("zone-b").await, Some(digest_before.clone()));
@@ -580,6 +574,116 @@ async fn zone_b_counts_a_hostile_peers_garbage_in_its_metrics() {
             assert_eq!(is - was, n, "{reason}");
         }
         hostile.stop().await;
+    })
+    .await;
+}
+
+/// A configured peer (here an impostor with zone-c's key) that sends zone-b
+/// snapshots forging other zones' data: a vector entry for zone-a at
+/// u64::MAX, zone-a's service deleted, zone-b's own copy state. Each is
+/// dropped with a logged, counted reason; zone-b's state does not move; a
+/// snapshot zone-b did not ask for is dropped unread; the link goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_cannot_feed_a_zone_forged_state_by_snapshot() {
+    const DROPPED: &str = "drengine_sync_dropped_total";
+    repeat("forged snapshot", |_| async {
+        let mut net = Net::start().await;
+        let svc = net.protect("zone-a", "vm-1").await;
+        let mut ids = BTreeSet::from([svc.clone()]);
+        net.wait_services(&ZONES, &ids).await;
+        net.stop("zone-c").await;
+        let hostile = hostile_peer(&net, "zone-c", "zone-b").await;
+        hostile.wait_caught_up(&net, "zone-b").await;
+        let honest = hostile.own_snapshot().await;
+        assert!(!honest.events.is_empty());
+        let digest_before = net.digest("zone-b").await;
+        let forged_before = metric(
+            &net.metrics("zone-b").await,
+            DROPPED,
+            &[("reason", "snapshot_forged")],
+        )
+        .unwrap_or(0.0);
+        let za: drengine::model::ZoneId = "zone-a".parse().expect("zone");
+        let zb: drengine::model::ZoneId = "zone-b".parse().expect("zone");
+        let service = ServiceId::new(&svc).expect("service id");
+
+        let mut unbacked = honest.clone();
+        unbacked.vv.set(za.clone(), u64::MAX);
+        let mut deleted = honest.clone();
+        let i = deleted
+            .events
+            .iter()
+            .position(|e| e.event.origin == za)
+            .expect("an event of zone-a");
+        let mut ev = deleted.events[i].event.clone();
+        ev.op = Op::DeleteService {
+            service: service.clone(),
+        };
+        deleted.events[i] = ev.sign(&hostile.key);
+        let mut copy = honest.clone();
+        let mut ev = copy.events[0].event.clone();
+        ev.origin = zb.clone();
+        ev.op = Op::SetCopy {
+            service: service.clone(),
+            rp: drengine::model::RpId::for_origin(&za, "rp1").expect("rp id"),
+            state: drengine::model::CopyState::Deleted,
+        };
+        copy.events[0] = ev.sign(&hostile.key);
+
+        // zone-b is behind the floor these Hellos name: it accepts a
+        // snapshot on the stream, if the snapshot proves itself.
+        let mut behind = VersionVector::new();
+        behind.set(za.clone(), u64::MAX);
+        for (id, (what, snap)) in [
+            ("unbacked vector entry", unbacked),
+            ("deletion signed by another zone", deleted),
+            ("copy state signed by another zone", copy),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let bytes = postcard::to_stdvec(&snap).expect("encode");
+            let mut frames = vec![hostile.hello_with_floor(behind.clone())];
+            frames.extend(HostilePeer::snapshot_frames(id as u64 + 1, &bytes, 1 << 20));
+            let answers = hostile.exchange(frames).await;
+            let kinds: Vec<&str> = answers.iter().map(|m| m.kind()).collect();
+            assert_eq!(kinds, ["welcome", "dropped"], "{what}: {answers:?}");
+            println!("{what}: {:?}", answers.last());
+            assert_eq!(net.digest("zone-b").await, digest_before, "{what}");
+        }
+        let forged = metric(
+            &net.metrics("zone-b").await,
+            DROPPED,
+            &[("reason", "snapshot_forged")],
+        )
+        .expect("snapshot_forged in zone-b's /metrics");
+        assert_eq!(forged - forged_before, 3.0);
+        assert!(log_lines(&net, "zone-b", &["does not prove itself"]) >= 3);
+        // Not behind the floor named: dropped unread, counted.
+        let bytes = postcard::to_stdvec(&honest).expect("encode");
+        let mut frames = vec![hostile.hello()];
+        frames.extend(HostilePeer::snapshot_frames(9, &bytes, 1 << 20));
+        let kinds: Vec<String> = hostile
+            .exchange(frames)
+            .await
+            .iter()
+            .map(|m| m.kind().to_string())
+            .collect();
+        assert_eq!(kinds, ["welcome", "dropped"]);
+        let unsolicited = metric(
+            &net.metrics("zone-b").await,
+            DROPPED,
+            &[("reason", "snapshot_unsolicited")],
+        );
+        assert!(unsolicited >= Some(1.0), "{unsolicited:?}");
+        assert_eq!(net.digest("zone-b").await, digest_before);
+
+        // The link goes on.
+        hostile.stop().await;
+        net.start_zone("zone-c").await;
+        ids.insert(net.protect("zone-a", "vm-2").await);
+        net.wait_services(&ZONES, &ids).await;
+        net.wait_converged(&ZONES).await;
     })
     .await;
 }

@@ -443,7 +443,9 @@ async fn acknowledged_writes_survive_restart_and_concurrent_writers_share_commit
     let path = dir.path().join("a.redb");
     let open = || {
         let store = Store::open(&path, &z("zone-a")).unwrap();
-        Db::open(store, zs.replica(0)).unwrap()
+        let db = Db::open(store, zs.replica(0)).unwrap();
+        db.override_rebuild("test");
+        db
     };
     let db = open();
     db.write(
@@ -482,7 +484,12 @@ async fn acknowledged_writes_survive_restart_and_concurrent_writers_share_commit
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let reopened = loop {
         match Store::open(&path, &z("zone-a")) {
-            Ok(store) => break Db::open(store, zs.replica(0)).unwrap(),
+            Ok(store) => {
+                let db = Db::open(store, zs.replica(0)).unwrap();
+                db.override_rebuild("test");
+                db.override_rebuild("test");
+                break db;
+            }
             Err(_) if std::time::Instant::now() < deadline => {
                 tokio::task::yield_now().await;
             }
@@ -511,6 +518,7 @@ async fn a_conditional_write_checks_and_writes_as_one() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("a.redb"), &z("zone-a")).unwrap();
     let db = Db::open(store, zs.replica(0)).unwrap();
+    db.override_rebuild("test");
     db.write(
         Op::CreateService {
             service: svc(),
@@ -589,4 +597,176 @@ async fn a_conditional_write_checks_and_writes_as_one() {
     );
     assert_eq!(db.read(|r| r.vv().total()), 4);
     assert_eq!(db.read(metadata).as_deref(), Some("m2"));
+}
+
+/// A snapshot of `r` made from every event it applied: the live ones and
+/// the heads of its vector, as the store exports it.
+fn snapshot_of(r: &Replica, all: &[SignedEvent]) -> drengine::replica::Snapshot {
+    let (live, heads) = r.snapshot_dots();
+    let find = |d: &drengine::replica::Dot| all.iter().find(|e| &e.dot() == d).unwrap().clone();
+    drengine::replica::Snapshot {
+        vv: r.vv().clone(),
+        events: live.iter().map(find).collect(),
+        heads: heads.iter().map(find).collect(),
+    }
+}
+
+/// zone-a protects a VM and edits it; zone-b hears everything and takes an
+/// RP copy. Returns both replicas and every event.
+fn history(zs: &Zones) -> (Replica, Replica, Vec<SignedEvent>) {
+    let (mut a, mut b) = (zs.replica(0), zs.replica(1));
+    let mut all = vec![protect(&mut a)];
+    for m in ["cpu=4", "cpu=8"] {
+        all.push(
+            a.local_write(
+                Op::SetMetadata {
+                    service: svc(),
+                    metadata: m.into(),
+                },
+                "cmp-a",
+                2000,
+            )
+            .unwrap(),
+        );
+    }
+    for ev in &all {
+        b.receive(ev.clone(), 2000);
+    }
+    all.push(
+        b.local_write(
+            Op::SetSlot {
+                service: svc(),
+                zone: z("zone-b"),
+                slot: Some(slot("vm-1b", false)),
+            },
+            "cmp-b",
+            3000,
+        )
+        .unwrap(),
+    );
+    (a, b, all)
+}
+
+#[test]
+fn a_snapshot_rebuilds_exactly_the_senders_state_from_its_signed_events() {
+    let zs = zones(3);
+    let (_a, b, all) = history(&zs);
+    let snap = snapshot_of(&b, &all);
+    // Superseded edits are not carried, only what the state holds.
+    assert!(snap.events.len() < all.len());
+    let mut c = zs.replica(2);
+    c.import_snapshot(&snap, 4000).unwrap();
+    assert_eq!(c.digest(), b.digest());
+}
+
+#[test]
+fn a_forged_snapshot_changes_nothing() {
+    let zs = zones(3);
+    let (_a, b, all) = history(&zs);
+    let mut c = zs.replica(2);
+    let before = c.digest();
+    let honest = snapshot_of(&b, &all);
+    let forger = &zs.keys[2]; // zone-c may sign as itself only
+
+    // A vector entry for zone-a at u64::MAX, not backed by zone-a's event.
+    let mut claim = honest.clone();
+    claim.vv.set(z("zone-a"), u64::MAX);
+    // ... or "backed" by an event zone-c signed in zone-a's name.
+    let mut fake_head = claim.clone();
+    let mut head = honest.heads[0].event.clone();
+    head.seq = u64::MAX;
+    head.deps.set(z("zone-a"), u64::MAX - 1);
+    fake_head.heads[0] = head.sign(forger);
+    // The service deleted by an event signed by the wrong zone.
+    let mut deleted = honest.clone();
+    let mut ev = honest.events[0].event.clone();
+    ev.op = Op::DeleteService { service: svc() };
+    deleted.events[0] = ev.sign(forger);
+    // Zone-b's copy state of an RP, written by zone-c.
+    let mut copy = honest.clone();
+    let mut ev = honest.events[1].event.clone();
+    ev.origin = z("zone-b");
+    ev.op = Op::SetCopy {
+        service: svc(),
+        rp: RpId::for_origin(&z("zone-a"), "rp1").unwrap(),
+        state: CopyState::Deleted,
+    };
+    copy.events[1] = ev.sign(forger);
+    // A superseded event carried beside the one that replaced it.
+    let mut stale = honest.clone();
+    stale.events.push(all[1].clone());
+
+    for (what, snap) in [
+        ("unbacked vector entry", claim),
+        ("head signed by another zone", fake_head),
+        ("deletion signed by another zone", deleted),
+        ("copy state signed by another zone", copy),
+        ("superseded event carried", stale),
+    ] {
+        let res = c.import_snapshot(&snap, 4000);
+        assert!(res.is_err(), "{what}: accepted");
+        println!("{what}: {}", res.unwrap_err());
+        assert_eq!(c.digest(), before, "{what}: changed state");
+    }
+    // The honest one still goes in.
+    c.import_snapshot(&honest, 4000).unwrap();
+    assert_eq!(c.digest(), b.digest());
+}
+
+#[test]
+fn a_restarted_node_signs_only_once_a_peer_showed_it_has_its_zones_newest_event() {
+    let zs = zones(2);
+    let (a, mut b, all) = history(&zs);
+    // zone-a lost its data: a new, empty replica as a node start makes it.
+    let mut wiped = zs.replica(0);
+    wiped.require_rebuild_proof();
+    let refused = wiped.local_write(
+        Op::SetMetadata {
+            service: svc(),
+            metadata: "too early".into(),
+        },
+        "cmp-a",
+        5000,
+    );
+    assert!(
+        matches!(refused, Err(WriteError::Rebuilding { .. })),
+        "{refused:?}"
+    );
+    // zone-b reports: zone-a had signed 3 events. Still not enough.
+    b.receive(all[0].clone(), 5000);
+    let known = b.known();
+    wiped.peer_report(&z("zone-b"), b.vv(), &known);
+    let st = wiped.rebuild_status();
+    assert_eq!((st.own_seq, st.signed_seq), (0, 3));
+    assert!(!wiped.can_sign());
+    // zone-a's own events come back by sync: now it may sign seq 4.
+    for ev in &all {
+        wiped.receive(ev.clone(), 5000);
+    }
+    assert!(wiped.can_sign());
+    let ev = wiped
+        .local_write(
+            Op::SetMetadata {
+                service: svc(),
+                metadata: "after".into(),
+            },
+            "cmp-a",
+            5000,
+        )
+        .unwrap();
+    assert_eq!(ev.event.seq, a.vv().get(&z("zone-a")) + 1);
+}
+
+#[test]
+fn an_operator_override_lets_a_lone_rebuilding_node_sign() {
+    let zs = zones(2);
+    let mut r = zs.replica(0);
+    r.require_rebuild_proof();
+    assert!(!r.can_sign());
+    r.override_rebuild();
+    assert!(r.can_sign());
+    assert_eq!(
+        r.rebuild_status().state,
+        drengine::replica::RebuildState::Overridden
+    );
 }

@@ -11,8 +11,9 @@
 //! 3. every conflict listed identically everywhere,
 //! 4. no forged or replayed event changed state.
 //!
-//! Seeds come from `DRENGINE_SIM_SEEDS=START..END`; a failure prints the
-//! seed, and `DRENGINE_SIM_SEEDS=N..N+1` replays it alone.
+//! Seeds come from `DRENGINE_SIM_SEEDS=START..END`, plus the fixed
+//! `REGRESSION_SEEDS` that once failed, which always run; a failure prints
+//! the seed, and `DRENGINE_SIM_SEEDS=N..N+1` replays it alone.
 
 use drengine::model::{CopyState, Policy, Retention, RpDisk, RpId, ServiceId, VmSlot, ZoneId};
 use drengine::replica::{Directory, Dot, Op, Received, Replica, SignedEvent, VersionVector};
@@ -25,6 +26,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 const FORGER: &str = "forger";
+
+/// Seeds that once found a bug, run on every test run whatever the range,
+/// so the bug cannot come back unnoticed:
+/// - 900854: a snapshot import dropped the importer's log of every origin
+///   the snapshot covered, even those it added nothing to. z1 imported its
+///   own state relayed back by the hub z2 and lost the log of its own
+///   events that z0 still lacked; z2, wiped and rebuilt from z0's
+///   snapshot, and z1 then each stood behind the other's floor and each
+///   refused the other's snapshot for ever.
+const REGRESSION_SEEDS: &[u64] = &[900854];
 
 /// What a run exercised, summed over seeds, so a reader can see the
 /// simulation reaches the paths it claims to.
@@ -176,7 +187,7 @@ impl Sim {
         let node = &mut self.nodes[i];
         let store = Store::open(&node.path, &node.zone).expect("open store");
         store.set_checkpoint_every(every);
-        let replica = store
+        let mut replica = store
             .load_replica(
                 node.zone.clone(),
                 Some(node.key.clone()),
@@ -184,6 +195,9 @@ impl Sim {
                 self.now_ms,
             )
             .expect("load");
+        // As a node starts: no new dot until a peer reported how far this
+        // zone got (writes are refused until then).
+        replica.require_rebuild_proof();
         node.replica = Some(replica);
         node.store = Some(store);
     }
@@ -451,12 +465,11 @@ impl Sim {
         let (Some(replica), Some(store)) = (node.replica.as_mut(), node.store.as_ref()) else {
             return;
         };
-        replica.note_peer_vv(&zj, &theirs);
-        replica.merge_known(&known);
+        replica.peer_report(&zj, &theirs, &known);
         let ours = replica.vv().clone();
         let our_known = replica.known();
         if store.needs_snapshot(&theirs).expect("floor") {
-            let snap = replica.export_snapshot();
+            let snap = store.export_snapshot(replica).expect("export");
             // Delivered directly (the sync layer sends it as one message).
             if self.alive(j) && !self.cut.contains(&link(i, j)) {
                 self.import(j, snap);
@@ -476,15 +489,14 @@ impl Sim {
 
     fn import(&mut self, j: usize, snap: drengine::replica::Snapshot) {
         let now = self.now_ms;
-        let floor = snap.vv.clone();
         let node = &mut self.nodes[j];
         let (Some(replica), Some(store)) = (node.replica.as_mut(), node.store.as_ref()) else {
             return;
         };
-        if let Ok(applied) = replica.import_snapshot(snap, now) {
+        if let Ok(applied) = replica.import_snapshot(&snap, now) {
             let events: Vec<SignedEvent> = applied.into_iter().map(|a| a.event).collect();
             store
-                .replace_state(replica, &floor, &events)
+                .replace_state(replica, &snap, &events)
                 .expect("replace");
             self.stats.snapshots += 1;
             // A crash right after the import: what it applied is on disk.
@@ -515,7 +527,9 @@ impl Sim {
             if checkpoint {
                 s.checkpoint(r).expect("checkpoint");
             }
-            self.stats.compacted += s.compact(&r.stable_vv()).expect("compact");
+            let (mut keep, heads) = r.snapshot_dots();
+            keep.extend(heads);
+            self.stats.compacted += s.compact(&r.stable_vv(), &keep).expect("compact");
         }
     }
 
@@ -800,10 +814,15 @@ fn seed_range() -> std::ops::Range<u64> {
 #[test]
 fn simulation_converges_under_faults() {
     let range = seed_range();
-    let count = range.end.saturating_sub(range.start);
+    let extra: Vec<u64> = REGRESSION_SEEDS
+        .iter()
+        .copied()
+        .filter(|s| !range.contains(s))
+        .collect();
+    let count = range.end.saturating_sub(range.start) + extra.len() as u64;
     let mut failures = Vec::new();
     let mut total = Stats::default();
-    for seed in range.clone() {
+    for seed in range.clone().chain(extra.iter().copied()) {
         let result = std::panic::catch_unwind(|| run(seed))
             .unwrap_or_else(|p| Err(format!("panicked: {:?}", p.downcast_ref::<String>())));
         if let Ok(stats) = result {
@@ -818,7 +837,7 @@ fn simulation_converges_under_faults() {
         }
     }
     eprintln!(
-        "simulation: {count} seeds ({range:?}), {} failed; {total:?}",
+        "simulation: {count} seeds ({range:?} and regression seeds {extra:?}), {} failed; {total:?}",
         failures.len()
     );
     assert!(failures.is_empty(), "failing seeds: {failures:?}");

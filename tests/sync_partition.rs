@@ -171,8 +171,27 @@ async fn a_node_behind_the_compaction_point_is_brought_up_by_snapshot() {
     let c_cfg = c.cfg.clone();
     c.stop().await;
     std::fs::remove_file(dep.db_path("c")).unwrap();
-    let c = dep.start(c_cfg).await;
+    let c = dep.start_unproven(c_cfg).await;
     assert!(!c.has_service("vm-a"));
+    // Until a peer tells it how far zone c got, it signs nothing.
+    let refused =
+        c.db.write(
+            drengine::replica::Op::SetMetadata {
+                service: service("vm-c"),
+                metadata: "too early".into(),
+            },
+            "test",
+        )
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(drengine::store::DbError::Write(
+                drengine::replica::WriteError::Rebuilding { .. }
+            ))
+        ),
+        "{refused:?}"
+    );
     a.dial(&c).await;
     wait_until("c rebuilt from a's snapshot", TIMEOUT, || {
         a.digest() == c.digest()

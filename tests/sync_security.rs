@@ -131,6 +131,7 @@ async fn forged_and_malformed_input_is_dropped_counted_and_harmless() {
             zone: zone("a"),
             vv: Default::default(),
             known: Default::default(),
+            floor: Default::default(),
         }),
         events_frame(1, &batch),
         vec![0, 0, 0, 5, 0, 1, 0xff, 0xff, 0xff],
@@ -141,6 +142,7 @@ async fn forged_and_malformed_input_is_dropped_counted_and_harmless() {
             zone: zone("c"),
             vv: Default::default(),
             known: Default::default(),
+            floor: Default::default(),
         }),
         wire::encode_frame(&Msg::Ack {
             id: 1,

@@ -38,7 +38,13 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// Sent as `Retry-After` (seconds) with a 503 that will pass.
+    pub retry_after_s: Option<u32>,
 }
+
+/// What a client is told to wait before retrying a write refused while the
+/// node rebuilds.
+pub const REBUILD_RETRY_AFTER_S: u32 = 1;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -47,7 +53,16 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after_s: None,
         }
+    }
+
+    /// The node cannot sign yet (it is rebuilding after a data loss or a
+    /// restart): 503, retry shortly.
+    pub fn rebuilding(message: impl Into<String>) -> Self {
+        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "rebuilding", message);
+        e.retry_after_s = Some(REBUILD_RETRY_AFTER_S);
+        e
     }
 
     /// Names the field at fault.
@@ -127,6 +142,10 @@ impl IntoResponse for ApiError {
                 axum::http::HeaderValue::from_static("Bearer"),
             );
         }
+        if let Some(s) = self.retry_after_s {
+            res.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, s.into());
+        }
         res
     }
 }
@@ -165,6 +184,7 @@ impl From<WriteError> for ApiError {
             WriteError::NoSuchMessage(_) => ApiError::not_found("message", e.to_string()),
             WriteError::Exists(_) => ApiError::conflict("exists", e.to_string()),
             WriteError::Rejected(r) => r.into(),
+            WriteError::Rebuilding { .. } => ApiError::rebuilding(e.to_string()),
             WriteError::NoKey => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "read_only",
@@ -215,6 +235,7 @@ impl From<EngineError> for ApiError {
                 e.to_string(),
             ),
             EngineError::Storage(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", m),
+            EngineError::Rebuilding => ApiError::rebuilding(e.to_string()),
         }
     }
 }

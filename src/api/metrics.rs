@@ -217,6 +217,66 @@ pub fn render(state: &ApiState) -> String {
         m.feed_lagged.load(Ordering::Relaxed)
     );
 
+    if let Some(c) = state.0.peers.counters() {
+        family(
+            &mut out,
+            "drengine_sync_dropped_total",
+            "counter",
+            "Input from peers dropped, by reason (forged, malformed, unsolicited, ...)",
+        );
+        for (reason, n) in &c.dropped {
+            let _ = writeln!(
+                out,
+                "drengine_sync_dropped_total{{zone=\"{zone}\",reason=\"{}\"}} {n}",
+                escape(reason)
+            );
+        }
+        family(
+            &mut out,
+            "drengine_sync_snapshots_imported_total",
+            "counter",
+            "State snapshots imported from peers",
+        );
+        let _ = writeln!(
+            out,
+            "drengine_sync_snapshots_imported_total{{zone=\"{zone}\"}} {}",
+            c.snapshots_imported
+        );
+    }
+    let rebuild = state.db().rebuild_status();
+    family(
+        &mut out,
+        "drengine_rebuilding_bool",
+        "gauge",
+        "1 while the node refuses writes until it holds its zone's newest event",
+    );
+    let _ = writeln!(
+        out,
+        "drengine_rebuilding_bool{{zone=\"{zone}\"}} {}",
+        u8::from(rebuild.state == crate::replica::RebuildState::Rebuilding)
+    );
+    family(
+        &mut out,
+        "drengine_writer_failed_bool",
+        "gauge",
+        "1 once a commit failed: the node refuses writes until it restarts",
+    );
+    let _ = writeln!(
+        out,
+        "drengine_writer_failed_bool{{zone=\"{zone}\"}} {}",
+        u8::from(state.db().is_poisoned())
+    );
+    family(
+        &mut out,
+        "drengine_engine_ticks_skipped_total",
+        "counter",
+        "Reconciler passes skipped because the node could not act (rebuilding)",
+    );
+    let _ = writeln!(
+        out,
+        "drengine_engine_ticks_skipped_total{{zone=\"{zone}\"}} {}",
+        state.engine().ticks_skipped()
+    );
     let rpo = state.engine().rpo_all();
     family(
         &mut out,

@@ -52,6 +52,11 @@ pub trait PeerSource: Send + Sync + 'static {
     fn peers(&self) -> Vec<PeerStatus>;
     /// True if zone-to-zone sync runs in this node.
     fn running(&self) -> bool;
+    /// The sync layer's counters (drops by reason, bytes, snapshots), if
+    /// sync runs.
+    fn counters(&self) -> Option<crate::sync::SyncCounters> {
+        None
+    }
 }
 
 /// The configured peers, none connected: what a node shows before (or
@@ -185,6 +190,7 @@ fn routes() -> Routes {
         .get("/v1/openapi.json", openapi::handler)
         .get("/v1/status", status::zone_status)
         .get("/v1/peers", status::peers)
+        .post("/v1/rebuild/override", status::override_rebuild)
         .get("/v1/services", services::list)
         .post("/v1/services", services::create)
         .get("/v1/services/{service}", services::show)

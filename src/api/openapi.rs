@@ -43,7 +43,9 @@ fn responses(ok: &[(u16, Value)], errors: &[u16]) -> Value {
             415 => "The body is not JSON",
             422 => "Well-formed but invalid input",
             502 => "StorPool answered an error",
-            503 => "The DR engine or storage is not available",
+            503 => {
+                "The DR engine or storage is not available, or the node is rebuilding (Retry-After)"
+            }
             _ => "Error",
         };
         m.insert(code.to_string(), error_response(desc));
@@ -272,7 +274,7 @@ fn schemas() -> Value {
         })),
         "PeerList": object(&["peers"], json!({ "peers": { "type": "array", "items": r("PeerStatus") } })),
         "ZoneStatus": object(&["zone", "version", "vv", "digest", "services", "conflicts", "pending_events",
-                              "engine_running", "sync_running", "peers"], json!({
+                              "engine_running", "sync_running", "peers", "rebuild"], json!({
             "zone": r("ZoneId"),
             "version": { "type": "string" },
             "vv": r("VersionVector"),
@@ -282,7 +284,13 @@ fn schemas() -> Value {
             "pending_events": u64_schema(),
             "engine_running": { "type": "boolean" },
             "sync_running": { "type": "boolean" },
-            "peers": { "type": "array", "items": r("PeerStatus") }
+            "peers": { "type": "array", "items": r("PeerStatus") },
+            "rebuild": r("RebuildView")
+        })),
+        "RebuildView": object(&["state", "own_seq", "signed_seq", "confirmed_by"], json!({
+            "state": { "type": "string", "enum": ["rebuilding", "ready", "overridden"] },
+            "own_seq": u64_schema(), "signed_seq": u64_schema(),
+            "confirmed_by": { "type": "array", "items": r("ZoneId") }
         })),
         "Health": object(&["status", "zone"], json!({
             "status": { "type": "string" }, "zone": r("ZoneId")
@@ -325,6 +333,10 @@ pub fn document() -> Value {
         "/v1/status": { "get": {
             "summary": "This zone's node: version vector, digest, counts, peers", "tags": ["node"],
             "responses": responses(&[(200, json_response("Status", r("ZoneStatus")))], &[401])
+        }},
+        "/v1/rebuild/override": { "post": {
+            "summary": "Let a rebuilding node write without a peer's proof (operator; logged)", "tags": ["node"],
+            "responses": responses(&[(200, json_response("The rebuild state", r("RebuildView")))], &[401, 403])
         }},
         "/v1/peers": { "get": {
             "summary": "Configured peers and their sync state", "tags": ["node"],

@@ -2,20 +2,25 @@
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
-use super::types::{PeerList, ZoneStatus};
+use super::types::{PeerList, RebuildView, ZoneStatus};
 use super::ApiState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
-/// `GET /healthz`: 200 while the node can write; 503 once storage failed.
+/// `GET /healthz`: 200 while the node can write; 503 with the reason once
+/// storage failed (until the node restarts).
 pub async fn healthz(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
     if state.db().is_poisoned() {
+        let why = state
+            .db()
+            .failure()
+            .unwrap_or_else(|| "storage failed".into());
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            "storage failed; the node refuses writes until it restarts",
+            format!("{why}; the node refuses writes until it restarts"),
         ));
     }
     Ok(Json(json!({"status": "ok", "zone": state.zone()})))
@@ -47,7 +52,21 @@ pub async fn zone_status(State(state): State<ApiState>, _c: Caller) -> Json<Zone
         engine_running: state.0.engine_running,
         sync_running: state.0.peers.running(),
         peers,
+        rebuild: state.db().rebuild_status().into(),
     })
+}
+
+/// `POST /v1/rebuild/override` (operator): lets a rebuilding node sign
+/// writes without a peer's proof that it holds its zone's newest event —
+/// for a zone whose peers are all gone. Logged with the actor. It may sign
+/// a sequence number its zone already used, if the zone got further than
+/// this node's data; that is the risk the operator takes.
+pub async fn override_rebuild(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> ApiResult<Json<RebuildView>> {
+    caller.require(crate::node::Role::Operator)?;
+    Ok(Json(state.db().override_rebuild(&caller.name).into()))
 }
 
 pub async fn peers(State(state): State<ApiState>, _c: Caller) -> Json<PeerList> {

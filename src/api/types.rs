@@ -233,6 +233,35 @@ pub struct ZoneStatus {
     pub engine_running: bool,
     pub sync_running: bool,
     pub peers: Vec<PeerStatus>,
+    /// Whether the node signs new writes yet (see `RebuildView`).
+    pub rebuild: RebuildView,
+}
+
+/// Where a node stands on signing new events after it started: it accepts
+/// writes (and its engine acts) only once it holds every event its zone is
+/// known to have signed, so that no sequence number is ever signed twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebuildView {
+    /// `rebuilding` (writes answer 503 `rebuilding`), `ready`, or
+    /// `overridden` (an operator let it write without that proof).
+    pub state: String,
+    /// This zone's events the node has.
+    pub own_seq: u64,
+    /// The highest seq of this zone that the node or a peer has seen signed.
+    pub signed_seq: u64,
+    /// Peers that reported since the node started.
+    pub confirmed_by: Vec<ZoneId>,
+}
+
+impl From<crate::replica::RebuildStatus> for RebuildView {
+    fn from(s: crate::replica::RebuildStatus) -> Self {
+        RebuildView {
+            state: s.state.as_str().to_string(),
+            own_seq: s.own_seq,
+            signed_seq: s.signed_seq,
+            confirmed_by: s.confirmed_by,
+        }
+    }
 }
 
 /// One committed event on the change feed (`GET /v1/events`).

@@ -79,6 +79,10 @@ pub enum Command {
     Status,
     /// Peers and their sync state.
     Peers,
+    /// Let a rebuilding node write without a peer's proof that it holds its
+    /// zone's newest event (operator; logged). Only for a zone whose peers
+    /// are all gone: it may sign a sequence number the zone already used.
+    RebuildOverride,
     /// List DR services.
     Services(ops::ServicesArgs),
     /// Show, edit or delete one service.

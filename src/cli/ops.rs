@@ -192,12 +192,13 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
             let v = c.get("/v1/status").await?;
             show(json, &v, |v| {
                 format!(
-                    "zone {}  services {}  conflicts {}  engine {}  sync {}\nvv {}\ndigest {}\n\n{}",
+                    "zone {}  services {}  conflicts {}  engine {}  sync {}  writes {}\nvv {}\ndigest {}\n\n{}",
                     output::cell(&v["zone"]),
                     output::cell(&v["services"]),
                     output::cell(&v["conflicts"]),
                     if v["engine_running"] == true { "on" } else { "off" },
                     if v["sync_running"] == true { "on" } else { "off" },
+                    output::rebuild_cell(&v["rebuild"]),
                     v["vv"],
                     output::cell(&v["digest"]),
                     output::peers_table(v)
@@ -207,6 +208,10 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
         Command::Peers => {
             let v = c.get("/v1/peers").await?;
             show(json, &v, output::peers_table);
+        }
+        Command::RebuildOverride => {
+            let v = c.post("/v1/rebuild/override", &json!({})).await?;
+            show(json, &v, output::rebuild_cell);
         }
         Command::Services(a) => {
             let flag = |b: bool| b.then(|| "true".to_string());

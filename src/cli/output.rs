@@ -572,3 +572,21 @@ mod tests {
         );
     }
 }
+
+/// A node's rebuild state in a few words: `ready`, or why it refuses writes.
+pub fn rebuild_cell(r: &Value) -> String {
+    match r["state"].as_str() {
+        Some("rebuilding") => format!(
+            "rebuilding (has {} of its zone's events, {} signed; confirmed by {})",
+            cell(&r["own_seq"]),
+            cell(&r["signed_seq"]),
+            r["confirmed_by"]
+                .as_array()
+                .map(|a| a.iter().map(cell).collect::<Vec<_>>().join(", "))
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "no peer yet".into())
+        ),
+        Some(s) => s.to_string(),
+        None => "-".into(),
+    }
+}

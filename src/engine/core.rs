@@ -29,6 +29,8 @@ pub(crate) struct Inner {
     locks: Mutex<HashMap<ServiceId, Arc<tokio::sync::Mutex<()>>>>,
     /// Bounds the steps running at once (each makes one StorPool call at a time).
     pub permits: Arc<tokio::sync::Semaphore>,
+    /// Reconciler passes skipped while the node could not act.
+    pub ticks_skipped: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -50,7 +52,22 @@ impl Inner {
             mem: Mutex::new(Memory::default()),
             locks: Mutex::new(HashMap::new()),
             permits,
+            ticks_skipped: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Refuses to act while the node is rebuilding or its storage failed:
+    /// see `Db::can_write`.
+    pub fn may_act(&self) -> Result<(), EngineError> {
+        if self.db.is_poisoned() {
+            return Err(EngineError::Storage(
+                "the database failed; restart the node".into(),
+            ));
+        }
+        if !self.db.can_write() {
+            return Err(EngineError::Rebuilding);
+        }
+        Ok(())
     }
 
     pub fn mem(&self) -> MutexGuard<'_, Memory> {

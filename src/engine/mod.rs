@@ -73,6 +73,10 @@ pub enum EngineError {
     /// The durable replica failed (500/503).
     #[error("storage: {0}")]
     Storage(String),
+    /// The node is rebuilding: it does not act until it holds its zone's
+    /// newest event (503, retry).
+    #[error("this node is rebuilding and does not act on StorPool until it holds its zone's newest event")]
+    Rebuilding,
 }
 
 /// One volume made for a failover or test failover.
@@ -221,6 +225,23 @@ impl Engine {
         }
     }
 
+    /// The engine, if it may act on StorPool now: not while the node is
+    /// rebuilding (its view may be older than what its zone already signed,
+    /// so it could delete, export or purge on stale state) or its storage
+    /// failed. Every action and every reconciler pass starts here.
+    fn acting(&self) -> Result<&Arc<Inner>, EngineError> {
+        let inner = self.inner()?;
+        inner.may_act()?;
+        Ok(inner)
+    }
+
+    /// Reconciler passes skipped because the node could not act (rebuilding).
+    pub fn ticks_skipped(&self) -> u64 {
+        self.inner.as_ref().map_or(0, |i| {
+            i.ticks_skipped.load(std::sync::atomic::Ordering::Relaxed)
+        })
+    }
+
     /// This node's zone, if the engine runs.
     pub fn zone(&self) -> Option<ZoneId> {
         self.inner.as_ref().map(|i| i.zone.clone())
@@ -230,7 +251,7 @@ impl Engine {
     /// (bounded by `engine.max_concurrent_calls`), and the pass returns when
     /// all are done.
     pub async fn reconcile_once(&self) -> Result<PassReport, EngineError> {
-        let inner = self.inner()?.clone();
+        let inner = self.acting()?.clone();
         let ids = inner
             .services_with_work(now_ms())
             .map_err(sp::Fail::into_engine_error)?;
@@ -269,7 +290,7 @@ impl Engine {
     /// Takes a recovery point now (on demand). Returns its id once the group
     /// snapshot is taken and the RP recorded; replication follows.
     pub async fn take_rp(&self, service: &ServiceId, actor: &str) -> Result<RpId, EngineError> {
-        let inner = self.inner()?;
+        let inner = self.acting()?;
         let lock = inner.lock_for(service);
         let _held = lock.lock().await;
         let taken = inner
@@ -299,7 +320,7 @@ impl Engine {
         rp: Option<&RpId>,
         actor: &str,
     ) -> Result<FailoverOutcome, EngineError> {
-        self.inner()?
+        self.acting()?
             .failover(service, rp, actor)
             .await
             .map_err(sp::Fail::into_engine_error)
@@ -313,7 +334,7 @@ impl Engine {
         target: &ZoneId,
         actor: &str,
     ) -> Result<MigrationStarted, EngineError> {
-        self.inner()?
+        self.acting()?
             .start_migration(service, target, actor)
             .await
             .map_err(sp::Fail::into_engine_error)
@@ -326,7 +347,7 @@ impl Engine {
         service: &ServiceId,
         actor: &str,
     ) -> Result<FailoverOutcome, EngineError> {
-        self.inner()?
+        self.acting()?
             .complete_migration(service, actor)
             .await
             .map_err(sp::Fail::into_engine_error)
@@ -339,7 +360,7 @@ impl Engine {
         rp: &RpId,
         actor: &str,
     ) -> Result<FailoverOutcome, EngineError> {
-        self.inner()?
+        self.acting()?
             .revert(service, rp, actor)
             .await
             .map_err(sp::Fail::into_engine_error)
@@ -352,7 +373,7 @@ impl Engine {
         rp: Option<&RpId>,
         actor: &str,
     ) -> Result<FailoverOutcome, EngineError> {
-        self.inner()?
+        self.acting()?
             .test_failover(service, rp, actor)
             .await
             .map_err(sp::Fail::into_engine_error)
@@ -364,7 +385,7 @@ impl Engine {
         service: &ServiceId,
         actor: &str,
     ) -> Result<(), EngineError> {
-        self.inner()?
+        self.acting()?
             .cleanup_test_failover(service, actor)
             .await
             .map_err(sp::Fail::into_engine_error)
@@ -448,6 +469,14 @@ async fn run_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         }
         if inner.sp.is_crashed() {
             break;
+        }
+        if inner.may_act().is_err() {
+            // Rebuilding: acting on a view older than what this zone signed
+            // could delete or purge what it should keep. Wait for peers.
+            inner
+                .ticks_skipped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            continue;
         }
         let ids = match inner.services_with_work(now_ms()) {
             Ok(ids) => ids,

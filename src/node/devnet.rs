@@ -10,6 +10,7 @@ use crate::emulator::{ClusterSpec, Emulator, EmulatorConfig, EmulatorError, Emul
 use crate::model::ZoneId;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The zones of the devnet and their control links.
 pub const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
@@ -201,6 +202,9 @@ pub fn write_configs(
     Ok(paths)
 }
 
+/// How long `Devnet::start` waits for every node to accept writes.
+const DEVNET_READY_WAIT_MS: u64 = 10_000;
+
 impl Devnet {
     /// Writes the configs and starts the three nodes.
     pub async fn start(opts: DevnetOptions) -> Result<Devnet, DevnetError> {
@@ -264,13 +268,30 @@ impl Devnet {
                 }
             }
         }
-        Ok(Devnet {
+        let devnet = Devnet {
             nodes,
             data_dir,
             token: opts.token,
             emulator,
             _temp: temp,
-        })
+        };
+        devnet.wait_until_writable().await;
+        Ok(devnet)
+    }
+
+    /// Waits (bounded) until every node has heard from a peer and accepts
+    /// writes, so the devnet is usable when `start` returns. A node still
+    /// rebuilding after the wait is only logged: its writes answer 503
+    /// `rebuilding` until it is done.
+    async fn wait_until_writable(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(DEVNET_READY_WAIT_MS);
+        while !self.nodes.iter().all(|n| n.db().can_write()) {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!("devnet: a node still waits for its peers before it accepts writes");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     pub fn node(&self, zone: &str) -> Option<&NodeHandle> {

@@ -57,6 +57,9 @@ impl PeerSource for SyncHandle {
     fn running(&self) -> bool {
         true
     }
+    fn counters(&self) -> Option<crate::sync::SyncCounters> {
+        Some(SyncHandle::counters(self))
+    }
 }
 
 /// Starts nodes.

@@ -12,7 +12,9 @@ mod clock;
 mod conflict;
 mod event;
 mod mvr;
+mod rebuild;
 mod rules;
+mod snapshot;
 mod state;
 mod vv;
 
@@ -23,13 +25,14 @@ pub use event::{
     MAX_EVENT_BYTES, MAX_RPS_PER_PURGE,
 };
 pub use mvr::{Mvr, Versioned};
+pub use rebuild::{RebuildState, RebuildStatus};
 pub use rules::{authorize, Rejected};
+pub use snapshot::{snapshot_dots, Snapshot, SnapshotError};
 pub use state::{message_id, Message, RecoveryPoint, Service, State, Touched};
 pub use vv::{Dot, VersionVector};
 
 use crate::model::{InvalidInput, MessageId, ServiceId, ZoneId, MAX_METADATA_BYTES};
 use ed25519_dalek::SigningKey;
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Most events held while they wait for their causal past. Past this,
@@ -55,6 +58,11 @@ pub enum WriteError {
     Rejected(#[from] Rejected),
     #[error("this replica has no signing key")]
     NoKey,
+    /// It cannot yet prove it holds its zone's newest event (it lost its
+    /// data, or came back from an older copy): signing now could reuse a
+    /// seq. Try again once peers brought it up to date.
+    #[error("this node is rebuilding: it has its zone's events up to {own_seq}, a peer reported {signed_seq}; it accepts writes once it has them all (or an operator overrides)")]
+    Rebuilding { own_seq: u64, signed_seq: u64 },
 }
 
 /// One event that was applied, and whether the rules refused its op.
@@ -92,20 +100,6 @@ impl Dirty {
     }
 }
 
-/// A full copy of the replicated state, for a zone that fell behind the
-/// compacted log. Sent only between authenticated, configured peers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Snapshot {
-    pub vv: VersionVector,
-    pub state: State,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SnapshotError {
-    #[error("snapshot does not cover events this replica has; send those first")]
-    NotDominating,
-}
-
 /// One zone's replica of the DR state.
 pub struct Replica {
     zone: ZoneId,
@@ -118,6 +112,8 @@ pub struct Replica {
     /// Per zone, the newest version vector it is known to have had.
     known: BTreeMap<ZoneId, VersionVector>,
     dirty: Dirty,
+    /// What this start has learned of its zone's signed events.
+    rebuild: rebuild::Rebuild,
 }
 
 impl Replica {
@@ -125,6 +121,7 @@ impl Replica {
     /// one can only receive (used by tools and tests).
     pub fn new(zone: ZoneId, key: Option<SigningKey>, directory: Directory) -> Self {
         Replica {
+            rebuild: rebuild::Rebuild::exempt(),
             zone,
             key,
             directory,
@@ -212,11 +209,12 @@ impl Replica {
     /// threads). The event must be signed and durable before anyone hears
     /// of it.
     pub fn prepare_write(&mut self, op: Op, actor: &str, now_ms: u64) -> Result<Event, WriteError> {
+        self.check_can_sign()?;
         self.check_local(&op)?;
-        if self.key.is_none() {
-            return Err(WriteError::NoKey);
-        }
-        let seq = self.vv.get(&self.zone) + 1;
+        let own_seq = self.vv.get(&self.zone);
+        let seq = own_seq
+            .checked_add(1)
+            .ok_or_else(|| InvalidInput::field("seq", "this zone has signed u64::MAX events"))?;
         let event = Event {
             origin: self.zone.clone(),
             seq,
@@ -403,6 +401,11 @@ impl Replica {
             };
         }
         self.vv.set(ev.origin.clone(), ev.seq);
+        // Signed evidence of how far our own zone got.
+        self.rebuild.saw_vv(&self.zone, &ev.deps);
+        if ev.origin == self.zone {
+            self.rebuild.saw_signed(ev.seq);
+        }
         let mut had = ev.deps.clone();
         had.set(ev.origin.clone(), ev.seq);
         self.known.entry(ev.origin.clone()).or_default().merge(&had);
@@ -433,8 +436,70 @@ impl Replica {
     /// Records what a peer told us it has (sync handshakes).
     pub fn note_peer_vv(&mut self, zone: &ZoneId, vv: &VersionVector) {
         if self.directory.contains(zone) {
+            self.rebuild.saw_vv(&self.zone, vv);
             self.known.entry(zone.clone()).or_default().merge(vv);
         }
+    }
+
+    /// A peer's handshake: what it has and what it knows every zone has.
+    /// Also what this replica needs to sign again after a restart: a
+    /// direct report of how far its own zone got (see `rebuild`).
+    pub fn peer_report(
+        &mut self,
+        from: &ZoneId,
+        vv: &VersionVector,
+        known: &BTreeMap<ZoneId, VersionVector>,
+    ) {
+        if from == &self.zone || !self.directory.contains(from) {
+            return;
+        }
+        self.note_peer_vv(from, vv);
+        self.merge_known(known);
+        self.rebuild.confirmed(from);
+    }
+
+    /// What a node does when it starts: it cannot tell from its own disk
+    /// whether it holds its zone's newest event (the data may be wiped or
+    /// an older copy), so it signs nothing until peers told it how far its
+    /// zone got and it has those events (see `rebuild`). A zone alone in
+    /// its directory has nothing to prove.
+    pub fn require_rebuild_proof(&mut self) {
+        let alone = self.directory.zones().all(|z| z == &self.zone);
+        self.rebuild = rebuild::Rebuild::unproven(alone);
+    }
+
+    /// Where this replica stands on signing (see `rebuild`).
+    pub fn rebuild_status(&self) -> RebuildStatus {
+        self.rebuild.status(self.vv.get(&self.zone))
+    }
+
+    /// Refuses any local write while this replica may not sign (no key, or
+    /// rebuilding). Checked before anything else: a rebuilding node's state
+    /// is older than its zone's, so its other verdicts (not found, stale
+    /// version) could be wrong.
+    pub fn check_can_sign(&self) -> Result<(), WriteError> {
+        if self.key.is_none() {
+            return Err(WriteError::NoKey);
+        }
+        let own_seq = self.vv.get(&self.zone);
+        if !self.rebuild.can_sign(own_seq) {
+            return Err(WriteError::Rebuilding {
+                own_seq,
+                signed_seq: self.rebuild.status(own_seq).signed_seq,
+            });
+        }
+        Ok(())
+    }
+
+    /// True if a local write would be signed now.
+    pub fn can_sign(&self) -> bool {
+        self.key.is_some() && self.rebuild.can_sign(self.vv.get(&self.zone))
+    }
+
+    /// An operator's override: sign from here on without a peer's report.
+    /// May reuse a seq if the zone signed more than this replica has.
+    pub fn override_rebuild(&mut self) {
+        self.rebuild.override_now();
     }
 
     /// What this replica knows each zone has (itself included). Peers swap
@@ -448,6 +513,9 @@ impl Replica {
     /// Merges a peer's [`Replica::known`]: each entry only ever grows.
     pub fn merge_known(&mut self, theirs: &BTreeMap<ZoneId, VersionVector>) {
         for (z, vv) in theirs {
+            if self.directory.contains(z) {
+                self.rebuild.saw_vv(&self.zone, vv);
+            }
             if z != &self.zone && self.directory.contains(z) {
                 self.known.entry(z.clone()).or_default().merge(vv);
             }
@@ -468,25 +536,36 @@ impl Replica {
         out
     }
 
-    pub fn export_snapshot(&self) -> Snapshot {
-        Snapshot {
-            vv: self.vv.clone(),
-            state: self.state.clone(),
-        }
+    /// The dots a snapshot of this replica carries (live events and the
+    /// heads of its version vector); the store reads their events.
+    pub fn snapshot_dots(&self) -> (BTreeSet<Dot>, Vec<Dot>) {
+        snapshot_dots(&self.vv, &self.state)
     }
 
-    /// Replaces the state with a peer's snapshot that covers all we have.
-    /// Returns buffered events the snapshot unblocked and that were applied.
+    /// Replaces the state with the one a peer's snapshot proves, if it
+    /// covers all we have. Returns buffered events the snapshot unblocked
+    /// and that were applied. A refused snapshot changes nothing.
     pub fn import_snapshot(
         &mut self,
-        snap: Snapshot,
+        snap: &Snapshot,
         now_ms: u64,
     ) -> Result<Vec<Applied>, SnapshotError> {
         if !snap.vv.dominates(&self.vv) {
             return Err(SnapshotError::NotDominating);
         }
-        self.vv = snap.vv;
-        self.state = snap.state;
+        let state = snap.verify(&self.directory)?;
+        self.vv = snap.vv.clone();
+        self.state = state;
+        for h in &snap.heads {
+            self.clock.observe(h.event.hlc, now_ms);
+            let mut had = h.event.deps.clone();
+            had.set(h.event.origin.clone(), h.event.seq);
+            self.rebuild.saw_vv(&self.zone, &had);
+            self.known
+                .entry(h.event.origin.clone())
+                .or_default()
+                .merge(&had);
+        }
         self.pending.retain(|d, _| !self.vv.covers(d));
         self.dirty.services = self.state.services.keys().cloned().collect();
         self.dirty.messages = self.state.messages.keys().cloned().collect();

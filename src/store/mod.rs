@@ -17,7 +17,9 @@ mod writer;
 pub use writer::{Check, Commit, Db, DbError, LocalMutation, MAX_WRITE_BATCH};
 
 use crate::model::{MessageId, ServiceId, ZoneId};
-use crate::replica::{Hlc, Message, Replica, Service, SignedEvent, State, VersionVector};
+use crate::replica::{
+    Dot, Hlc, Message, Replica, Service, SignedEvent, Snapshot, State, VersionVector,
+};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
@@ -395,29 +397,56 @@ impl Store {
     /// and messages not in the state are removed. `applied` are the events
     /// the import unblocked (already in the state): logged in the same
     /// transaction, so the rows, the vector and the log agree on disk.
+    ///
+    /// Only the origins the snapshot moved past what the log held get a new
+    /// floor (the snapshot's vector there) and, as their log below it, the
+    /// snapshot's own events of that origin (live ones and the head), so this
+    /// node can prove its state to others in turn. An origin the snapshot did
+    /// not advance keeps its log and floor: those events may be ones no other
+    /// zone has yet (a snapshot of a zone that relayed our own events back to
+    /// us), and dropping them would leave every zone behind on them needing a
+    /// snapshot, which a zone holding events of its own refuses.
     pub fn replace_state(
         &self,
         replica: &mut Replica,
-        floor: &VersionVector,
+        snapshot: &Snapshot,
         applied: &[SignedEvent],
     ) -> Result<(), StoreError> {
         replica.take_dirty();
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
+            // What the log held before this import: every commit writes the
+            // vector with the events, so on disk the log of each origin is
+            // exactly (floor, vv] plus the kept live events below the floor.
+            // Read before the rows rewrite the vector.
+            let (logged, mut floor) = {
+                let meta = txn.open_table(META).map_err(|e| self.err(e))?;
+                let logged: VersionVector = self.meta_get(&meta, META_VV)?.unwrap_or_default();
+                let floor: VersionVector = self.meta_get(&meta, META_FLOOR)?.unwrap_or_default();
+                (logged, floor)
+            };
+            let mut advanced = VersionVector::new();
+            for (zone, upto) in snapshot.vv.iter() {
+                if upto > logged.get(zone) {
+                    advanced.set(zone.clone(), upto);
+                }
+            }
+            floor.merge(&advanced);
             txn.delete_table(SERVICES).map_err(|e| self.err(e))?;
             txn.delete_table(MESSAGES).map_err(|e| self.err(e))?;
             let state = replica.state();
             self.write_state_rows(&txn, replica, state.services.keys(), state.messages.keys())?;
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
-            meta.insert(META_FLOOR, encode(floor).as_slice())
+            meta.insert(META_FLOOR, encode(&floor).as_slice())
                 .map_err(|e| self.err(e))?;
-            // The log below the snapshot is not ours to serve any more.
             let mut log = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
-            for (zone, upto) in floor.iter() {
+            for (zone, upto) in advanced.iter() {
                 log.retain_in((zone.as_str(), 0)..=(zone.as_str(), upto), |_, _| false)
                     .map_err(|e| self.err(e))?;
             }
-            for ev in applied {
+            // Every event the new state holds is kept (identical bytes where
+            // the log had it already), and what the import unblocked.
+            for ev in snapshot.events.iter().chain(&snapshot.heads).chain(applied) {
                 let e = &ev.event;
                 log.insert((e.origin.as_str(), e.seq), ev.encode().as_slice())
                     .map_err(|e| self.err(e))?;
@@ -512,9 +541,15 @@ impl Store {
     }
 
     /// Drops log entries at or below `upto` (every zone has them) and
-    /// records the new floor. Never drops an entry above the checkpoint:
-    /// a restart replays those. Returns how many events were removed.
-    pub fn compact(&self, upto: &VersionVector) -> Result<u64, StoreError> {
+    /// records the new floor, but keeps the events in `keep`: the live
+    /// events and the heads a snapshot must carry (their values are still
+    /// in the state). Never drops an entry above the checkpoint: a restart
+    /// replays those. Returns how many events were removed.
+    pub fn compact(
+        &self,
+        upto: &VersionVector,
+        keep: &std::collections::BTreeSet<Dot>,
+    ) -> Result<u64, StoreError> {
         let mut floor = self.floor()?;
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         let before;
@@ -527,10 +562,24 @@ impl Store {
             let mut log = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
             before = log.len().map_err(|e| self.err(e))?;
             for (zone, seq) in upto.iter() {
-                if seq > floor.get(zone) {
-                    log.retain_in((zone.as_str(), 0)..=(zone.as_str(), seq), |_, _| false)
-                        .map_err(|e| self.err(e))?;
-                }
+                // Kept events below the floor may have been superseded
+                // since the last compaction: the whole range is looked at.
+                let kept: std::collections::BTreeSet<u64> = keep
+                    .range(
+                        Dot {
+                            origin: zone.clone(),
+                            seq: 0,
+                        }..=Dot {
+                            origin: zone.clone(),
+                            seq,
+                        },
+                    )
+                    .map(|d| d.seq)
+                    .collect();
+                log.retain_in((zone.as_str(), 0)..=(zone.as_str(), seq), |k, _| {
+                    kept.contains(&k.1)
+                })
+                .map_err(|e| self.err(e))?;
             }
             floor.merge(upto);
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
@@ -544,6 +593,28 @@ impl Store {
             .map_err(|e| self.err(e))?;
         txn.commit().map_err(|e| self.err(e))?;
         Ok(before.saturating_sub(after))
+    }
+
+    /// A snapshot of `replica` as this store holds it: its live events and
+    /// heads, read from the log (compaction keeps them). Call it where the
+    /// replica and the store agree (the writer thread, between commits).
+    pub fn export_snapshot(&self, replica: &Replica) -> Result<Snapshot, StoreError> {
+        let (live, heads) = replica.snapshot_dots();
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let log = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+        let read = |d: &Dot| -> Result<SignedEvent, StoreError> {
+            let key = format!("events/{}/{}", d.origin, d.seq);
+            let row = log
+                .get((d.origin.as_str(), d.seq))
+                .map_err(|e| self.err(e))?
+                .ok_or_else(|| self.corrupt(key.clone(), "a live event is not in the log"))?;
+            SignedEvent::decode(row.value()).map_err(|e| self.corrupt(key, e))
+        };
+        Ok(Snapshot {
+            vv: replica.vv().clone(),
+            events: live.iter().map(read).collect::<Result<_, _>>()?,
+            heads: heads.iter().map(read).collect::<Result<_, _>>()?,
+        })
     }
 
     /// Number of events in the log.
@@ -777,10 +848,11 @@ mod tests {
         let mut replica = f.load(&store);
         f.write(&store, &mut replica, 10);
         // Every zone has everything, but the rows were never written.
-        assert_eq!(store.compact(replica.vv()).unwrap(), 0);
+        let none = std::collections::BTreeSet::new();
+        assert_eq!(store.compact(replica.vv(), &none).unwrap(), 0);
         assert_eq!(store.log_len().unwrap(), 10);
         store.checkpoint(&mut replica).unwrap();
-        assert_eq!(store.compact(replica.vv()).unwrap(), 10);
+        assert_eq!(store.compact(replica.vv(), &none).unwrap(), 10);
         let digest = replica.digest();
         drop(store);
         assert_eq!(f.load(&f.open()).digest(), digest);
@@ -809,22 +881,92 @@ mod tests {
         // A snapshot of a zone that has only the first unblocks it.
         let mut c = Replica::new(ZoneId::new("a").unwrap(), None, f.directory.clone());
         c.receive(first[0].clone(), 1_700_000_000_000);
-        let snap = c.export_snapshot();
-        let floor = snap.vv.clone();
+        let c_store = f.open_other("c.redb", &ZoneId::new("a").unwrap());
+        c_store.commit(&mut c, &first, &[]).unwrap();
+        let snap = c_store.export_snapshot(&c).unwrap();
         let applied: Vec<SignedEvent> = a
-            .import_snapshot(snap, 1_700_000_000_000)
+            .import_snapshot(&snap, 1_700_000_000_000)
             .unwrap()
             .into_iter()
             .map(|x| x.event)
             .collect();
         assert_eq!(applied, second);
-        store.replace_state(&mut a, &floor, &applied).unwrap();
+        store.replace_state(&mut a, &snap, &applied).unwrap();
         // The node stops before its next commit: all of it is on disk.
         let digest = a.digest();
         drop(store);
         let store = f.open();
         assert_eq!(f.load(&store).digest(), digest);
-        assert_eq!(store.events_of(&zb, 0, 10).unwrap(), second);
+        // The snapshot's own event (its head, and live) and the one it unblocked.
+        let mut both = first.clone();
+        both.extend(second);
+        assert_eq!(store.events_of(&zb, 0, 10).unwrap(), both);
+    }
+
+    #[test]
+    fn compaction_keeps_the_events_a_snapshot_carries_and_it_rebuilds_the_state() {
+        let f = Fixture::new();
+        let store = f.open();
+        let mut replica = f.load(&store);
+        // Creates and edits of three services: most events are superseded.
+        f.write(&store, &mut replica, 12);
+        store.checkpoint(&mut replica).unwrap();
+        let (mut keep, heads) = replica.snapshot_dots();
+        keep.extend(heads);
+        let dropped = store.compact(replica.vv(), &keep).unwrap();
+        assert!(dropped > 0, "superseded events go");
+        assert_eq!(store.log_len().unwrap() as usize, keep.len());
+        // What is left proves the whole state to a zone that has nothing.
+        let snap = store.export_snapshot(&replica).unwrap();
+        let mut empty = Replica::new(ZoneId::new("b").unwrap(), None, f.directory.clone());
+        empty.import_snapshot(&snap, 1_700_000_000_000).unwrap();
+        assert_eq!(empty.digest(), replica.digest());
+    }
+
+    #[test]
+    fn a_snapshot_import_keeps_the_log_of_origins_it_did_not_advance() {
+        let f = Fixture::new();
+        let zb = ZoneId::new("b").unwrap();
+        let store = f.open();
+        let mut a = f.load(&store);
+        // a writes 5 events no other zone has yet.
+        f.write(&store, &mut a, 5);
+        // b has a's first 2 and writes 3 of its own.
+        let mut b = Replica::new(
+            zb.clone(),
+            Some(SigningKey::from_bytes(&[2; 32])),
+            f.directory.clone(),
+        );
+        let scratch = f.open_other("b.redb", &zb);
+        let relayed = store.events_of(&f.zone, 0, 2).unwrap();
+        for ev in &relayed {
+            b.receive(ev.clone(), 1_700_000_000_000);
+        }
+        scratch.commit(&mut b, &relayed, &[]).unwrap();
+        f.write(&scratch, &mut b, 3);
+        // A snapshot holding a's own 5 events (relayed back) and b's 3.
+        let rest = store.events_of(&f.zone, 2, 3).unwrap();
+        for ev in &rest {
+            b.receive(ev.clone(), 1_700_000_000_000);
+        }
+        scratch.commit(&mut b, &rest, &[]).unwrap();
+        let snap = scratch.export_snapshot(&b).unwrap();
+        a.import_snapshot(&snap, 1_700_000_000_000).unwrap();
+        store.replace_state(&mut a, &snap, &[]).unwrap();
+        // b's events came in a snapshot: a serves them no more from its log.
+        assert_eq!(store.floor().unwrap().get(&zb), 3);
+        // a's own events are all still in the log, for a zone that lacks them.
+        assert_eq!(store.floor().unwrap().get(&f.zone), 0);
+        let mut theirs = VersionVector::new();
+        theirs.set(zb.clone(), 3);
+        assert!(!store.needs_snapshot(&theirs).unwrap());
+        let missing = store
+            .events_missing(&theirs, a.vv(), usize::MAX, usize::MAX)
+            .unwrap();
+        assert_eq!(missing.events.len(), 5);
+        let digest = a.digest();
+        drop(store);
+        assert_eq!(f.load(&f.open()).digest(), digest);
     }
 
     #[test]

@@ -9,8 +9,8 @@ use super::helper::Helper;
 use super::{Store, StoreError};
 use crate::model::ZoneId;
 use crate::replica::{
-    Dot, Event, EventError, Op, Received, Rejected, Replica, SignedEvent, Snapshot, SnapshotError,
-    WriteError,
+    Dot, Event, EventError, Op, RebuildStatus, Received, Rejected, Replica, SignedEvent, Snapshot,
+    SnapshotError, VersionVector, WriteError,
 };
 use ed25519_dalek::SigningKey;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -94,6 +94,9 @@ enum Cmd {
         snapshot: Box<Snapshot>,
         reply: oneshot::Sender<Result<(), DbError>>,
     },
+    Export {
+        reply: oneshot::Sender<Result<Snapshot, DbError>>,
+    },
     Compact {
         reply: oneshot::Sender<Result<u64, DbError>>,
     },
@@ -103,6 +106,11 @@ struct Inner {
     replica: RwLock<Replica>,
     store: Store,
     poisoned: AtomicBool,
+    /// Why the writer stopped writing (the first failure), for `/healthz`.
+    failure: RwLock<Option<String>>,
+    /// The version vector as of the last durable commit: all that may be
+    /// told to peers (after a failed commit memory may hold more).
+    durable_vv: RwLock<VersionVector>,
     /// Durable commits made, and commands they carried (group commit).
     commits: AtomicU64,
     commands: AtomicU64,
@@ -127,18 +135,23 @@ impl Db {
     /// Opens the store, restores the replica from it and starts the writer
     /// thread. `replica` must be empty; it is filled from the store.
     pub fn open(store: Store, replica: Replica) -> Result<Db, StoreError> {
-        let replica = store.load_replica(
+        let mut replica = store.load_replica(
             replica.zone().clone(),
             replica.signing_key().cloned(),
             replica.directory().clone(),
             now_ms(),
         )?;
+        // A node start: no new dot until peers showed this log is the newest.
+        replica.require_rebuild_proof();
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_LEN);
         let (feed, _) = broadcast::channel(COMMIT_FEED_LEN);
+        let durable_vv = RwLock::new(replica.vv().clone());
         let inner = Arc::new(Inner {
             replica: RwLock::new(replica),
             store,
             poisoned: AtomicBool::new(false),
+            failure: RwLock::new(None),
+            durable_vv,
             commits: AtomicU64::new(0),
             commands: AtomicU64::new(0),
             feed,
@@ -181,6 +194,62 @@ impl Db {
     /// True once a commit failed: the node must restart.
     pub fn is_poisoned(&self) -> bool {
         self.inner.poisoned.load(Ordering::SeqCst)
+    }
+
+    /// Why the writer stopped, once it has (see [`Db::is_poisoned`]).
+    pub fn failure(&self) -> Option<String> {
+        self.inner
+            .failure
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The version vector as of the last durable commit: what sync tells
+    /// peers, so that no peer is ever told of an event the disk lacks.
+    pub fn durable_vv(&self) -> VersionVector {
+        self.inner
+            .durable_vv
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// True if a local write would be signed now: the node is not
+    /// rebuilding (see `replica::rebuild`) and its storage works. The
+    /// engine acts on StorPool only while this holds.
+    pub fn can_write(&self) -> bool {
+        !self.is_poisoned() && self.read(|r| r.can_sign())
+    }
+
+    /// Where the node stands on signing new events, for the status.
+    pub fn rebuild_status(&self) -> RebuildStatus {
+        self.read(|r| r.rebuild_status())
+    }
+
+    /// An operator's override of the rebuild wait (logged): local writes
+    /// are signed from the zone's seq this node has, even though no peer
+    /// confirmed it is the newest. Returns the status after it.
+    pub fn override_rebuild(&self, actor: &str) -> RebuildStatus {
+        let mut r = write_lock(&self.inner.replica);
+        let before = r.rebuild_status();
+        r.override_rebuild();
+        tracing::warn!(zone = %r.zone(), actor, own_seq = before.own_seq, signed_seq = before.signed_seq,
+            confirmed_by = ?before.confirmed_by,
+            "rebuild overridden by an operator: writes are signed without proof that this node holds its zone's newest event");
+        r.rebuild_status()
+    }
+
+    /// A peer's handshake (its version vector and what it knows every zone
+    /// has): compaction learns from it, and a rebuilding node learns how far
+    /// its own zone got.
+    pub fn peer_report(
+        &self,
+        zone: &ZoneId,
+        vv: &VersionVector,
+        known: &std::collections::BTreeMap<ZoneId, VersionVector>,
+    ) {
+        write_lock(&self.inner.replica).peer_report(zone, vv, known);
     }
 
     /// Every commit from now on. A receiver that lags is told so.
@@ -268,10 +337,18 @@ impl Db {
         self.call(|reply| Cmd::Local { local, reply }).await
     }
 
-    /// Replaces the state with a peer's snapshot that covers ours.
+    /// Replaces the state with the one a peer's snapshot proves, if it
+    /// verifies and covers ours; a refused snapshot changes nothing.
     pub async fn import_snapshot(&self, snapshot: Snapshot) -> Result<(), DbError> {
         let snapshot = Box::new(snapshot);
         self.call(|reply| Cmd::Import { snapshot, reply }).await
+    }
+
+    /// A snapshot of the durable state (live events and heads from the
+    /// log), made on the writer thread between commits so the replica and
+    /// the log agree.
+    pub async fn export_snapshot(&self) -> Result<Snapshot, DbError> {
+        self.call(|reply| Cmd::Export { reply }).await
     }
 
     /// Records a peer's version vector (from a sync handshake), which lets
@@ -315,6 +392,10 @@ enum Reply {
     Ingest(oneshot::Sender<Result<IngestReport, DbError>>, IngestReport),
     Unit(oneshot::Sender<Result<(), DbError>>, Result<(), DbError>),
     Count(oneshot::Sender<Result<u64, DbError>>, Result<u64, DbError>),
+    Export(
+        oneshot::Sender<Result<Snapshot, DbError>>,
+        Result<Snapshot, DbError>,
+    ),
 }
 
 impl Reply {
@@ -331,6 +412,7 @@ impl Reply {
             Reply::Ingest(tx, rep) => tx.send(Ok(rep)).map_err(|_| ()),
             Reply::Unit(tx, res) => tx.send(res).map_err(|_| ()),
             Reply::Count(tx, res) => tx.send(res).map_err(|_| ()),
+            Reply::Export(tx, res) => tx.send(res).map_err(|_| ()),
         };
     }
 
@@ -340,8 +422,21 @@ impl Reply {
             Reply::Ingest(tx, _) => tx.send(Err(e())).map_err(|_| ()),
             Reply::Unit(tx, _) => tx.send(Err(e())).map_err(|_| ()),
             Reply::Count(tx, _) => tx.send(Err(e())).map_err(|_| ()),
+            Reply::Export(tx, _) => tx.send(Err(e())).map_err(|_| ()),
         };
     }
+}
+
+/// Answers a command with an error without applying anything.
+fn refuse(cmd: Cmd, e: impl Fn() -> DbError) {
+    let reply = match cmd {
+        Cmd::Write { reply, .. } => Reply::Write(reply, Ok(0..0)),
+        Cmd::Ingest { reply, .. } => Reply::Ingest(reply, IngestReport::default()),
+        Cmd::Local { reply, .. } | Cmd::Import { reply, .. } => Reply::Unit(reply, Ok(())),
+        Cmd::Compact { reply } => Reply::Count(reply, Ok(0)),
+        Cmd::Export { reply } => Reply::Export(reply, Err(e())),
+    };
+    reply.fail(e);
 }
 
 /// An event of the batch being built: received ones come signed, local ones
@@ -360,6 +455,11 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
         let Some(first) = held.take().or_else(|| rx.blocking_recv()) else {
             break;
         };
+        if inner.poisoned.load(Ordering::SeqCst) {
+            // Memory may be ahead of disk: apply nothing more, until restart.
+            refuse(first, || DbError::Poisoned);
+            continue;
+        }
         let mut cmds = vec![first];
         while cmds.len() < MAX_WRITE_BATCH && !matches!(cmds[0], Cmd::Import { .. }) {
             match rx.try_recv() {
@@ -382,6 +482,7 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
         let mut replies = Vec::with_capacity(cmds.len());
         let mut imported = false;
         let mut compactions = Vec::new();
+        let mut exports = Vec::new();
         for cmd in cmds {
             match cmd {
                 Cmd::Write {
@@ -427,12 +528,11 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
                     replies.push(Reply::Unit(reply, Ok(())));
                 }
                 Cmd::Import { snapshot, reply } => {
-                    let floor = snapshot.vv.clone();
-                    let res = match replica.import_snapshot(*snapshot, now) {
+                    let res = match replica.import_snapshot(&snapshot, now) {
                         Ok(applied) => {
                             let applied: Vec<SignedEvent> =
                                 applied.into_iter().map(|a| a.event).collect();
-                            match inner.store.replace_state(&mut replica, &floor, &applied) {
+                            match inner.store.replace_state(&mut replica, &snapshot, &applied) {
                                 Ok(()) => {
                                     slots
                                         .extend(applied.into_iter().map(|e| Slot::Signed(e, None)));
@@ -440,8 +540,7 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
                                 }
                                 Err(e) => {
                                     // The replica holds the snapshot, the disk does not.
-                                    tracing::error!(error = %e, "snapshot import failed to commit; refusing writes until restart");
-                                    inner.poisoned.store(true, Ordering::SeqCst);
+                                    poison(&inner, "snapshot import failed to commit", &e);
                                     Err(e.into())
                                 }
                             }
@@ -452,6 +551,7 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
                     replies.push(Reply::Unit(reply, res));
                 }
                 Cmd::Compact { reply } => compactions.push(reply),
+                Cmd::Export { reply } => exports.push(reply),
             }
         }
         let events = sign_slots(&helper, key.as_ref(), slots);
@@ -468,13 +568,40 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
             let res = compact(&inner.store, &mut replica).map_err(|e| {
                 // The checkpoint took the changed rows: only a restart,
                 // which replays the log, writes them now.
-                tracing::error!(error = %e, "checkpoint or compaction failed; refusing writes until restart");
-                inner.poisoned.store(true, Ordering::SeqCst);
+                poison(&inner, "checkpoint or compaction failed", &e);
                 DbError::Poisoned
             });
             for tx in compactions {
                 let res = res.as_ref().map(|n| *n).map_err(|_| DbError::Poisoned);
                 replies.push(Reply::Count(tx, res));
+            }
+        }
+        if committed.is_ok() {
+            // The replica and the log agree here: exports see both alike.
+            for tx in exports {
+                let res = inner.store.export_snapshot(&replica).map_err(DbError::from);
+                replies.push(Reply::Export(tx, res));
+            }
+            *inner.durable_vv.write().unwrap_or_else(|p| p.into_inner()) = replica.vv().clone();
+        } else {
+            for tx in exports {
+                replies.push(Reply::Export(tx, Err(DbError::Poisoned)));
+            }
+        }
+        if let Err(e) = &committed {
+            poison(&inner, "commit failed", e);
+            // What this batch applied is not on disk: put memory back to
+            // what the disk holds, so nobody reads or relays it.
+            let (zone, key, directory) = (
+                replica.zone().clone(),
+                replica.signing_key().cloned(),
+                replica.directory().clone(),
+            );
+            match inner.store.load_replica(zone, key, directory, now) {
+                Ok(on_disk) => *replica = on_disk,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot reload the replica after a failed commit; reads may show writes that are not durable")
+                }
             }
         }
         drop(replica);
@@ -492,9 +619,7 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
                     }
                 }));
             }
-            Err(e) => {
-                tracing::error!(error = %e, "commit failed; refusing writes until restart");
-                inner.poisoned.store(true, Ordering::SeqCst);
+            Err(_) => {
                 for r in replies {
                     r.fail(|| DbError::Poisoned);
                 }
@@ -513,6 +638,7 @@ fn write_ops(
     now: u64,
     slots: &mut Vec<Slot>,
 ) -> Result<std::ops::Range<usize>, DbError> {
+    replica.check_can_sign()?;
     if let Some(check) = check {
         check(replica).map_err(DbError::Stale)?;
     }
@@ -532,10 +658,24 @@ fn write_ops(
     Ok(start..slots.len())
 }
 
-/// A checkpoint, then the log compacted below what every zone has.
+/// Marks the writer failed: it applies and answers nothing more until the
+/// node restarts, and `/healthz` says why.
+fn poison(inner: &Inner, what: &str, e: &dyn std::fmt::Display) {
+    tracing::error!(error = %e, "{what}; refusing writes until restart");
+    let mut failure = inner.failure.write().unwrap_or_else(|p| p.into_inner());
+    if failure.is_none() {
+        *failure = Some(format!("{what}: {e}"));
+    }
+    inner.poisoned.store(true, Ordering::SeqCst);
+}
+
+/// A checkpoint, then the log compacted below what every zone has, keeping
+/// the events a snapshot of the state must carry.
 fn compact(store: &Store, replica: &mut Replica) -> Result<u64, StoreError> {
     store.checkpoint(replica)?;
-    store.compact(&replica.stable_vv())
+    let (mut keep, heads) = replica.snapshot_dots();
+    keep.extend(heads);
+    store.compact(&replica.stable_vv(), &keep)
 }
 
 /// Signs the batch's local events (on two threads) and returns every event

@@ -172,8 +172,18 @@ impl Shared {
         self.db.store().floor()
     }
 
+    /// Our version vector as the disk has it: all a peer is ever told.
     fn ours(&self) -> VersionVector {
-        self.db.read(|r| r.vv().clone())
+        self.db.durable_vv()
+    }
+
+    /// Our durable vector and what we know every zone has (our own entry
+    /// the durable vector too), for Hello and Welcome.
+    fn vv_and_known(&self) -> (VersionVector, wire::KnownMap) {
+        let vv = self.db.durable_vv();
+        let mut known = self.db.read(|r| r.known());
+        known.insert(self.zone.clone(), vv.clone());
+        (vv, known)
     }
 
     /// Inbound sessions still running, per zone.

@@ -124,13 +124,13 @@ async fn outbound_session(
             let known = shared.known(zone);
             let msg = match link.poll(&ours, &known, &shared.floor()?) {
                 Step::Wait => break,
-                Step::Greet => Some(hello(shared)),
+                Step::Greet => Some(hello(shared)?),
                 Step::FetchEvents { theirs } => {
                     let events = fetch(shared, theirs, ours.clone()).await?;
                     link.events(&ours, &known, events)
                 }
                 Step::SendSnapshot => {
-                    let snapshot = export_snapshot(shared, zone);
+                    let snapshot = export_snapshot(shared, zone).await;
                     link.snapshot(snapshot, shared.cfg.max_batch_bytes);
                     None
                 }
@@ -155,7 +155,7 @@ async fn outbound_session(
             }
             _ = tick.tick() => {
                 if link.on_tick() {
-                    send(shared, &mut io, &hello(shared)).await?;
+                    send(shared, &mut io, &hello(shared)?).await?;
                 }
             }
         }
@@ -207,7 +207,9 @@ async fn await_answer(
                 Msg::Dropped { reason, .. } => {
                     tracing::warn!(zone = %shared.zone, peer_zone = %zone, %reason, "peer dropped our request")
                 }
-                Msg::Welcome { known, .. } if link.greeting() => shared.db.merge_known(known),
+                Msg::Welcome { vv, known } if link.greeting() => {
+                    shared.db.peer_report(zone, vv, known)
+                }
                 _ => {}
             }
             match link.on_reply(msg) {
@@ -222,14 +224,15 @@ async fn await_answer(
     }
 }
 
-/// Our Hello: what we have and what we know every zone has.
-fn hello(shared: &Shared) -> Msg {
-    let (vv, known) = shared.db.read(|r| (r.vv().clone(), r.known()));
-    Msg::Hello {
+/// Our Hello: what we have, what we know every zone has, and our floor.
+fn hello(shared: &Shared) -> Result<Msg, SessionError> {
+    let (vv, known) = shared.vv_and_known();
+    Ok(Msg::Hello {
         zone: shared.zone.clone(),
         vv,
         known,
-    }
+        floor: shared.floor()?,
+    })
 }
 
 /// The events `theirs` lacks, read from the store off the async threads,
@@ -252,10 +255,16 @@ async fn fetch(
     Ok(batch.events.iter().map(SignedEvent::encode).collect())
 }
 
-/// Our state as a snapshot, encoded; `None` (logged) if it is over
-/// `max_snapshot_bytes`.
-fn export_snapshot(shared: &Shared, zone: &ZoneId) -> Option<Vec<u8>> {
-    let snapshot = shared.db.read(|r| r.export_snapshot());
+/// Our state as a snapshot, encoded; `None` (logged) if it could not be
+/// made or is over `max_snapshot_bytes`.
+async fn export_snapshot(shared: &Shared, zone: &ZoneId) -> Option<Vec<u8>> {
+    let snapshot = match shared.db.export_snapshot().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(zone = %shared.zone, peer_zone = %zone, error = %e, "cannot export a snapshot for a peer behind the compacted log");
+            return None;
+        }
+    };
     // postcard into a Vec cannot fail for our plain data types.
     let bytes = postcard::to_stdvec(&snapshot).unwrap_or_default();
     let max = shared.cfg.max_snapshot_bytes;
@@ -295,7 +304,7 @@ async fn inbound_session(
 ) -> Result<(), SessionError> {
     let (rd, wr) = stream.split();
     let mut io = Io { rd, wr };
-    let mut assembly = None;
+    let mut inbound = Inbound::default();
     loop {
         let read = wire::read_frame(&mut io.rd, shared.cfg.max_message_bytes).await?;
         let answer = match read {
@@ -316,11 +325,21 @@ async fn inbound_session(
                     _ => 0,
                 };
                 shared.stats.received(bytes, events);
-                answer(shared, zone, msg, &mut assembly).await?
+                answer(shared, zone, msg, &mut inbound).await?
             }
         };
         send(shared, &mut io, &answer).await?;
     }
+}
+
+/// What the answering side of a stream remembers between frames.
+#[derive(Default)]
+struct Inbound {
+    /// The compaction floor the sender's last Hello on this stream named:
+    /// a snapshot is accepted only while we are behind it.
+    floor: Option<crate::replica::VersionVector>,
+    /// A snapshot arriving in parts.
+    assembly: Option<Assembly>,
 }
 
 /// A snapshot arriving in parts.
@@ -336,7 +355,7 @@ async fn answer(
     shared: &Arc<Shared>,
     zone: &ZoneId,
     msg: Msg,
-    assembly: &mut Option<Assembly>,
+    inbound: &mut Inbound,
 ) -> Result<Msg, SessionError> {
     let unexpected = |why: String| {
         shared.stats.drop(DropReason::Unexpected, 1);
@@ -351,15 +370,17 @@ async fn answer(
             zone: claimed,
             vv,
             known,
+            floor,
         } => {
             if &claimed != zone {
                 return Ok(unexpected(format!(
                     "hello names zone {claimed}, the connection is {zone}'s"
                 )));
             }
+            shared.db.peer_report(zone, &vv, &known);
             shared.learn(zone, Known::Merge(vv));
-            shared.db.merge_known(&known);
-            let (vv, known) = shared.db.read(|r| (r.vv().clone(), r.known()));
+            inbound.floor = Some(floor);
+            let (vv, known) = shared.vv_and_known();
             Ok(Msg::Welcome { vv, known })
         }
         Msg::Events { id, vv, events } => {
@@ -378,7 +399,25 @@ async fn answer(
             parts,
             bytes,
         } => {
-            let mut a = match assembly.take() {
+            if part == 0 {
+                let ours = shared.ours();
+                let asked = inbound
+                    .floor
+                    .as_ref()
+                    .is_some_and(|floor| super::link::needs_snapshot(floor, &ours));
+                if !asked {
+                    shared.stats.drop(DropReason::SnapshotUnsolicited, 1);
+                    tracing::warn!(zone = %shared.zone, peer_zone = %zone, id, "dropped a snapshot we did not ask for: we are not behind the floor the peer's hello named");
+                    inbound.assembly = None;
+                    return Ok(Msg::Dropped {
+                        reason:
+                            "unsolicited snapshot: the receiver is not behind your compaction floor"
+                                .into(),
+                        vv: ours,
+                    });
+                }
+            }
+            let mut a = match inbound.assembly.take() {
                 _ if part == 0 => Assembly {
                     id,
                     parts,
@@ -402,7 +441,7 @@ async fn answer(
             a.next += 1;
             if a.next < a.parts {
                 tracing::debug!(zone = %shared.zone, peer_zone = %zone, id, part, parts, "snapshot part received");
-                *assembly = Some(a);
+                inbound.assembly = Some(a);
                 return Ok(Msg::SnapshotPartAck { id, part });
             }
             import(shared, zone, id, &a.bytes).await
@@ -482,6 +521,14 @@ async fn import(
             shared.stats.drop(DropReason::SnapshotRefused, 1);
             tracing::info!(zone = %shared.zone, peer_zone = %zone, "refused a snapshot that lacks our events; sending ours first");
             false
+        }
+        Err(DbError::Snapshot(e)) => {
+            shared.stats.drop(DropReason::SnapshotForged, 1);
+            tracing::warn!(zone = %shared.zone, peer_zone = %zone, error = %e, "dropped a snapshot that does not prove itself");
+            return Ok(Msg::Dropped {
+                reason: format!("snapshot refused: {e}"),
+                vv: shared.ours(),
+            });
         }
         Err(e) => return Err(e.into()),
     };

@@ -42,10 +42,17 @@ pub enum DropReason {
     SnapshotRefused,
     /// A snapshot that does not decode.
     SnapshotMalformed,
+    /// A snapshot we did not ask for: we were not behind the sender's
+    /// compaction floor (as its Hello on that stream said).
+    SnapshotUnsolicited,
+    /// A snapshot that does not prove itself: an event not signed by its
+    /// origin, a vector entry not backed by its zone's own event, a value
+    /// the rules refuse.
+    SnapshotForged,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::UnknownPeer,
         DropReason::Blocked,
         DropReason::Oversized,
@@ -61,6 +68,8 @@ impl DropReason {
         DropReason::BufferFull,
         DropReason::SnapshotRefused,
         DropReason::SnapshotMalformed,
+        DropReason::SnapshotUnsolicited,
+        DropReason::SnapshotForged,
     ];
 
     /// The label used in metrics and logs.
@@ -81,6 +90,8 @@ impl DropReason {
             DropReason::BufferFull => "buffer_full",
             DropReason::SnapshotRefused => "snapshot_refused",
             DropReason::SnapshotMalformed => "snapshot_malformed",
+            DropReason::SnapshotUnsolicited => "snapshot_unsolicited",
+            DropReason::SnapshotForged => "snapshot_forged",
         }
     }
 

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 pub const PROTOCOL: &str = "/drengine/sync/1";
 
 /// Version of [`Msg`]'s encoding. A frame of another version is dropped.
-pub const WIRE_VERSION: u16 = 1;
+pub const WIRE_VERSION: u16 = 2;
 
 /// Bytes of the length prefix and the version.
 pub const FRAME_OVERHEAD_BYTES: usize = 4 + 2;
@@ -44,11 +44,14 @@ pub type KnownMap = BTreeMap<ZoneId, VersionVector>;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Msg {
     /// Opens (and, for anti-entropy, re-opens) a session: who we are, what
-    /// we have, and what we know each zone has (for compaction).
+    /// we have, what we know each zone has (for compaction), and our
+    /// compaction floor: a receiver behind it accepts a snapshot on this
+    /// stream, and only then.
     Hello {
         zone: ZoneId,
         vv: VersionVector,
         known: KnownMap,
+        floor: VersionVector,
     },
     /// The answer to Hello: what the receiver has and knows.
     Welcome { vv: VersionVector, known: KnownMap },
@@ -63,8 +66,9 @@ pub enum Msg {
     /// The receiver ingested batch `id` (durably) and now has `vv`.
     Ack { id: u64, vv: VersionVector },
     /// Part `part` (from 0) of `parts` of a full state snapshot (postcard
-    /// `replica::Snapshot`, cut in pieces of at most a batch's size) for a
-    /// receiver behind the sender's compacted log. Each part but the last is
+    /// `replica::Snapshot`: the live signed events and the heads that back
+    /// the claimed vector, cut in pieces of at most a batch's size) for a
+    /// receiver behind the sender's compacted log, as the Hello said. Each part but the last is
     /// answered with SnapshotPartAck, the last with SnapshotAck.
     Snapshot {
         id: u64,
@@ -233,6 +237,7 @@ mod tests {
                 zone: zone("a"),
                 vv: VersionVector::new(),
                 known: KnownMap::new(),
+                floor: VersionVector::new(),
             };
             let mut bytes = Vec::new();
             bytes.extend(frame_with_version(9, b"whatever"));

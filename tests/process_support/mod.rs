@@ -1096,6 +1096,7 @@ impl HostilePeer {
             zone: self.zone.clone(),
             vv: VersionVector::new(),
             known: Default::default(),
+            floor: VersionVector::new(),
         })
     }
 
@@ -1169,11 +1170,21 @@ impl HostilePeer {
             .collect()
     }
 
-    /// The hostile node's own state as a snapshot, encoded as peers send it
-    /// (postcard `replica::Snapshot`): a starting point to tamper with.
-    pub fn own_snapshot(&self) -> Vec<u8> {
-        let snap = self.db.read(|r| r.export_snapshot());
-        postcard::to_stdvec(&snap).expect("encode snapshot")
+    /// The hostile node's own state as a snapshot (its live signed events
+    /// and the heads of its vector): a starting point to tamper with.
+    pub async fn own_snapshot(&self) -> drengine::replica::Snapshot {
+        self.db.export_snapshot().await.expect("export snapshot")
+    }
+
+    /// A Hello that names `floor` as the hostile node's compaction floor:
+    /// a receiver behind it accepts a snapshot on this stream.
+    pub fn hello_with_floor(&self, floor: VersionVector) -> Vec<u8> {
+        wire::encode_frame(&Msg::Hello {
+            zone: self.zone.clone(),
+            vv: VersionVector::new(),
+            known: Default::default(),
+            floor,
+        })
     }
 
     /// Waits until the hostile node has every event `zone` has (it syncs

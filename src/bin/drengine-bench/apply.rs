@@ -192,6 +192,7 @@ pub fn write(args: &[String]) -> anyhow::Result<()> {
             store,
             Replica::new(zone(0)?, Some(keys[0].clone()), dir.clone()),
         )?;
+        db.override_rebuild("bench");
         for i in 0..1000 {
             db.write(protect_op(i)?, "bench").await?;
         }

@@ -86,6 +86,7 @@ async fn line(names: &[&str]) -> anyhow::Result<Cluster> {
             store,
             Replica::new(cfg.zone.clone(), Some(keys[i].clone()), cfg.directory()),
         )?;
+        db.override_rebuild("bench");
         let sync = Sync::start(&cfg, keys[i].clone(), db.clone()).await?;
         nodes.push(Node {
             zone: cfg.zone.clone(),

@@ -1,0 +1,158 @@
+//! State snapshots that carry their own proof.
+//!
+//! A zone that fell behind a peer's compacted log is brought up to date by a
+//! snapshot. A snapshot holds no state at all: it is the *live* events (every
+//! signed event whose dot the sender's state still holds: a register value, a
+//! creation, an RP, a copy state, a message or its ack) and, for every entry
+//! of the claimed version vector, that zone's own signed event at that seq
+//! (the *head*). The receiver verifies every signature and rebuilds the state
+//! by applying the live events in a causal order, so nothing it installs was
+//! not signed by the zone that owns it, and no zone's vector entry is raised
+//! past what that zone signed.
+//!
+//! Why applying only the live events gives the sender's state exactly: a
+//! register keeps a write until a later write whose deps cover it replaces
+//! it; every write that is gone was replaced by one that is still there, or
+//! went with its register (a purged RP, whose creation is then not live
+//! either). Applying the live events in causal order makes every one of them
+//! land as it did at the sender, and nothing else is there to survive.
+
+use super::{authorize, Directory, Dot, EventError, Rejected, SignedEvent, State, VersionVector};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A verifiable copy of a replica's state (see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// What the sender had applied.
+    pub vv: VersionVector,
+    /// The signed events whose dots the state holds.
+    pub events: Vec<SignedEvent>,
+    /// Per zone of `vv`, its event at `vv[zone]`: the proof of the claim.
+    /// Not applied (it may be superseded), only verified.
+    pub heads: Vec<SignedEvent>,
+}
+
+/// Why a snapshot was refused. Nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot does not cover events this replica has; send those first")]
+    NotDominating,
+    #[error("snapshot event refused: {0}")]
+    Event(#[from] EventError),
+    #[error("snapshot claims {0} but carries no event signed by that zone at that seq")]
+    UnbackedClaim(Dot),
+    #[error("snapshot event {0} is not covered by the snapshot's version vector")]
+    BeyondClaim(Dot),
+    #[error("snapshot carries event {0} twice")]
+    Duplicate(Dot),
+    #[error("snapshot event {0} is refused by the rules: {1}")]
+    Rejected(Dot, Rejected),
+    #[error("snapshot event {0} is not part of the state it rebuilds")]
+    NotLive(Dot),
+}
+
+impl Snapshot {
+    /// Checks every signature and claim, and rebuilds the state the live
+    /// events make. The caller still checks that the snapshot covers what
+    /// it has (`vv` dominates).
+    pub fn verify(&self, directory: &Directory) -> Result<State, SnapshotError> {
+        // Every vector entry is backed by its zone's own event at that seq.
+        let mut heads: BTreeMap<Dot, &SignedEvent> = BTreeMap::new();
+        for h in &self.heads {
+            h.verify(directory)?;
+            if heads.insert(h.dot(), h).is_some() {
+                return Err(SnapshotError::Duplicate(h.dot()));
+            }
+        }
+        for (zone, seq) in self.vv.iter() {
+            let dot = Dot {
+                origin: zone.clone(),
+                seq,
+            };
+            if heads.remove(&dot).is_none() {
+                return Err(SnapshotError::UnbackedClaim(dot));
+            }
+        }
+        if let Some(extra) = heads.keys().next() {
+            return Err(SnapshotError::BeyondClaim(extra.clone()));
+        }
+        // The claim is consistent with what the heads say their zones had.
+        for h in &self.heads {
+            if !self.vv.dominates(&h.event.deps) {
+                return Err(SnapshotError::BeyondClaim(h.dot()));
+            }
+        }
+        let mut order: Vec<&SignedEvent> = Vec::with_capacity(self.events.len());
+        let mut seen = BTreeSet::new();
+        for ev in &self.events {
+            ev.verify(directory)?;
+            let dot = ev.dot();
+            if !self.vv.covers(&dot) || !self.vv.dominates(&ev.event.deps) {
+                return Err(SnapshotError::BeyondClaim(dot));
+            }
+            if !seen.insert(dot.clone()) {
+                return Err(SnapshotError::Duplicate(dot));
+            }
+            order.push(ev);
+        }
+        // An event's deps count strictly more events than those of any event
+        // in its causal past: sorting by that count is a causal order.
+        order.sort_by(|a, b| (a.event.deps.total(), a.dot()).cmp(&(b.event.deps.total(), b.dot())));
+        let mut state = State::default();
+        for ev in order {
+            authorize(&state, directory, &ev.event)
+                .map_err(|r| SnapshotError::Rejected(ev.dot(), r))?;
+            state.apply(&ev.event);
+        }
+        // Canonical: exactly the live events, nothing superseded alongside.
+        let live = state.live_dots();
+        if let Some(dot) = seen.iter().find(|d| !live.contains(*d)) {
+            return Err(SnapshotError::NotLive(dot.clone()));
+        }
+        debug_assert_eq!(live, seen, "a rebuilt value without its event");
+        Ok(state)
+    }
+}
+
+impl State {
+    /// The dots of every event whose effect the state still holds: what a
+    /// snapshot must carry and what compaction must keep.
+    pub fn live_dots(&self) -> BTreeSet<Dot> {
+        let mut out = BTreeSet::new();
+        for s in self.services.values() {
+            out.extend(s.created.iter().cloned());
+            out.extend(s.policy.values().iter().map(|v| v.dot.clone()));
+            out.extend(s.metadata.values().iter().map(|v| v.dot.clone()));
+            out.extend(s.deleted.values().iter().map(|v| v.dot.clone()));
+            for slot in s.slots.values() {
+                out.extend(slot.values().iter().map(|v| v.dot.clone()));
+            }
+            for rp in s.rps.values() {
+                out.insert(rp.created.clone());
+                out.extend(rp.copies.values().map(|v| v.dot.clone()));
+                out.extend(rp.hold.values().iter().map(|v| v.dot.clone()));
+            }
+        }
+        for m in self.messages.values() {
+            out.insert(m.dot.clone());
+            if let Some(a) = &m.acked {
+                out.insert(a.dot.clone());
+            }
+        }
+        out
+    }
+}
+
+/// The dots a snapshot of a replica at `vv` with `state` carries: the live
+/// events and the heads. The store reads their signed events from its log.
+pub fn snapshot_dots(vv: &VersionVector, state: &State) -> (BTreeSet<Dot>, Vec<Dot>) {
+    let heads = vv
+        .iter()
+        .map(|(z, seq)| Dot {
+            origin: z.clone(),
+            seq,
+        })
+        .collect();
+    (state.live_dots(), heads)
+}
