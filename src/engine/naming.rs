@@ -18,59 +18,7 @@ pub const TAG_DISK: &str = "drengine.disk";
 /// Tag saying what the object is (see [`Kind`]).
 pub const TAG_KIND: &str = "drengine.kind";
 
-/// StorPool names must be shorter than this.
-const NAME_LIMIT_CHARS: usize = 200;
-
-/// What an object made by the engine is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A snapshot of a recovery point (in the zone that took it or a copy).
-    Rp,
-    /// A volume a VM runs on after a failover or a migration.
-    Vm,
-    /// A clone made by a test failover, removed by its clean-up.
-    Test,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Rp => "rp",
-            Kind::Vm => "vm",
-            Kind::Test => "test",
-        }
-    }
-
-    fn prefix(self) -> &'static str {
-        match self {
-            Kind::Rp => "drrp",
-            Kind::Vm => "drvm",
-            Kind::Test => "drtest",
-        }
-    }
-}
-
-/// The name of disk `disk` of `rp`'s object of `kind`:
-/// `<prefix>:<service>:<rp>:<disk>`. Ids too long to fit StorPool's limit
-/// are replaced by a hash of both, which is just as deterministic.
-pub fn object_name(kind: Kind, service: &ServiceId, rp: &RpId, disk: usize) -> String {
-    let name = format!("{}:{service}:{rp}:{disk}", kind.prefix());
-    if name.len() < NAME_LIMIT_CHARS {
-        return name;
-    }
-    let mut h = blake3::Hasher::new();
-    h.update(service.as_str().as_bytes());
-    h.update(&[0]);
-    h.update(rp.as_str().as_bytes());
-    let hex = h.finalize().to_hex();
-    format!("{}:h{}:{disk}", kind.prefix(), &hex[..40])
-}
-
-/// The snapshot of disk `disk` of `rp`: the same name in the zone that took
-/// it and in every zone that holds a copy.
-pub fn rp_snapshot_name(service: &ServiceId, rp: &RpId, disk: usize) -> String {
-    object_name(Kind::Rp, service, rp, disk)
-}
+pub use crate::model::names::{object_name, rp_snapshot_name, Kind};
 
 /// The tags of an object of `kind` made for disk `disk` of `rp`.
 pub fn tags(kind: Kind, service: &ServiceId, rp: &RpId, disk: usize) -> Tags {
@@ -139,7 +87,7 @@ mod tests {
         let s = svc(&"s".repeat(64));
         let rp = RpId::new(format!("z.{}", "r".repeat(120))).unwrap();
         let n = object_name(Kind::Test, &s, &rp, 63);
-        assert!(n.len() < NAME_LIMIT_CHARS);
+        assert!(n.len() < crate::model::names::NAME_LIMIT_CHARS);
         validate_volume_name(&n).unwrap();
         assert_eq!(n, object_name(Kind::Test, &s, &rp, 63));
         assert_ne!(n, object_name(Kind::Test, &s, &rp, 62));

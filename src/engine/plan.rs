@@ -299,16 +299,17 @@ mod tests {
             )
             .unwrap()];
         for t in taken {
+            let rp = RpId::new(format!("a.{t}")).unwrap();
             events.push(
                 a.local_write(
                     Op::CreateRp {
                         service: id.clone(),
-                        rp: RpId::new(format!("a.{t}")).unwrap(),
                         disks: vec![RpDisk {
                             volume: "d".into(),
-                            snapshot: "s".into(),
-                            global_id: "x.y.z".into(),
+                            snapshot: crate::model::names::rp_snapshot_name(&id, &rp, 0),
+                            global_id: format!("x.y.{t}"),
                         }],
+                        rp,
                         metadata: String::new(),
                         taken: Hlc {
                             wall_ms: T0 + t,
