@@ -130,12 +130,15 @@ impl Inner {
         let lock = self.lock_for(id);
         let _held = lock.lock().await;
         let s = self.live_service(id)?;
-        let source = s
+        let finals: Vec<RpId> = s
             .slots
             .keys()
             .filter(|z| *z != &self.zone)
-            .filter_map(|z| self.final_rp(&s, z).map(|rp| (z.clone(), rp.clone())))
-            .max_by(|a, b| (a.1.taken, &a.1.id).cmp(&(b.1.taken, &b.1.id)));
+            .filter_map(|z| self.final_rp(&s, z).map(|rp| rp.id.clone()))
+            .collect();
+        let source = s
+            .newest_rp(|rp| finals.contains(&rp.id))
+            .map(|rp| (rp.origin.clone(), rp.clone()));
         let Some((source, rp)) = source else {
             return Err(precondition(format!(
                 "no migration of service {id} was started: no zone has a final RP taken after its VM was stopped"
@@ -465,11 +468,11 @@ impl Inner {
     /// journal makes any RP begun before the stop finish before it).
     fn final_rp<'a>(&self, s: &'a Service, zone: &ZoneId) -> Option<&'a RecoveryPoint> {
         let stop_seq = self.stopped_by(s, zone)?;
-        s.rps
-            .values()
-            .filter(|rp| &rp.origin == zone && rp.created.seq > stop_seq)
-            .filter(|rp| !matches!(rp.copy_state(zone), Some(CopyState::Failed { .. })))
-            .max_by(|a, b| (a.taken, &a.id).cmp(&(b.taken, &b.id)))
+        s.newest_rp(|rp| {
+            &rp.origin == zone
+                && rp.created.seq > stop_seq
+                && !matches!(rp.copy_state(zone), Some(CopyState::Failed { .. }))
+        })
     }
 }
 

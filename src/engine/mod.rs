@@ -6,6 +6,7 @@
 //! This file fixes the engine's public face, which the API is written
 //! against. The reconciler itself lives in the submodules:
 //!
+//! * [`Clock`] — the engine's wall clock, injectable (`EngineConfig::clock`).
 //! * [`naming`] — deterministic StorPool names and tags from service and RP ids.
 //! * [`schedule`] — when scheduled RPs are due (phase-spread slots).
 //! * [`retention`] — the one function that selects copies to delete.
@@ -21,6 +22,7 @@
 //! sends it; it writes replicated state only through `Db`, so the
 //! ownership rules apply to it like to any writer.
 
+mod clock;
 mod core;
 mod flows;
 pub mod journal;
@@ -32,9 +34,10 @@ pub mod rpo;
 pub mod schedule;
 mod sp;
 
+pub use clock::Clock;
 pub use sp::CrashPoint;
 
-use self::core::{now_ms, Inner};
+use self::core::Inner;
 use self::journal::Purpose;
 use crate::model::{RpId, ServiceId, ZoneId};
 use crate::node::config::Config;
@@ -231,8 +234,11 @@ impl Engine {
     /// all are done.
     pub async fn reconcile_once(&self) -> Result<PassReport, EngineError> {
         let inner = self.inner()?.clone();
+        if !inner.ready() {
+            return Ok(PassReport::default());
+        }
         let ids = inner
-            .services_with_work(now_ms())
+            .services_with_work(inner.now_ms())
             .map_err(sp::Fail::into_engine_error)?;
         let limit = inner.cfg.max_concurrent_calls.max(1);
         let results: Vec<bool> = futures::stream::iter(ids)
@@ -373,7 +379,7 @@ impl Engine {
     /// RPO and last error of a service, as this zone sees it.
     pub fn status(&self, service: &ServiceId) -> Option<ServiceStatus> {
         let inner = self.inner.as_ref()?;
-        let now = now_ms();
+        let now = inner.now_ms();
         let rpo = inner.db.read(|r| {
             r.service(service)
                 .map(|s| rpo::rpo(s, now, inner.cfg.rpo_grace_ms))
@@ -388,7 +394,7 @@ impl Engine {
         let Some(inner) = self.inner.as_ref() else {
             return Vec::new();
         };
-        let now = now_ms();
+        let now = inner.now_ms();
         let zone = &inner.zone;
         inner.db.read(|r| {
             r.state()
@@ -449,7 +455,12 @@ async fn run_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         if inner.sp.is_crashed() {
             break;
         }
-        let ids = match inner.services_with_work(now_ms()) {
+        // The one gate of a pass: nothing is planned or called while the
+        // engine may not act (see `Inner::ready`).
+        if !inner.ready() {
+            continue;
+        }
+        let ids = match inner.services_with_work(inner.now_ms()) {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::warn!(zone = %zone, error = %e.shown(), "cannot plan this pass");

@@ -13,7 +13,7 @@
 //!   `recoveringFromRemote` → `SetCopy` complete.
 //! Retention, in every zone: `SnapshotDelete` of its own copy → `SetCopy` deleted.
 
-use super::core::{now_ms, precondition, Inner, NODE_ACTOR};
+use super::core::{precondition, Inner, NODE_ACTOR};
 use super::journal::{self, PullIntent, Purpose, TakeIntent, VolumesIntent};
 use super::naming::{self, Kind};
 use super::plan::{plan_service, Backoff, Work};
@@ -49,7 +49,7 @@ impl Inner {
     pub async fn work_service(&self, id: &ServiceId) -> Result<Work, Fail> {
         let lock = self.lock_for(id);
         let _held = lock.lock().await;
-        let now = now_ms();
+        let now = self.now_ms();
         let rows = self.rows()?;
         let work = {
             let mem = self.mem();
@@ -152,7 +152,7 @@ impl Inner {
             .ok_or_else(|| precondition(format!("service {id} has no policy")))?;
         let export_to =
             (policy.recovery_zone != self.zone).then(|| self.location(&policy.recovery_zone));
-        let now = now_ms();
+        let now = self.now_ms();
         let rp = naming::new_rp_id(&self.zone, now, |r| s.rps.contains_key(r));
         let snapshots = (0..slot.disks.len())
             .map(|i| naming::rp_snapshot_name(id, &rp, i))
@@ -198,7 +198,7 @@ impl Inner {
                 .collect(),
             tags: None,
         };
-        let before_ms = now_ms();
+        let before_ms = self.now_ms();
         let (gids, taken_ms) = match self
             .sp
             .run(self.sp.client.volumes_group_snapshot(&req))
@@ -426,7 +426,7 @@ impl Inner {
                     if gone {
                         return self.undo_pull(id, &rp).await;
                     }
-                    let now = now_ms();
+                    let now = self.now_ms();
                     let mut mem = self.mem();
                     let k = (id.clone(), rp_id.clone());
                     let prev = mem.pulls.get(&k).copied();
@@ -478,7 +478,7 @@ impl Inner {
         let k = (id.clone(), rp_id.clone());
         match &state {
             CopyState::Transferring => {
-                let b = Backoff::start(now_ms(), self.cfg.copy_poll_initial_ms);
+                let b = Backoff::start(self.now_ms(), self.cfg.copy_poll_initial_ms);
                 self.mem().polls.insert(k, b);
             }
             _ => {
@@ -528,7 +528,7 @@ impl Inner {
                     .await
             }
             Some(false) => {
-                let now = now_ms();
+                let now = self.now_ms();
                 let mut mem = self.mem();
                 let k = (id.clone(), rp_id.clone());
                 let prev = mem.polls.get(&k).copied();
@@ -614,7 +614,7 @@ impl Inner {
         };
         for v in &volumes {
             if self.sp.run(self.sp.client.volume_opt(v)).await?.is_some() {
-                let now = now_ms();
+                let now = self.now_ms();
                 let b = Backoff::start(now, self.cfg.dep_check_interval_ms);
                 self.mem().dep_checks.insert((id.clone(), rp_id.clone()), b);
                 return Ok(());
