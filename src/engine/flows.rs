@@ -7,6 +7,7 @@
 use super::core::{precondition, refused, rp_of, Inner};
 use super::journal::{self, Purpose, TestRecord, VolumesIntent};
 use super::naming::{self, Kind};
+use super::reconciler::Found;
 use super::sp::Fail;
 use super::{EngineError, FailoverOutcome, FailoverVolume, MigrationStarted};
 use crate::model::{CopyState, RpId, ServiceId, VmSlot, ZoneId};
@@ -195,6 +196,7 @@ impl Inner {
                 slot.disks.len()
             )));
         }
+        self.check_rp_snapshots(id, &rp, "revert to").await?;
         let mut volumes = Vec::new();
         for (vol, d) in slot.disks.iter().zip(&rp.disks) {
             let req = VolumeRevert {
@@ -397,6 +399,7 @@ impl Inner {
         rp: &RecoveryPoint,
         names: &[String],
     ) -> Result<Vec<FailoverVolume>, Fail> {
+        self.check_rp_snapshots(id, rp, "clone").await?;
         let mut out = Vec::new();
         for (i, (d, name)) in rp.disks.iter().zip(names).enumerate() {
             let parent = format!("~{}", d.global_id);
@@ -429,6 +432,32 @@ impl Inner {
             });
         }
         Ok(out)
+    }
+
+    /// Refuses (as a precondition, shown on the service) unless every
+    /// disk of `rp` is here as the engine's own snapshot of it: a revert or
+    /// clone acts only on what the engine made for that service and RP.
+    async fn check_rp_snapshots(
+        &self,
+        id: &ServiceId,
+        rp: &RecoveryPoint,
+        what: &str,
+    ) -> Result<(), Fail> {
+        for (i, d) in rp.disks.iter().enumerate() {
+            let msg = match self.rp_snapshot(id, &rp.id, i, d).await? {
+                Found::Ours(info) if !info.deleted => continue,
+                Found::Ours(_) | Found::Absent => format!(
+                    "snapshot ~{} of disk {i} of RP {} is not in zone {}'s cluster",
+                    d.global_id, rp.id, self.zone
+                ),
+                Found::Foreign(info) => self.foreign(id, &rp.id, i, d, what, Some(&info)),
+            };
+            let mut mem = self.mem();
+            mem.soft_errors.remove(id);
+            mem.last_error.insert(id.clone(), msg.clone());
+            return Err(precondition(msg));
+        }
+        Ok(())
     }
 
     fn outcome(

@@ -18,9 +18,10 @@
 //!   `sp` — the door to StorPool, with the crash hook tests use.
 //!
 //! Architecture invariant: the engine changes StorPool only through names
-//! it derives from service and RP ids, and journals every create before it
-//! sends it; it writes replicated state only through `Db`, so the
-//! ownership rules apply to it like to any writer.
+//! it derives from service and RP ids, acts on an existing snapshot only if
+//! its name and tags say the engine made it for that service and RP, and
+//! journals every create before it sends it; it writes replicated state
+//! only through `Db`, so the ownership rules apply to it like to any writer.
 
 mod clock;
 mod core;
