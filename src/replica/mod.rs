@@ -18,7 +18,7 @@ mod snapshot;
 mod state;
 mod vv;
 
-pub use clock::{Hlc, HlcClock, MAX_CLOCK_DRIFT_MS};
+pub use clock::{age_ms, Hlc, HlcClock, MAX_CLOCK_DRIFT_MS};
 pub use conflict::{conflicts, service_conflicts, Conflict, ConflictKind, ConflictSide};
 pub use event::{
     sign_canonical, Directory, Event, EventError, Op, SignedEvent, EVENT_FORMAT_VERSION,
