@@ -2,7 +2,8 @@
 
 use drengine::model::{CopyState, Policy, Retention, RpDisk, RpId, ServiceId, VmSlot, ZoneId};
 use drengine::replica::{
-    ConflictKind, Directory, Op, Received, Rejected, Replica, SignedEvent, WriteError,
+    version_token, Command, ConflictField, ConflictKind, Directory, Expect, Op, Received, Rejected,
+    Replica, SignedEvent, WriteError,
 };
 use drengine::store::{Db, Store};
 use ed25519_dalek::SigningKey;
@@ -138,7 +139,7 @@ fn concurrent_policy_edits_are_listed_until_a_write_that_saw_both() {
     assert_eq!(
         conflicts[0].kind,
         ConflictKind::ConcurrentWrite {
-            field: "policy".into()
+            field: ConflictField::Policy
         }
     );
     let zones: Vec<_> = conflicts[0]
@@ -532,7 +533,15 @@ async fn a_conditional_write_checks_and_writes_as_one() {
     .await
     .unwrap();
     let metadata = |r: &Replica| r.service(&svc()).unwrap().metadata.get().cloned();
-    // The check is made after the write queued before it.
+    let version = db.read(|r| version_token(r.service(&svc()).unwrap()));
+    let edit = |expect: Expect, metadata: String| Command::Edit {
+        service: svc(),
+        expect,
+        policy: Some(policy("zone-b")),
+        metadata: Some(metadata),
+        slot: None,
+    };
+    // The version is compared after the write queued before it.
     let first = db.write(
         Op::SetMetadata {
             service: svc(),
@@ -540,56 +549,34 @@ async fn a_conditional_write_checks_and_writes_as_one() {
         },
         "other",
     );
-    let ops = vec![
-        Op::SetMetadata {
-            service: svc(),
-            metadata: "m2".into(),
-        },
-        Op::SetPolicy {
-            service: svc(),
-            policy: policy("zone-b"),
-        },
-    ];
-    let stale = db.write_all_if(
-        ops.clone(),
+    let stale = db.execute(
+        edit(Expect::OneOf(vec![version.clone()]), "m2".into()),
         "cmp",
-        Box::new(move |r: &Replica| match metadata(r).as_deref() {
-            Some("m0") => Ok(()),
-            other => Err(format!("{other:?}")),
-        }),
     );
     let (first, stale) = tokio::join!(first, stale);
     first.unwrap();
+    let now = db.read(|r| version_token(r.service(&svc()).unwrap()));
     match stale {
-        Err(drengine::store::DbError::Stale(found)) => assert_eq!(found, "Some(\"m1\")"),
+        Err(drengine::store::DbError::Write(WriteError::Stale { current })) => {
+            assert_eq!(current, now)
+        }
         other => panic!("{other:?}"),
     }
+    assert_ne!(now, version);
     assert_eq!(db.read(|r| r.vv().total()), 2, "nothing of the stale write");
-    // A check that passes: both ops in one commit, in order.
+    // A version that matches: both ops in one commit, in order.
     let mut feed = db.subscribe();
-    let evs = db
-        .write_all_if(ops, "cmp", Box::new(|_: &Replica| Ok(())))
+    let done = db
+        .execute(edit(Expect::OneOf(vec![now]), "m2".into()), "cmp")
         .await
         .unwrap();
+    let evs = done.events;
     assert_eq!(evs.iter().map(|e| e.event.seq).collect::<Vec<_>>(), [3, 4]);
     assert_eq!(feed.recv().await.unwrap().events.len(), 2);
     assert_eq!(db.read(metadata).as_deref(), Some("m2"));
     // One bad op refuses them all: nothing is applied.
     let err = db
-        .write_all_if(
-            vec![
-                Op::SetMetadata {
-                    service: svc(),
-                    metadata: "m3".into(),
-                },
-                Op::SetMetadata {
-                    service: svc(),
-                    metadata: "x".repeat(1 << 20),
-                },
-            ],
-            "cmp",
-            Box::new(|_: &Replica| Ok(())),
-        )
+        .execute(edit(Expect::Any, "x".repeat(1 << 20)), "cmp")
         .await
         .unwrap_err();
     assert!(

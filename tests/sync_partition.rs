@@ -5,7 +5,7 @@
 mod sync_support;
 
 use drengine::model::ServiceId;
-use drengine::replica::{ConflictKind, Op};
+use drengine::replica::{ConflictField, ConflictKind, Op};
 use std::time::Duration;
 use sync_support::*;
 
@@ -93,7 +93,7 @@ async fn writes_on_both_sides_of_a_partition_converge_after_the_heal() {
         .map(|c| c.kind.clone())
         .collect();
     assert!(kinds.contains(&ConflictKind::ConcurrentWrite {
-        field: "metadata".into()
+        field: ConflictField::Metadata
     }));
     assert!(kinds.contains(&ConflictKind::ActiveVms));
     let mut values = a.metadata("vm1");

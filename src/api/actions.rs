@@ -10,9 +10,9 @@ use super::types::{
 };
 use super::ApiState;
 use crate::engine::{FailoverOutcome, MigrationStarted};
-use crate::model::{ServiceId, VmSlot};
+use crate::model::ServiceId;
 use crate::node::Role;
-use crate::replica::Op;
+use crate::replica::{Command, Outcome};
 use axum::extract::State;
 use axum::Json;
 
@@ -136,38 +136,12 @@ pub async fn deactivate(
     caller.require(Role::Operator)?;
     let id: ServiceId = p.id("service")?;
     let zone = req.zone.unwrap_or_else(|| state.zone().clone());
-    let _edit = state.0.edit_lock.lock().await;
-    let (slot, needs_write) = read_service(&state, &id, |s| {
-        let values = s
-            .slots
-            .get(&zone)
-            .map(|r| r.values().to_vec())
-            .unwrap_or_default();
-        let any_active = values
-            .iter()
-            .any(|v| v.value.as_ref().is_some_and(|s| s.active));
-        let base = s
-            .slot(&zone)
-            .cloned()
-            .or_else(|| values.iter().find_map(|v| v.value.clone()));
-        (base, any_active || values.len() > 1)
-    })?;
-    let Some(slot) = slot else {
-        return Err(
-            ApiError::conflict("no_vm", format!("service {id} has no VM in zone {zone}"))
-                .field("zone"),
-        );
+    let cmd = Command::Deactivate {
+        service: id.clone(),
+        zone: zone.clone(),
     };
-    if needs_write {
-        let op = Op::SetSlot {
-            service: id.clone(),
-            zone: zone.clone(),
-            slot: Some(VmSlot {
-                active: false,
-                ..slot
-            }),
-        };
-        state.db().write(op, &caller.name).await?;
+    let done = state.db().execute(cmd, &caller.name).await?;
+    if done.outcome == Outcome::Written {
         tracing::info!(zone = %state.zone(), service = %id, slot_zone = %zone, actor = %caller.name, "VM deactivated");
     }
     Ok(Json(view_of(&state, &id)?))

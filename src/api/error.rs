@@ -185,6 +185,21 @@ impl From<WriteError> for ApiError {
             WriteError::Exists(_) => ApiError::conflict("exists", e.to_string()),
             WriteError::Rejected(r) => r.into(),
             WriteError::Rebuilding { .. } => ApiError::rebuilding(e.to_string()),
+            WriteError::IdempotencyMismatch(_) => {
+                ApiError::conflict("idempotency_mismatch", e.to_string()).field("id")
+            }
+            WriteError::Stale { current } => ApiError::stale(&current),
+            WriteError::Changed(_) => ApiError::conflict("changed", e.to_string()),
+            WriteError::NoVm { .. } => ApiError::conflict("no_vm", e.to_string()).field("zone"),
+            WriteError::NoConflict { .. } => {
+                ApiError::conflict("no_conflict", e.to_string()).field("field")
+            }
+            WriteError::SidesChanged => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                e.to_string(),
+            )
+            .field("seen"),
             WriteError::NoKey => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "read_only",
@@ -208,7 +223,6 @@ impl From<DbError> for ApiError {
             DbError::Snapshot(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
             }
-            DbError::Stale(current) => ApiError::stale(&current),
             DbError::Poisoned | DbError::Stopped => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

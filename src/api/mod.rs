@@ -104,9 +104,6 @@ struct Shared {
     peers: Arc<dyn PeerSource>,
     tokens: Tokens,
     metrics: Metrics,
-    /// Held across "check the version token, then write" so that two edits
-    /// through this node cannot both pass the same check.
-    edit_lock: tokio::sync::Mutex<()>,
     /// Flips to true when the server shuts down; ends change feeds.
     shutdown: watch::Receiver<bool>,
     /// Change-feed clients now connected, against `max_feed_clients`.
@@ -125,7 +122,6 @@ impl ApiState {
             peers: ctx.peers,
             tokens: Tokens::new(&cfg.tokens),
             metrics,
-            edit_lock: tokio::sync::Mutex::new(()),
             shutdown,
             feed_clients: Arc::new(tokio::sync::Semaphore::new(cfg.max_feed_clients)),
         }))

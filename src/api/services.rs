@@ -8,8 +8,8 @@ use super::types::{CreateService, ServiceList, ServiceView, UpdateService};
 use super::ApiState;
 use crate::model::{ServiceId, VmSlot, ZoneId};
 use crate::node::Role;
-use crate::replica::{service_conflicts, Op, Replica, Service, WriteError};
-use crate::store::{Check, DbError, LocalMutation};
+use crate::replica::{service_conflicts, Command, Expect, Outcome, Service, WriteError};
+use crate::store::DbError;
 use axum::extract::State;
 use axum::http::header::{ETAG, IF_MATCH, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -21,30 +21,7 @@ pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
 /// Most services in one page of a list.
 pub const MAX_PAGE: usize = 1000;
 
-/// The local row that remembers the request a service was created from.
-fn idem_key(id: &ServiceId) -> String {
-    format!("api/create/{id}")
-}
-
-/// The version token of a service: a hash of the events that wrote its
-/// editable fields' current values. Any write to them changes it.
-pub fn version_token(s: &Service) -> String {
-    let mut dots = Vec::new();
-    let mut tag = |t: &str, d: &crate::replica::Dot| {
-        dots.push(format!("{t}:{}:{}", d.origin, d.seq));
-    };
-    s.created.iter().for_each(|d| tag("c", d));
-    s.policy.values().iter().for_each(|v| tag("p", &v.dot));
-    s.metadata.values().iter().for_each(|v| tag("m", &v.dot));
-    s.deleted.values().iter().for_each(|v| tag("d", &v.dot));
-    for (z, r) in &s.slots {
-        r.values()
-            .iter()
-            .for_each(|v| tag(&format!("s.{z}"), &v.dot));
-    }
-    let h = blake3::hash(dots.join(",").as_bytes());
-    hex::encode(&h.as_bytes()[..12])
-}
+pub use crate::replica::version_token;
 
 /// The replicated part of a service's view. Pure: safe to call while the
 /// replica is read-locked.
@@ -111,52 +88,24 @@ pub fn read_service<R>(
 }
 
 /// The versions an `If-Match` header accepts; none sent accepts any.
-#[derive(Debug, Clone, Default)]
-pub struct IfMatch(Option<Vec<String>>);
-
-impl IfMatch {
-    pub fn from_headers(headers: &HeaderMap) -> ApiResult<IfMatch> {
-        let Some(h) = headers.get(IF_MATCH) else {
-            return Ok(IfMatch(None));
-        };
-        let h = h
-            .to_str()
-            .map_err(|_| ApiError::bad_request("If-Match", "not ASCII"))?;
-        let tokens = h
-            .split(',')
-            .map(|t| {
-                let t = t.trim();
-                t.strip_prefix("W/")
-                    .unwrap_or(t)
-                    .trim_matches('"')
-                    .to_string()
-            })
-            .collect();
-        Ok(IfMatch(Some(tokens)))
-    }
-
-    pub fn accepts(&self, current: &str) -> bool {
-        self.0
-            .as_ref()
-            .is_none_or(|ts| ts.iter().any(|t| t == "*" || t == current))
-    }
-
-    /// The check a conditional write of service `id` makes in the writer
-    /// thread, so no other write slips in between the compare and the write.
-    /// A missing service passes: the write itself then says so.
-    pub fn check(self, id: ServiceId) -> Check {
-        Box::new(move |r: &Replica| match r.service(&id) {
-            Some(s) => {
-                let current = version_token(s);
-                if self.accepts(&current) {
-                    Ok(())
-                } else {
-                    Err(current)
-                }
-            }
-            None => Ok(()),
+fn if_match(headers: &HeaderMap) -> ApiResult<Expect> {
+    let Some(h) = headers.get(IF_MATCH) else {
+        return Ok(Expect::Any);
+    };
+    let h = h
+        .to_str()
+        .map_err(|_| ApiError::bad_request("If-Match", "not ASCII"))?;
+    let tokens = h
+        .split(',')
+        .map(|t| {
+            let t = t.trim();
+            t.strip_prefix("W/")
+                .unwrap_or(t)
+                .trim_matches('"')
+                .to_string()
         })
-    }
+        .collect();
+    Ok(Expect::OneOf(tokens))
 }
 
 pub async fn list(
@@ -299,57 +248,37 @@ pub async fn create(
         disks: req.disks.clone(),
         active: true,
     };
-    // Validate before looking for a retry, so a bad body is 4xx either way.
-    slot.validate()?;
-    // Two rounds: a concurrent identical create may win the race.
-    for _ in 0..2 {
-        let existing = state.db().read(|r| {
-            r.service(&id).map(|s| {
-                (s.policy.get() == Some(&req.policy)
-                    && s.metadata.get() == Some(&req.metadata)
-                    && s.slot(&zone) == Some(&slot),)
-            })
-        });
-        if let Some((same_fields,)) = existing {
-            let same = match state.db().store().local_get(&idem_key(&id))? {
-                Some(stored) => stored == print,
-                None => same_fields,
-            };
-            if same {
-                return Ok(with_etag(StatusCode::OK, view_of(&state, &id)?));
+    let cmd = Command::Protect {
+        service: id.clone(),
+        policy: req.policy.clone(),
+        metadata: req.metadata.clone(),
+        slot,
+        fingerprint: print,
+    };
+    let done = state
+        .db()
+        .execute(cmd, &caller.name)
+        .await
+        .map_err(|e| match e {
+            DbError::Write(w @ WriteError::IdempotencyMismatch(_)) => {
+                ApiError::from(w).field(if req.id.is_some() {
+                    "id"
+                } else {
+                    "Idempotency-Key"
+                })
             }
-            return Err(ApiError::conflict(
-                "idempotency_mismatch",
-                format!("service {id} exists and was created from a different request"),
-            )
-            .field(if req.id.is_some() {
-                "id"
-            } else {
-                "Idempotency-Key"
-            }));
-        }
-        let op = Op::CreateService {
-            service: id.clone(),
-            policy: req.policy.clone(),
-            metadata: req.metadata.clone(),
-            slot: slot.clone(),
-        };
-        let local = vec![LocalMutation::Put(idem_key(&id), print.clone())];
-        match state.db().write_with_local(op, &caller.name, local).await {
-            Ok(_) => {
-                tracing::info!(zone = %zone, service = %id, actor = %caller.name, "service created");
-                let v = view_of(&state, &id)?;
-                let mut res = with_etag(StatusCode::CREATED, v);
-                if let Ok(loc) = HeaderValue::from_str(&format!("/v1/services/{id}")) {
-                    res.headers_mut().insert(LOCATION, loc);
-                }
-                return Ok(res);
-            }
-            Err(DbError::Write(WriteError::Exists(_))) => continue,
-            Err(e) => return Err(e.into()),
-        }
+            e => e.into(),
+        })?;
+    let v = view_of(&state, &id)?;
+    if done.outcome == Outcome::Existing {
+        return Ok(with_etag(StatusCode::OK, v));
     }
-    Err(ApiError::conflict("exists", format!("service {id} exists")))
+    tracing::info!(zone = %zone, service = %id, actor = %caller.name, "service created");
+    let mut res = with_etag(StatusCode::CREATED, v);
+    if let Ok(loc) = HeaderValue::from_str(&format!("/v1/services/{id}")) {
+        res.headers_mut().insert(LOCATION, loc);
+    }
+    Ok(res)
 }
 
 pub async fn update(
@@ -361,60 +290,27 @@ pub async fn update(
 ) -> ApiResult<Response> {
     caller.require(Role::Cmp)?;
     let id: ServiceId = p.id("service")?;
-    if req.policy.is_none() && req.metadata.is_none() && req.slot.is_none() {
-        return Err(ApiError::invalid(
-            "body",
-            "nothing to change: give policy, metadata or slot",
-        ));
-    }
-    if let Some(slot) = &req.slot {
-        slot.validate()?;
-    }
-    if let Some(m) = &req.metadata {
-        if m.len() > crate::model::MAX_METADATA_BYTES {
-            return Err(ApiError::invalid("metadata", "too long"));
-        }
-    }
-    // Bad input is refused before the version is compared: 4xx for the
-    // body first, 412 only for a valid but stale edit. (The writer checks
-    // the policy again, with the version, when it writes.)
-    let policy_ok = state.db().read(|r| {
-        let s = r.service(&id)?;
-        Some(match &req.policy {
-            Some(p) => p.validate(&s.active_zones(), |z| r.directory().contains(z)),
-            None => Ok(()),
-        })
-    });
-    policy_ok.unwrap_or(Ok(()))?;
-    let if_match = IfMatch::from_headers(&headers)?;
+    let expect = if_match(&headers)?;
     let zone = state.zone().clone();
-    let mut ops = Vec::new();
-    if let Some(policy) = req.policy {
-        ops.push(Op::SetPolicy {
-            service: id.clone(),
-            policy,
-        });
-    }
-    if let Some(metadata) = req.metadata {
-        ops.push(Op::SetMetadata {
-            service: id.clone(),
-            metadata,
-        });
-    }
-    if let Some(slot) = req.slot {
-        ops.push(Op::SetSlot {
-            service: id.clone(),
-            zone: zone.clone(),
-            slot: Some(slot),
-        });
-    }
-    // One commit for every field, made only if the version still matches.
-    let kinds: Vec<&str> = ops.iter().map(Op::kind).collect();
-    state
-        .db()
-        .write_all_if(ops, &caller.name, if_match.check(id.clone()))
-        .await?;
-    tracing::info!(zone = %zone, service = %id, actor = %caller.name, ops = ?kinds, "service updated");
+    let kinds: Vec<&str> = [
+        req.policy.as_ref().map(|_| "policy"),
+        req.metadata.as_ref().map(|_| "metadata"),
+        req.slot.as_ref().map(|_| "slot"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    // One commit for every field, made only if the version still matches
+    // (bad input is refused first: 412 only for a valid but stale edit).
+    let cmd = Command::Edit {
+        service: id.clone(),
+        expect,
+        policy: req.policy,
+        metadata: req.metadata,
+        slot: req.slot,
+    };
+    state.db().execute(cmd, &caller.name).await?;
+    tracing::info!(zone = %zone, service = %id, actor = %caller.name, fields = ?kinds, "service updated");
     let v = view_of(&state, &id)?;
     Ok(with_etag(StatusCode::OK, v))
 }
@@ -427,17 +323,12 @@ pub async fn delete(
 ) -> ApiResult<Response> {
     caller.require(Role::Operator)?;
     let id: ServiceId = p.id("service")?;
-    let if_match = IfMatch::from_headers(&headers)?;
-    state
-        .db()
-        .write_all_if(
-            vec![Op::DeleteService {
-                service: id.clone(),
-            }],
-            &caller.name,
-            if_match.check(id.clone()),
-        )
-        .await?;
+    let expect = if_match(&headers)?;
+    let cmd = Command::Delete {
+        service: id.clone(),
+        expect,
+    };
+    state.db().execute(cmd, &caller.name).await?;
     tracing::info!(zone = %state.zone(), service = %id, actor = %caller.name, "service deleted");
     let v = view_of(&state, &id)?;
     Ok(with_etag(StatusCode::OK, v))

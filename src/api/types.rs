@@ -4,7 +4,7 @@
 
 use crate::engine::RpoStatus;
 use crate::model::{CopyState, MessageId, Policy, RpDisk, RpId, ServiceId, VmSlot, ZoneId};
-use crate::replica::{Conflict, Dot, Hlc, VersionVector};
+use crate::replica::{Conflict, ConflictTarget, Dot, Hlc, VersionVector};
 use crate::sync::PeerStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -154,12 +154,12 @@ pub struct DeactivateRequest {
 
 /// `POST /v1/services/{service}/resolve`: settle one conflict with a write
 /// that has seen every side.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveRequest {
     /// The conflicting field as listed (`policy`, `metadata`, `slots.<zone>`,
     /// `rps.<rp>.hold`), or `active_vms`.
-    pub field: String,
+    pub field: ConflictTarget,
     /// Keep the value of this side.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub choose: Option<Dot>,

@@ -120,6 +120,17 @@ impl Inner {
         Ok(ev)
     }
 
+    /// A command decided in the writer (see `replica::decide`), durable when
+    /// it returns. A crashed engine writes nothing.
+    pub async fn execute(
+        &self,
+        cmd: crate::replica::Command,
+        actor: &str,
+    ) -> Result<crate::store::Executed, Fail> {
+        self.sp.alive()?;
+        Ok(self.db.execute(cmd, actor).await?)
+    }
+
     /// Local rows only (the journal), durable when it returns.
     pub async fn local(&self, rows: Vec<LocalMutation>) -> Result<(), Fail> {
         self.sp.alive()?;

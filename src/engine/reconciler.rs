@@ -19,7 +19,8 @@ use super::naming::{self, Kind};
 use super::plan::{plan_service, Backoff, Work};
 use super::sp::Fail;
 use crate::model::{CopyState, RpDisk, RpId, ServiceId};
-use crate::replica::{Hlc, Op, RecoveryPoint, Service};
+use crate::replica::{Command, Hlc, Op, RecoveryPoint, Service, WriteError};
+use crate::store::DbError;
 use crate::storpool::{
     GroupSnapshot, GroupSnapshotVolume, SnapshotExport, SnapshotFromRemote, SnapshotInfo,
 };
@@ -371,19 +372,24 @@ impl Inner {
         let Some(s) = self.service(id) else {
             return Ok(());
         };
-        let Some(mut policy) = s.policy.get().cloned() else {
+        let Some(expected) = s.policy.get().cloned() else {
             return Ok(());
         };
-        policy.recovery_zone = to.clone();
-        self.write(
-            Op::SetPolicy {
-                service: id.clone(),
-                policy,
-            },
-            NODE_ACTOR,
-            Vec::new(),
-        )
-        .await?;
+        // Only if nobody changed the policy since it was read: an
+        // operator's edit in between wins, and the next pass plans again.
+        let cmd = Command::Retarget {
+            service: id.clone(),
+            expected,
+            recovery_zone: to.clone(),
+        };
+        match self.execute(cmd, NODE_ACTOR).await {
+            Ok(_) => {}
+            Err(Fail::Db(DbError::Write(WriteError::Changed(why)))) => {
+                tracing::info!(zone = %self.zone, service = %id, reason = %why, "replication not reversed: the policy changed; planning again");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
         tracing::info!(zone = %self.zone, service = %id, recovery_zone = %to, "replication reversed");
         Ok(())
     }

@@ -5,16 +5,130 @@
 //! every side's value and origin; nothing here resolves anything.
 
 use super::{Dot, Hlc, Mvr, Service, State};
-use crate::model::{ServiceId, ZoneId};
+use crate::model::{InvalidInput, RpId, ServiceId, ZoneId};
 use serde::{Deserialize, Serialize};
+
+/// A register of a service that concurrent writes can leave with several
+/// values. On the wire it is the name operators see: `policy`, `metadata`,
+/// `deleted`, `slots.<zone>`, `rps.<rp>.hold`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConflictField {
+    Policy,
+    Metadata,
+    Deleted,
+    Slot(ZoneId),
+    Hold(RpId),
+}
+
+impl std::fmt::Display for ConflictField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConflictField::Policy => f.write_str("policy"),
+            ConflictField::Metadata => f.write_str("metadata"),
+            ConflictField::Deleted => f.write_str("deleted"),
+            ConflictField::Slot(z) => write!(f, "slots.{z}"),
+            ConflictField::Hold(rp) => write!(f, "rps.{rp}.hold"),
+        }
+    }
+}
+
+impl std::str::FromStr for ConflictField {
+    type Err = InvalidInput;
+
+    fn from_str(s: &str) -> Result<Self, InvalidInput> {
+        Ok(match s {
+            "policy" => ConflictField::Policy,
+            "metadata" => ConflictField::Metadata,
+            "deleted" => ConflictField::Deleted,
+            _ => {
+                if let Some(z) = s.strip_prefix("slots.") {
+                    ConflictField::Slot(ZoneId::parse(z)?)
+                } else if let Some(rp) =
+                    s.strip_prefix("rps.").and_then(|r| r.strip_suffix(".hold"))
+                {
+                    ConflictField::Hold(rp.parse()?)
+                } else {
+                    return Err(InvalidInput::field(
+                        "field",
+                        format!("{s:?} is not a field: policy, metadata, deleted, slots.<zone> or rps.<rp>.hold"),
+                    ));
+                }
+            }
+        })
+    }
+}
+
+impl Serialize for ConflictField {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ConflictField {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a resolve names: one register's concurrent values, or the active
+/// VMs of several zones. On the wire: the field's name, or `active_vms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConflictTarget {
+    Field(ConflictField),
+    ActiveVms,
+}
+
+impl std::fmt::Display for ConflictTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConflictTarget::Field(field) => field.fmt(f),
+            ConflictTarget::ActiveVms => f.write_str("active_vms"),
+        }
+    }
+}
+
+impl std::str::FromStr for ConflictTarget {
+    type Err = InvalidInput;
+
+    fn from_str(s: &str) -> Result<Self, InvalidInput> {
+        match s {
+            "active_vms" => Ok(ConflictTarget::ActiveVms),
+            _ => s.parse().map(ConflictTarget::Field),
+        }
+    }
+}
+
+impl Serialize for ConflictTarget {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ConflictTarget {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ConflictKind {
     /// Two or more zones wrote `field` without seeing each other's write.
-    ConcurrentWrite { field: String },
+    ConcurrentWrite { field: ConflictField },
     /// The service has an active VM in more than one zone.
     ActiveVms,
+}
+
+impl ConflictKind {
+    /// What a resolve of this conflict names.
+    pub fn target(&self) -> ConflictTarget {
+        match self {
+            ConflictKind::ConcurrentWrite { field } => ConflictTarget::Field(field.clone()),
+            ConflictKind::ActiveVms => ConflictTarget::ActiveVms,
+        }
+    }
 }
 
 /// One side of a conflict: a value and where it came from.
@@ -51,7 +165,7 @@ fn register_sides<T: Serialize>(r: &Mvr<T>) -> Vec<ConflictSide> {
 /// Every conflict of one service, in a fixed order.
 pub fn service_conflicts(s: &Service) -> Vec<Conflict> {
     let mut out = Vec::new();
-    let mut push = |field: String, sides: Vec<ConflictSide>| {
+    let mut push = |field: ConflictField, sides: Vec<ConflictSide>| {
         out.push(Conflict {
             service: s.id.clone(),
             kind: ConflictKind::ConcurrentWrite { field },
@@ -59,22 +173,22 @@ pub fn service_conflicts(s: &Service) -> Vec<Conflict> {
         })
     };
     if s.policy.is_conflict() {
-        push("policy".into(), register_sides(&s.policy));
+        push(ConflictField::Policy, register_sides(&s.policy));
     }
     if s.metadata.is_conflict() {
-        push("metadata".into(), register_sides(&s.metadata));
+        push(ConflictField::Metadata, register_sides(&s.metadata));
     }
     if s.deleted.is_conflict() {
-        push("deleted".into(), register_sides(&s.deleted));
+        push(ConflictField::Deleted, register_sides(&s.deleted));
     }
     for (zone, slot) in &s.slots {
         if slot.is_conflict() {
-            push(format!("slots.{zone}"), register_sides(slot));
+            push(ConflictField::Slot(zone.clone()), register_sides(slot));
         }
     }
     for (id, rp) in &s.rps {
         if rp.hold.is_conflict() {
-            push(format!("rps.{id}.hold"), register_sides(&rp.hold));
+            push(ConflictField::Hold(id.clone()), register_sides(&rp.hold));
         }
     }
     let active = s.active_zones();

@@ -9,6 +9,7 @@
 //! replicas deterministically from a seed.
 
 mod clock;
+mod command;
 mod conflict;
 mod event;
 mod mvr;
@@ -19,7 +20,14 @@ mod state;
 mod vv;
 
 pub use clock::{age_ms, Hlc, HlcClock, MAX_CLOCK_DRIFT_MS};
-pub use conflict::{conflicts, service_conflicts, Conflict, ConflictKind, ConflictSide};
+pub use command::{
+    decide, parse_field_value, version_token, Choice, Command, Decision, Expect, FieldValue,
+    Outcome,
+};
+pub use conflict::{
+    conflicts, service_conflicts, Conflict, ConflictField, ConflictKind, ConflictSide,
+    ConflictTarget,
+};
 pub use event::{
     sign_canonical, Directory, Event, EventError, Op, SignedEvent, EVENT_FORMAT_VERSION,
     MAX_EVENT_BYTES, MAX_RPS_PER_PURGE,
@@ -61,6 +69,21 @@ pub enum WriteError {
     /// It cannot yet prove it holds its zone's newest event (it lost its
     /// data, or came back from an older copy): signing now could reuse a
     /// seq. Try again once peers brought it up to date.
+    /// A create for an id that exists, from a different request.
+    #[error("service {0} exists and was created from a different request")]
+    IdempotencyMismatch(ServiceId),
+    /// A conditional write whose service moved on; `current` is its version.
+    #[error("the service changed: its version is now {current}")]
+    Stale { current: String },
+    /// What the command was decided on changed (the engine re-plans).
+    #[error("{0}")]
+    Changed(String),
+    #[error("service {service} has no VM in zone {zone}")]
+    NoVm { service: ServiceId, zone: ZoneId },
+    #[error("service {service} has no conflict on {target:?}")]
+    NoConflict { service: ServiceId, target: String },
+    #[error("the conflict's sides changed since they were read")]
+    SidesChanged,
     #[error("this node is rebuilding: it accepts writes once a peer has confirmed it holds its zone's newest event (it has its zone's events up to {own_seq}; the highest seen signed is {signed_seq}), or an operator overrides")]
     Rebuilding { own_seq: u64, signed_seq: u64 },
 }

@@ -14,7 +14,7 @@
 mod helper;
 mod writer;
 
-pub use writer::{Check, Commit, Db, DbError, LocalMutation, MAX_WRITE_BATCH};
+pub use writer::{fingerprint_key, Commit, Db, DbError, Executed, LocalMutation, MAX_WRITE_BATCH};
 
 use crate::model::{MessageId, ServiceId, ZoneId};
 use crate::replica::{

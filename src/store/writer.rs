@@ -7,10 +7,11 @@
 
 use super::helper::Helper;
 use super::{Store, StoreError};
+use crate::model::ServiceId;
 use crate::model::ZoneId;
 use crate::replica::{
-    Dot, Event, EventError, Op, RebuildStatus, Received, Rejected, Replica, SignedEvent, Snapshot,
-    SnapshotError, VersionVector, WriteError,
+    decide, Command, Dot, Event, EventError, Op, Outcome, RebuildStatus, Received, Rejected,
+    Replica, SignedEvent, Snapshot, SnapshotError, VersionVector, WriteError,
 };
 use ed25519_dalek::SigningKey;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,15 +46,20 @@ pub enum DbError {
     Poisoned,
     #[error("the writer has stopped")]
     Stopped,
-    /// A conditional write's check failed; says what it found instead (for
-    /// the API, the service's current version token).
-    #[error("the state changed: {0}")]
-    Stale(String),
 }
 
-/// The condition of a conditional write, checked against the replica in the
-/// writer thread just before the write, so nothing can come in between.
-pub type Check = Box<dyn FnOnce(&Replica) -> Result<(), String> + Send>;
+/// The local row that keeps the fingerprint of the request a service was
+/// created from, so a retry is told from another request.
+pub fn fingerprint_key(id: &ServiceId) -> String {
+    format!("api/create/{id}")
+}
+
+/// What a command did: its events (durable) and what they mean.
+#[derive(Debug, Clone)]
+pub struct Executed {
+    pub events: Vec<SignedEvent>,
+    pub outcome: Outcome,
+}
 
 /// Events that just became durable, each with the peer it came from (none
 /// for local writes), in apply order.
@@ -75,11 +81,10 @@ pub struct IngestReport {
 
 enum Cmd {
     Write {
-        ops: Vec<Op>,
+        cmd: Command,
         actor: String,
         local: Vec<LocalMutation>,
-        check: Option<Check>,
-        reply: oneshot::Sender<Result<Vec<SignedEvent>, DbError>>,
+        reply: oneshot::Sender<Result<Executed, DbError>>,
     },
     Ingest {
         events: Vec<SignedEvent>,
@@ -284,34 +289,32 @@ impl Db {
         actor: &str,
         local: Vec<LocalMutation>,
     ) -> Result<SignedEvent, DbError> {
-        let actor = actor.to_string();
-        let events = self
-            .call(|reply| Cmd::Write {
-                ops: vec![op],
-                actor,
-                local,
-                check: None,
-                reply,
-            })
+        let done = self
+            .execute_with_local(Command::Ops(vec![op]), actor, local)
             .await?;
-        events.into_iter().next().ok_or(DbError::Stopped)
+        done.events.into_iter().next().ok_or(DbError::Stopped)
     }
 
-    /// Several local writes in one commit, made only if `check` passes on
-    /// the replica just before them. Every op is checked (`check_local`)
+    /// A command, decided against the replica in the writer thread and its
+    /// ops written in the same step (`replica::decide`): nothing lands
+    /// between the look and the write. Every op is checked (`check_local`)
     /// before any is applied, so a refusal changes nothing.
-    pub async fn write_all_if(
+    pub async fn execute(&self, cmd: Command, actor: &str) -> Result<Executed, DbError> {
+        self.execute_with_local(cmd, actor, Vec::new()).await
+    }
+
+    /// A command together with local rows, written only if it writes.
+    pub async fn execute_with_local(
         &self,
-        ops: Vec<Op>,
+        cmd: Command,
         actor: &str,
-        check: Check,
-    ) -> Result<Vec<SignedEvent>, DbError> {
+        local: Vec<LocalMutation>,
+    ) -> Result<Executed, DbError> {
         let actor = actor.to_string();
         self.call(|reply| Cmd::Write {
-            ops,
+            cmd,
             actor,
-            local: Vec::new(),
-            check: Some(check),
+            local,
             reply,
         })
         .await
@@ -386,8 +389,8 @@ fn write_lock(l: &RwLock<Replica>) -> RwLockWriteGuard<'_, Replica> {
 enum Reply {
     /// Local writes: their places in the batch's events, once signed.
     Write(
-        oneshot::Sender<Result<Vec<SignedEvent>, DbError>>,
-        Result<std::ops::Range<usize>, DbError>,
+        oneshot::Sender<Result<Executed, DbError>>,
+        Result<(std::ops::Range<usize>, Outcome), DbError>,
     ),
     Ingest(oneshot::Sender<Result<IngestReport, DbError>>, IngestReport),
     Unit(oneshot::Sender<Result<(), DbError>>, Result<(), DbError>),
@@ -403,9 +406,12 @@ impl Reply {
         // A caller that went away no longer wants the answer.
         let _ = match self {
             Reply::Write(tx, res) => {
-                let res = res.and_then(|r| {
+                let res = res.and_then(|(r, outcome)| {
                     let evs = events.get(r).ok_or(DbError::Stopped)?;
-                    Ok(evs.iter().map(|(e, _)| e.clone()).collect())
+                    Ok(Executed {
+                        events: evs.iter().map(|(e, _)| e.clone()).collect(),
+                        outcome,
+                    })
                 });
                 tx.send(res).map_err(|_| ())
             }
@@ -430,7 +436,7 @@ impl Reply {
 /// Answers a command with an error without applying anything.
 fn refuse(cmd: Cmd, e: impl Fn() -> DbError) {
     let reply = match cmd {
-        Cmd::Write { reply, .. } => Reply::Write(reply, Ok(0..0)),
+        Cmd::Write { reply, .. } => Reply::Write(reply, Err(e())),
         Cmd::Ingest { reply, .. } => Reply::Ingest(reply, IngestReport::default()),
         Cmd::Local { reply, .. } | Cmd::Import { reply, .. } => Reply::Unit(reply, Ok(())),
         Cmd::Compact { reply } => Reply::Count(reply, Ok(0)),
@@ -486,15 +492,38 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
         for cmd in cmds {
             match cmd {
                 Cmd::Write {
-                    ops,
+                    cmd,
                     actor,
                     local: l,
-                    check,
                     reply,
                 } => {
-                    let res = write_ops(&mut replica, ops, &actor, check, now, &mut slots);
-                    if res.is_ok() {
-                        local.extend(l);
+                    let res = execute(
+                        &inner.store,
+                        &mut replica,
+                        &cmd,
+                        &actor,
+                        now,
+                        &mut slots,
+                        &local,
+                    );
+                    if let Ok((range, outcome)) = &res {
+                        if !range.is_empty() {
+                            local.extend(l);
+                        }
+                        if let (
+                            Outcome::Created,
+                            Command::Protect {
+                                service,
+                                fingerprint,
+                                ..
+                            },
+                        ) = (outcome, &cmd)
+                        {
+                            local.push(LocalMutation::Put(
+                                fingerprint_key(service),
+                                fingerprint.clone(),
+                            ));
+                        }
                     }
                     replies.push(Reply::Write(reply, res));
                 }
@@ -628,20 +657,46 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
     }
 }
 
-/// Applies local writes (after their check, and `check_local` on every op
-/// first) and returns where their events sit in the batch.
+/// Decides a command and applies its ops (`check_local` on every op first);
+/// returns where their events sit in the batch, and what they mean.
+/// `batch_local` holds the rows earlier commands of this batch will write.
+fn execute(
+    store: &Store,
+    replica: &mut Replica,
+    cmd: &Command,
+    actor: &str,
+    now: u64,
+    slots: &mut Vec<Slot>,
+    batch_local: &[LocalMutation],
+) -> Result<(std::ops::Range<usize>, Outcome), DbError> {
+    replica.check_can_sign()?;
+    let fingerprint_of = |id: &ServiceId| -> Option<Vec<u8>> {
+        let key = fingerprint_key(id);
+        let in_batch = batch_local.iter().rev().find_map(|m| match m {
+            LocalMutation::Put(k, v) if k == &key => Some(Some(v.clone())),
+            LocalMutation::Delete(k) if k == &key => Some(None),
+            _ => None,
+        });
+        match in_batch {
+            Some(v) => v,
+            // An unreadable row counts as none kept: the fields decide.
+            None => store.local_get(&key).ok().flatten(),
+        }
+    };
+    let decision = decide(replica, cmd, &fingerprint_of)?;
+    let range = write_ops(replica, decision.ops, actor, now, slots)?;
+    Ok((range, decision.outcome))
+}
+
+/// Applies local writes (`check_local` on every op first) and returns where
+/// their events sit in the batch.
 fn write_ops(
     replica: &mut Replica,
     ops: Vec<Op>,
     actor: &str,
-    check: Option<Check>,
     now: u64,
     slots: &mut Vec<Slot>,
 ) -> Result<std::ops::Range<usize>, DbError> {
-    replica.check_can_sign()?;
-    if let Some(check) = check {
-        check(replica).map_err(DbError::Stale)?;
-    }
     if ops.len() > 1 {
         for op in &ops {
             replica.check_local(op)?;

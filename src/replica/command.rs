@@ -1,0 +1,535 @@
+//! Commands: what a client or the engine asks of the replica, decided in
+//! one place.
+//!
+//! A command names an intent (protect this VM, edit this service if it is
+//! still at the version I read, resolve this conflict whose sides I saw,
+//! retarget this policy if nobody changed it). [`decide`] is a pure
+//! function of the replica: it answers the ops that carry the intent out,
+//! or why not. The durable writer (`store::Db::execute`) decides, applies
+//! and commits a command in one step of its batch, so nothing can land
+//! between the look and the write: no lock elsewhere guards a rule.
+
+use super::{ConflictField, ConflictKind, ConflictTarget, Dot, Op, Replica, Service, WriteError};
+use crate::model::{InvalidInput, Policy, ServiceId, VmSlot, ZoneId};
+
+/// A write asked of the replica; see [`decide`].
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Ops as they are: checked by the local checks and the replicated
+    /// rules only (RPs, copy states, messages, the engine's own writes).
+    Ops(Vec<Op>),
+    /// An idempotent create. A retry of the same request (same
+    /// `fingerprint`, or the same fields if none was kept) answers the
+    /// service as it is; another request for an existing id is refused.
+    Protect {
+        service: ServiceId,
+        policy: Policy,
+        metadata: String,
+        slot: VmSlot,
+        fingerprint: Vec<u8>,
+    },
+    /// Changes some of a service's fields (the slot is this zone's), in one
+    /// commit, if its version is one of `expect`.
+    Edit {
+        service: ServiceId,
+        expect: Expect,
+        policy: Option<Policy>,
+        metadata: Option<String>,
+        slot: Option<VmSlot>,
+    },
+    /// Marks a service deleted, if its version is one of `expect`.
+    Delete { service: ServiceId, expect: Expect },
+    /// Marks `zone`'s VM inactive. The write has seen every value of that
+    /// zone's slot, so it settles a concurrent write on it too.
+    Deactivate { service: ServiceId, zone: ZoneId },
+    /// Settles a conflict by a write that has seen all its sides.
+    Resolve {
+        service: ServiceId,
+        target: ConflictTarget,
+        choice: Choice,
+        /// The sides the caller looked at; other sides now refuse it.
+        seen: Option<Vec<Dot>>,
+    },
+    /// The engine's reversal of replication: the recovery zone becomes
+    /// `recovery_zone`, only if the policy is still `expected` (an
+    /// operator's edit in between wins).
+    Retarget {
+        service: ServiceId,
+        expected: Policy,
+        recovery_zone: ZoneId,
+    },
+}
+
+/// The versions a conditional write accepts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Expect {
+    /// Whatever the service's version is.
+    #[default]
+    Any,
+    /// One of these version tokens (`*` matches any).
+    OneOf(Vec<String>),
+}
+
+impl Expect {
+    pub fn accepts(&self, current: &str) -> bool {
+        match self {
+            Expect::Any => true,
+            Expect::OneOf(ts) => ts.iter().any(|t| t == "*" || t == current),
+        }
+    }
+}
+
+/// How a resolve settles its conflict.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Choice {
+    /// Keep the value of the side written by this event.
+    Side(Dot),
+    /// Write this new value (of the field's type).
+    Value(FieldValue),
+    /// For active VMs: the one zone whose VM stays active.
+    KeepZone(ZoneId),
+}
+
+/// A new value for a field a conflict names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue {
+    Policy(Policy),
+    Metadata(String),
+    Slot(Option<VmSlot>),
+    Hold(bool),
+}
+
+/// What a decided command did, besides its ops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its ops were written.
+    Written,
+    /// A `Protect` made the service.
+    Created,
+    /// A `Protect` was a retry: the service already was as asked.
+    Existing,
+    /// Nothing needed writing (a VM already inactive).
+    Unchanged,
+}
+
+/// The decision on a command: the ops to write and what they mean.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub ops: Vec<Op>,
+    pub outcome: Outcome,
+}
+
+impl Decision {
+    fn write(ops: Vec<Op>) -> Decision {
+        Decision {
+            ops,
+            outcome: Outcome::Written,
+        }
+    }
+
+    fn nothing(outcome: Outcome) -> Decision {
+        Decision {
+            ops: Vec::new(),
+            outcome,
+        }
+    }
+}
+
+/// The version token of a service: a hash of the events that wrote its
+/// editable fields' current values. Any write to them changes it.
+pub fn version_token(s: &Service) -> String {
+    let mut dots = Vec::new();
+    let mut tag = |t: &str, d: &Dot| {
+        dots.push(format!("{t}:{}:{}", d.origin, d.seq));
+    };
+    s.created.iter().for_each(|d| tag("c", d));
+    s.policy.values().iter().for_each(|v| tag("p", &v.dot));
+    s.metadata.values().iter().for_each(|v| tag("m", &v.dot));
+    s.deleted.values().iter().for_each(|v| tag("d", &v.dot));
+    for (z, r) in &s.slots {
+        r.values()
+            .iter()
+            .for_each(|v| tag(&format!("s.{z}"), &v.dot));
+    }
+    let h = blake3::hash(dots.join(",").as_bytes());
+    hex::encode(&h.as_bytes()[..12])
+}
+
+/// Decides `cmd` against the replica as it is now. `fingerprint_of` reads
+/// the fingerprint kept for a created service (local rows, not replicated).
+/// Bad input is refused before a version is compared, so a caller hears of
+/// a bad body first and of a stale version only for a valid edit.
+pub fn decide(
+    r: &Replica,
+    cmd: &Command,
+    fingerprint_of: &dyn Fn(&ServiceId) -> Option<Vec<u8>>,
+) -> Result<Decision, WriteError> {
+    match cmd {
+        Command::Ops(ops) => Ok(Decision::write(ops.clone())),
+        Command::Protect {
+            service,
+            policy,
+            metadata,
+            slot,
+            fingerprint,
+        } => {
+            slot.validate()?;
+            let Some(s) = r.service(service) else {
+                return Ok(Decision {
+                    ops: vec![Op::CreateService {
+                        service: service.clone(),
+                        policy: policy.clone(),
+                        metadata: metadata.clone(),
+                        slot: slot.clone(),
+                    }],
+                    outcome: Outcome::Created,
+                });
+            };
+            let same = match fingerprint_of(service) {
+                Some(kept) => &kept == fingerprint,
+                None => {
+                    s.policy.get() == Some(policy)
+                        && s.metadata.get() == Some(metadata)
+                        && s.slot(r.zone()) == Some(slot)
+                }
+            };
+            if same {
+                Ok(Decision::nothing(Outcome::Existing))
+            } else {
+                Err(WriteError::IdempotencyMismatch(service.clone()))
+            }
+        }
+        Command::Edit {
+            service,
+            expect,
+            policy,
+            metadata,
+            slot,
+        } => {
+            let mut ops = Vec::new();
+            if let Some(policy) = policy {
+                ops.push(Op::SetPolicy {
+                    service: service.clone(),
+                    policy: policy.clone(),
+                });
+            }
+            if let Some(metadata) = metadata {
+                ops.push(Op::SetMetadata {
+                    service: service.clone(),
+                    metadata: metadata.clone(),
+                });
+            }
+            if let Some(slot) = slot {
+                ops.push(Op::SetSlot {
+                    service: service.clone(),
+                    zone: r.zone().clone(),
+                    slot: Some(slot.clone()),
+                });
+            }
+            if ops.is_empty() {
+                return Err(InvalidInput::field(
+                    "body",
+                    "nothing to change: give policy, metadata or slot",
+                )
+                .into());
+            }
+            for op in &ops {
+                r.check_local(op)?;
+            }
+            check_version(r, service, expect)?;
+            Ok(Decision::write(ops))
+        }
+        Command::Delete { service, expect } => {
+            let op = Op::DeleteService {
+                service: service.clone(),
+            };
+            r.check_local(&op)?;
+            check_version(r, service, expect)?;
+            Ok(Decision::write(vec![op]))
+        }
+        Command::Deactivate { service, zone } => {
+            let s = live(r, service)?;
+            let values = s.slots.get(zone).map(|m| m.values()).unwrap_or_default();
+            let any_active = values
+                .iter()
+                .any(|v| v.value.as_ref().is_some_and(|s| s.active));
+            let base = s
+                .slot(zone)
+                .cloned()
+                .or_else(|| values.iter().find_map(|v| v.value.clone()));
+            let Some(slot) = base else {
+                return Err(WriteError::NoVm {
+                    service: service.clone(),
+                    zone: zone.clone(),
+                });
+            };
+            if !any_active && values.len() <= 1 {
+                return Ok(Decision::nothing(Outcome::Unchanged));
+            }
+            Ok(Decision::write(vec![Op::SetSlot {
+                service: service.clone(),
+                zone: zone.clone(),
+                slot: Some(VmSlot {
+                    active: false,
+                    ..slot
+                }),
+            }]))
+        }
+        Command::Resolve {
+            service,
+            target,
+            choice,
+            seen,
+        } => resolve(r, service, target, choice, seen.as_deref()),
+        Command::Retarget {
+            service,
+            expected,
+            recovery_zone,
+        } => {
+            let s = live(r, service)?;
+            if s.policy.is_conflict() || s.policy.get() != Some(expected) {
+                return Err(WriteError::Changed(format!(
+                    "the policy of service {service} changed since it was read"
+                )));
+            }
+            let policy = Policy {
+                recovery_zone: recovery_zone.clone(),
+                ..expected.clone()
+            };
+            Ok(Decision::write(vec![Op::SetPolicy {
+                service: service.clone(),
+                policy,
+            }]))
+        }
+    }
+}
+
+fn live<'a>(r: &'a Replica, id: &ServiceId) -> Result<&'a Service, WriteError> {
+    let s = r
+        .service(id)
+        .ok_or_else(|| WriteError::NoSuchService(id.clone()))?;
+    if s.is_deleted() {
+        return Err(WriteError::Deleted(id.clone()));
+    }
+    Ok(s)
+}
+
+/// Refuses a conditional write to a service whose version moved on. A
+/// missing service passes: the write itself then says so.
+fn check_version(r: &Replica, id: &ServiceId, expect: &Expect) -> Result<(), WriteError> {
+    match r.service(id) {
+        Some(s) => {
+            let current = version_token(s);
+            if expect.accepts(&current) {
+                Ok(())
+            } else {
+                Err(WriteError::Stale { current })
+            }
+        }
+        None => Ok(()),
+    }
+}
+
+fn resolve(
+    r: &Replica,
+    id: &ServiceId,
+    target: &ConflictTarget,
+    choice: &Choice,
+    seen: Option<&[Dot]>,
+) -> Result<Decision, WriteError> {
+    let s = r
+        .service(id)
+        .ok_or_else(|| WriteError::NoSuchService(id.clone()))?;
+    let conflicts = super::service_conflicts(s);
+    let c = conflicts
+        .iter()
+        .find(|c| &c.kind.target() == target)
+        .ok_or_else(|| WriteError::NoConflict {
+            service: id.clone(),
+            target: target.to_string(),
+        })?;
+    let sides: Vec<&Dot> = c.sides.iter().map(|s| &s.dot).collect();
+    let side_of = |dot: &Dot| -> Result<usize, WriteError> {
+        sides.iter().position(|d| *d == dot).ok_or_else(|| {
+            InvalidInput::field("choose", format!("{dot} is not a side of this conflict")).into()
+        })
+    };
+    if let Some(seen) = seen {
+        let mut now = sides.clone();
+        let mut seen: Vec<&Dot> = seen.iter().collect();
+        now.sort();
+        now.dedup();
+        seen.sort();
+        seen.dedup();
+        if now != seen {
+            return Err(WriteError::SidesChanged);
+        }
+    }
+    let service = id.clone();
+    let ops = match (&c.kind, choice) {
+        (ConflictKind::ActiveVms, _) => {
+            let keep = match choice {
+                Choice::Side(dot) => c.sides[side_of(dot)?].zone.clone(),
+                Choice::KeepZone(z) => z.clone(),
+                Choice::Value(_) => {
+                    return Err(InvalidInput::field(
+                        "keep_zone",
+                        "give keep_zone (or choose) for active_vms",
+                    )
+                    .into())
+                }
+            };
+            if !c.sides.iter().any(|s| s.zone == keep) {
+                return Err(InvalidInput::field(
+                    "keep_zone",
+                    format!("zone {keep} has no active VM"),
+                )
+                .into());
+            }
+            let mut ops = Vec::new();
+            for side in c.sides.iter().filter(|side| side.zone != keep) {
+                let slot = s
+                    .slots
+                    .get(&side.zone)
+                    .and_then(|m| m.values().iter().find(|v| v.dot == side.dot))
+                    .and_then(|v| v.value.clone());
+                if let Some(slot) = slot {
+                    ops.push(Op::SetSlot {
+                        service: service.clone(),
+                        zone: side.zone.clone(),
+                        slot: Some(VmSlot {
+                            active: false,
+                            ..slot
+                        }),
+                    });
+                }
+            }
+            ops
+        }
+        (ConflictKind::ConcurrentWrite { .. }, Choice::KeepZone(_)) => {
+            return Err(InvalidInput::field("keep_zone", "only for active_vms").into())
+        }
+        (ConflictKind::ConcurrentWrite { field }, Choice::Side(dot)) => {
+            side_of(dot)?;
+            vec![field_write(s, &service, field, FieldChoice::Side(dot))?]
+        }
+        (ConflictKind::ConcurrentWrite { field }, Choice::Value(v)) => {
+            vec![field_write(s, &service, field, FieldChoice::Value(v))?]
+        }
+    };
+    for op in &ops {
+        r.check_local(op)?;
+    }
+    Ok(Decision::write(ops))
+}
+
+enum FieldChoice<'a> {
+    Side(&'a Dot),
+    Value(&'a FieldValue),
+}
+
+/// The write of `field` that keeps the side's value or sets a new one.
+fn field_write(
+    s: &Service,
+    service: &ServiceId,
+    field: &ConflictField,
+    choice: FieldChoice<'_>,
+) -> Result<Op, WriteError> {
+    let service = service.clone();
+    let wrong = |want: &str| -> WriteError {
+        InvalidInput::field(
+            "value",
+            format!("not a valid value for {field}: want {want}"),
+        )
+        .into()
+    };
+    fn pick<T: Clone>(m: &super::Mvr<T>, dot: &Dot) -> Option<T> {
+        m.values()
+            .iter()
+            .find(|v| &v.dot == dot)
+            .map(|v| v.value.clone())
+    }
+    let missing = || -> WriteError {
+        InvalidInput::field("choose", "that side is no longer a value of the field").into()
+    };
+    Ok(match field {
+        ConflictField::Policy => {
+            let policy = match choice {
+                FieldChoice::Side(d) => pick(&s.policy, d).ok_or_else(missing)?,
+                FieldChoice::Value(FieldValue::Policy(p)) => p.clone(),
+                FieldChoice::Value(_) => return Err(wrong("a policy")),
+            };
+            Op::SetPolicy { service, policy }
+        }
+        ConflictField::Metadata => {
+            let metadata = match choice {
+                FieldChoice::Side(d) => pick(&s.metadata, d).ok_or_else(missing)?,
+                FieldChoice::Value(FieldValue::Metadata(m)) => m.clone(),
+                FieldChoice::Value(_) => return Err(wrong("a string")),
+            };
+            Op::SetMetadata { service, metadata }
+        }
+        ConflictField::Slot(zone) => {
+            let slot = match choice {
+                FieldChoice::Side(d) => s
+                    .slots
+                    .get(zone)
+                    .and_then(|m| pick(m, d))
+                    .ok_or_else(missing)?,
+                FieldChoice::Value(FieldValue::Slot(slot)) => slot.clone(),
+                FieldChoice::Value(_) => return Err(wrong("a VM slot or null")),
+            };
+            Op::SetSlot {
+                service,
+                zone: zone.clone(),
+                slot,
+            }
+        }
+        ConflictField::Hold(rp) => {
+            let hold = match choice {
+                FieldChoice::Side(d) => s
+                    .rps
+                    .get(rp)
+                    .and_then(|p| pick(&p.hold, d))
+                    .ok_or_else(missing)?,
+                FieldChoice::Value(FieldValue::Hold(h)) => *h,
+                FieldChoice::Value(_) => return Err(wrong("true or false")),
+            };
+            Op::SetHold {
+                service,
+                rp: rp.clone(),
+                hold,
+            }
+        }
+        // Both sides say deleted: there is nothing to choose.
+        ConflictField::Deleted => {
+            return Err(InvalidInput::field(
+                "field",
+                format!("{field} cannot be resolved by a write"),
+            )
+            .into())
+        }
+    })
+}
+
+/// The type of value a resolve of `field` writes, to parse a client's value.
+pub fn parse_field_value(
+    field: &ConflictField,
+    v: serde_json::Value,
+) -> Result<FieldValue, InvalidInput> {
+    let bad = |e: serde_json::Error| {
+        InvalidInput::field("value", format!("not a valid value for {field}: {e}"))
+    };
+    Ok(match field {
+        ConflictField::Policy => FieldValue::Policy(serde_json::from_value(v).map_err(bad)?),
+        ConflictField::Metadata => FieldValue::Metadata(serde_json::from_value(v).map_err(bad)?),
+        ConflictField::Slot(_) => FieldValue::Slot(serde_json::from_value(v).map_err(bad)?),
+        ConflictField::Hold(_) => FieldValue::Hold(serde_json::from_value(v).map_err(bad)?),
+        ConflictField::Deleted => {
+            return Err(InvalidInput::field(
+                "field",
+                format!("{field} cannot be resolved by a write"),
+            ))
+        }
+    })
+}
