@@ -17,8 +17,8 @@ fn the_three_zone_example_parses_and_validates() {
         let key = drengine::node::config::read_signing_key(&cfg.key_file).unwrap();
         let listed = &cfg.zone_entry(&cfg.zone).unwrap().public_key;
         assert_eq!(
-            &hex::encode(key.verifying_key().to_bytes()),
-            listed,
+            key.verifying_key(),
+            listed.0,
             "{zone}'s key file and directory entry"
         );
         assert!(!cfg.api.tokens.is_empty());

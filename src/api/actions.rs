@@ -9,9 +9,9 @@ use super::types::{
     DeactivateRequest, FailoverRequest, MigrateRequest, RevertRequest, ServiceView,
 };
 use super::ApiState;
+use super::Role;
 use crate::engine::{FailoverOutcome, MigrationStarted};
 use crate::model::ServiceId;
-use crate::node::Role;
 use crate::replica::{Command, Outcome};
 use axum::extract::State;
 use axum::Json;

@@ -3,8 +3,7 @@
 
 use super::error::ApiError;
 use super::ApiState;
-use crate::node::config::TokenEntry;
-use crate::node::Role;
+use super::{Role, TokenEntry};
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;

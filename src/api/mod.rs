@@ -12,6 +12,7 @@
 //! or an `Engine` action; a 2xx answer to a write means durable.
 
 pub mod auth;
+mod config;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -28,7 +29,6 @@ mod status;
 
 use crate::engine::Engine;
 use crate::model::ZoneId;
-use crate::node::config::ApiConfig;
 use crate::store::Db;
 use crate::sync::PeerStatus;
 use auth::Tokens;
@@ -39,6 +39,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::MethodRouter;
 use axum::Router;
+pub use config::{ApiConfig, Role, TokenEntry};
 use error::ApiError;
 use metrics::Metrics;
 use std::net::SocketAddr;

@@ -65,7 +65,7 @@ pub async fn override_rebuild(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> ApiResult<Json<RebuildView>> {
-    caller.require(crate::node::Role::Operator)?;
+    caller.require(super::Role::Operator)?;
     Ok(Json(state.db().override_rebuild(&caller.name).into()))
 }
 

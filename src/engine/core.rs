@@ -2,12 +2,12 @@
 //! per-service locks and the in-memory back-offs, with the small helpers
 //! every step uses. The reconciler and the flows are methods on [`Inner`].
 
+use super::config::EngineConfig;
 use super::journal::{self, Rows};
 use super::plan::{Backoff, Memory};
 use super::sp::{Fail, Sp};
 use super::EngineError;
 use crate::model::{RpId, ServiceId, ZoneId};
-use crate::node::config::EngineConfig;
 use crate::replica::{Op, RecoveryPoint, Service, SignedEvent};
 use crate::store::{Db, LocalMutation};
 use std::collections::{BTreeMap, HashMap};

@@ -24,6 +24,7 @@
 //! only through `Db`, so the ownership rules apply to it like to any writer.
 
 mod clock;
+mod config;
 mod core;
 mod flows;
 pub mod journal;
@@ -36,12 +37,12 @@ pub mod schedule;
 mod sp;
 
 pub use clock::Clock;
+pub use config::{EngineConfig, EngineSetup};
 pub use sp::CrashPoint;
 
 use self::core::Inner;
 use self::journal::Purpose;
 use crate::model::{RpId, ServiceId, ZoneId};
-use crate::node::config::Config;
 use crate::store::Db;
 use crate::storpool::StorPoolClient;
 use futures::StreamExt;
@@ -168,11 +169,15 @@ impl Engine {
     /// Opens the engine of this node and spawns its reconciler, which runs
     /// until [`Engine::shutdown`]. With `engine.enabled = false` in the
     /// configuration, answers a disabled engine. Call inside a tokio runtime.
-    pub fn start(db: Db, storpool: StorPoolClient, config: &Config) -> Result<Engine, EngineError> {
-        if !config.engine.enabled {
+    pub fn start(
+        db: Db,
+        storpool: StorPoolClient,
+        setup: EngineSetup,
+    ) -> Result<Engine, EngineError> {
+        if !setup.config.enabled {
             return Ok(Engine::disabled());
         }
-        let mut engine = Engine::open(db, storpool, config)?;
+        let mut engine = Engine::open(db, storpool, setup)?;
         let inner = engine.inner()?.clone();
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(run_loop(inner, stop_rx));
@@ -186,20 +191,19 @@ impl Engine {
     /// The engine without its background reconciler: actions work, and
     /// [`Engine::reconcile_once`] drives the reconciler a pass at a time.
     /// What tests use to step the engine deterministically.
-    pub fn open(db: Db, storpool: StorPoolClient, config: &Config) -> Result<Engine, EngineError> {
+    pub fn open(
+        db: Db,
+        storpool: StorPoolClient,
+        setup: EngineSetup,
+    ) -> Result<Engine, EngineError> {
         let zone = db.zone();
-        if zone != config.zone {
+        if zone != setup.zone {
             return Err(EngineError::Invalid(format!(
                 "the database belongs to zone {zone}, the configuration to {}",
-                config.zone
+                setup.zone
             )));
         }
-        let locations = config
-            .zones
-            .iter()
-            .map(|z| (z.id.clone(), config.storpool_location(&z.id)))
-            .collect();
-        let inner = Inner::new(db, sp::Sp::new(storpool), config.engine.clone(), locations);
+        let inner = Inner::new(db, sp::Sp::new(storpool), setup.config, setup.locations);
         Ok(Engine {
             inner: Some(Arc::new(inner)),
             runner: None,

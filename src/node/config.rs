@@ -1,11 +1,15 @@
 //! The node's configuration: one typed struct read from one TOML file per
 //! zone, with every default in this file and validation that names the key.
 
+pub use crate::api::{ApiConfig, Role, TokenEntry};
+pub use crate::engine::{EngineConfig, EngineSetup};
+pub use crate::sync::{SyncConfig, SyncSetup, SyncZone};
+
 use crate::model::ZoneId;
 use crate::replica::Directory;
+use ed25519_dalek::VerifyingKey;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -53,13 +57,33 @@ pub struct Config {
     pub storpool: crate::storpool::StorPoolConfig,
 }
 
+/// An ed25519 public key, written in hex in the configuration and parsed
+/// once, when it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicKey(pub VerifyingKey);
+
+impl<'de> Deserialize<'de> for PublicKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_public_key(&s)
+            .map(PublicKey)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0.to_bytes()))
+    }
+}
+
 /// A zone of the directory.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZoneEntry {
     pub id: ZoneId,
-    /// ed25519 public key, hex.
-    pub public_key: String,
+    /// ed25519 public key, hex; parsed when the file is read.
+    pub public_key: PublicKey,
     /// The zone's sync address, a libp2p multiaddr such as
     /// `/ip4/127.0.0.1/tcp/7201`. Needed for zones this node dials.
     #[serde(default)]
@@ -68,150 +92,6 @@ pub struct ZoneEntry {
     /// other zones' clusters (defaults to the zone id).
     #[serde(default)]
     pub storpool_location: Option<String>,
-}
-
-/// A bearer token and what it may do.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenEntry {
-    /// Recorded as the actor of every write made with the token.
-    pub name: String,
-    pub token: String,
-    pub role: Role,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Reads everything.
-    Read,
-    /// The CMP: protect VMs, edit them, take RPs, fail over.
-    Cmp,
-    /// Operators: all of the above plus resolve conflicts and delete.
-    Operator,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ApiConfig {
-    pub listen: SocketAddr,
-    pub tokens: Vec<TokenEntry>,
-    /// Largest request body accepted.
-    pub max_body_bytes: usize,
-    /// PEM certificate and key; both set means HTTPS.
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    /// Most change-feed (SSE) clients connected at once; more answer 503.
-    pub max_feed_clients: usize,
-}
-
-impl Default for ApiConfig {
-    fn default() -> Self {
-        ApiConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 7100)),
-            tokens: Vec::new(),
-            max_body_bytes: 1024 * 1024,
-            tls_cert: None,
-            tls_key: None,
-            max_feed_clients: 64,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SyncConfig {
-    /// libp2p listen multiaddr.
-    pub listen: String,
-    /// Zones this node keeps a control link to (dials and accepts).
-    pub peers: Vec<ZoneId>,
-    pub anti_entropy_interval_ms: u64,
-    pub redial_initial_ms: u64,
-    pub redial_max_ms: u64,
-    pub max_batch_events: usize,
-    pub max_batch_bytes: usize,
-    pub max_message_bytes: usize,
-    /// How often the log is compacted below what every zone has.
-    pub compact_interval_ms: u64,
-    /// How long a sync request (a batch, a snapshot) may wait for its
-    /// answer before the session is restarted.
-    pub ack_timeout_ms: u64,
-    /// How often peers are pinged (liveness and RTT).
-    pub ping_interval_ms: u64,
-    /// Largest state snapshot sent to or accepted from a peer (it travels
-    /// in parts of `max_batch_bytes`).
-    pub max_snapshot_bytes: usize,
-}
-
-impl Default for SyncConfig {
-    fn default() -> Self {
-        SyncConfig {
-            listen: "/ip4/127.0.0.1/tcp/7200".into(),
-            peers: Vec::new(),
-            anti_entropy_interval_ms: 5_000,
-            redial_initial_ms: 200,
-            redial_max_ms: 10_000,
-            max_batch_events: 1024,
-            max_batch_bytes: 4 * 1024 * 1024,
-            max_message_bytes: 16 * 1024 * 1024,
-            compact_interval_ms: 60_000,
-            ack_timeout_ms: 30_000,
-            ping_interval_ms: 2_000,
-            max_snapshot_bytes: 1 << 30,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EngineConfig {
-    /// Run the reconciler (off for a node that only serves state).
-    pub enabled: bool,
-    /// How often the reconciler looks at what is due.
-    pub tick_ms: u64,
-    /// Most StorPool calls the reconciler has in flight at once (one per
-    /// service being worked on).
-    pub max_concurrent_calls: usize,
-    /// Most services queued for the reconciler at once; the rest wait for
-    /// the next tick.
-    pub max_queued_services: usize,
-    /// Slack on top of the policy interval before a service counts as past
-    /// its RPO: the time to take and transfer one RP.
-    pub rpo_grace_ms: u64,
-    /// Back-off of a service's work after a failure, doubling up to the max.
-    pub retry_initial_ms: u64,
-    pub retry_max_ms: u64,
-    /// How soon an incoming copy is looked at again, doubling up to the max.
-    pub copy_poll_initial_ms: u64,
-    pub copy_poll_max_ms: u64,
-    /// How often volumes that pin an RP against retention are looked up.
-    pub dep_check_interval_ms: u64,
-    /// How long a shutdown waits for steps in progress before cutting them
-    /// off (which is safe: the journal finishes them after a restart).
-    pub shutdown_grace_ms: u64,
-    /// The engine's wall clock (not configurable in TOML: the system clock,
-    /// or one a test injects).
-    #[serde(skip)]
-    pub clock: crate::engine::Clock,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        EngineConfig {
-            enabled: true,
-            tick_ms: 500,
-            max_concurrent_calls: 16,
-            max_queued_services: 8192,
-            rpo_grace_ms: 30_000,
-            retry_initial_ms: 1_000,
-            retry_max_ms: 60_000,
-            copy_poll_initial_ms: 250,
-            copy_poll_max_ms: 5_000,
-            dep_check_interval_ms: 60_000,
-            shutdown_grace_ms: 5_000,
-            clock: crate::engine::Clock::system(),
-        }
-    }
 }
 
 impl Config {
@@ -250,8 +130,6 @@ impl Config {
                     format!("{} listed twice", z.id),
                 ));
             }
-            parse_public_key(&z.public_key)
-                .map_err(|m| invalid(format!("zones[{i}].public_key"), m))?;
         }
         if !seen.contains_key(&self.zone) {
             return Err(invalid(
@@ -360,13 +238,45 @@ impl Config {
         Directory::new(
             self.zones
                 .iter()
-                .filter_map(|z| Some((z.id.clone(), parse_public_key(&z.public_key).ok()?)))
+                .map(|z| (z.id.clone(), z.public_key.0))
                 .collect(),
         )
     }
 
     pub fn zone_entry(&self, zone: &ZoneId) -> Option<&ZoneEntry> {
         self.zones.iter().find(|z| &z.id == zone)
+    }
+
+    /// What sync needs of the deployment: this zone, every zone's key and
+    /// address, and the sync settings.
+    pub fn sync_setup(&self) -> SyncSetup {
+        SyncSetup {
+            zone: self.zone.clone(),
+            zones: self
+                .zones
+                .iter()
+                .map(|z| SyncZone {
+                    id: z.id.clone(),
+                    public_key: z.public_key.0,
+                    sync_addr: z.sync_addr.clone(),
+                })
+                .collect(),
+            config: self.sync.clone(),
+        }
+    }
+
+    /// What the engine needs of the deployment: this zone, every zone's
+    /// StorPool location, and the engine settings.
+    pub fn engine_setup(&self) -> EngineSetup {
+        EngineSetup {
+            zone: self.zone.clone(),
+            locations: self
+                .zones
+                .iter()
+                .map(|z| (z.id.clone(), self.storpool_location(&z.id)))
+                .collect(),
+            config: self.engine.clone(),
+        }
     }
 
     /// The StorPool location name of `zone` (its cluster as seen remotely).

@@ -85,14 +85,14 @@ impl Node {
         let db = Db::open(store, replica)?;
         tracing::info!(path = %path.display(), "replica opened");
 
-        let sync = Sync::start(&config, key.clone(), db.clone()).await?;
+        let sync = Sync::start(&config.sync_setup(), key.clone(), db.clone()).await?;
         tracing::info!(peer_id = %sync.local_peer_id(), "sync started");
 
         let engine = if config.engine.enabled {
             let started = StorPoolClient::new(config.storpool.clone())
                 .map_err(|e| NodeError::Engine(e.to_string()))
                 .and_then(|client| {
-                    Engine::start(db.clone(), client, &config)
+                    Engine::start(db.clone(), client, config.engine_setup())
                         .map_err(|e| NodeError::Engine(e.to_string()))
                 });
             match started {

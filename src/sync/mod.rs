@@ -24,17 +24,18 @@
 //! (ingest, import_snapshot); every event is verified there before it is
 //! stored, applied or relayed.
 
+mod config;
 mod link;
 mod net;
 mod session;
 mod stats;
 pub mod wire;
 
+pub use config::{SyncConfig, SyncSetup, SyncZone};
 pub use link::{needs_snapshot, Known, Outbound, Step, Unexpected};
 pub use stats::{DropReason, SyncCounters};
 
 use crate::model::ZoneId;
-use crate::node::config::{parse_public_key, Config, SyncConfig};
 use crate::replica::VersionVector;
 use crate::store::Db;
 use ed25519_dalek::SigningKey;
@@ -237,15 +238,19 @@ impl Sync {
     /// configured peers, accepts the zones of the directory, and keeps every
     /// connected peer in sync with `db`. Returns once the listener is bound,
     /// so [`SyncHandle::listen_addrs`] gives the real port.
-    pub async fn start(config: &Config, key: SigningKey, db: Db) -> Result<SyncHandle, SyncError> {
-        let cfg = config.sync.clone();
-        let zone = config.zone.clone();
+    pub async fn start(
+        setup: &SyncSetup,
+        key: SigningKey,
+        db: Db,
+    ) -> Result<SyncHandle, SyncError> {
+        let cfg = setup.config.clone();
+        let zone = setup.zone.clone();
         let mut zones_by_peer = HashMap::new();
         let mut book = BTreeMap::new();
         let mut local_peer_id = None;
-        for (i, z) in config.zones.iter().enumerate() {
+        for (i, z) in setup.zones.iter().enumerate() {
             let key_name = format!("zones[{i}].public_key");
-            let vk = parse_public_key(&z.public_key).map_err(|m| config_err(&key_name, m))?;
+            let vk = z.public_key;
             let peer_id = peer_id_of(&vk).map_err(|m| config_err(&key_name, m))?;
             if z.id == zone {
                 if vk != key.verifying_key() {
@@ -269,7 +274,7 @@ impl Sync {
         }
         let local_peer_id = local_peer_id.ok_or_else(|| config_err("zone", "not in [[zones]]"))?;
         let mut addrs = BTreeMap::new();
-        for (i, z) in config.zones.iter().enumerate() {
+        for (i, z) in setup.zones.iter().enumerate() {
             if let (true, Some(a)) = (cfg.peers.contains(&z.id), &z.sync_addr) {
                 let addr: Multiaddr = a
                     .parse()

@@ -168,7 +168,7 @@ impl Net {
                 .iter()
                 .map(|zone| ZoneEntry {
                     id: zone.clone(),
-                    public_key: hex::encode(self.keys[zone].verifying_key().to_bytes()),
+                    public_key: drengine::node::config::PublicKey(self.keys[zone].verifying_key()),
                     sync_addr: None,
                     storpool_location: None,
                 })
@@ -226,7 +226,7 @@ impl Net {
         let db = Db::open(store, replica).unwrap();
         // These tests step zones one at a time, with no peer to confirm them.
         db.override_rebuild("test");
-        let engine = Engine::open(db.clone(), self.engine_sp(zone), &config).unwrap();
+        let engine = Engine::open(db.clone(), self.engine_sp(zone), config.engine_setup()).unwrap();
         self.nodes.insert(
             zone.clone(),
             Node {
@@ -242,7 +242,7 @@ impl Net {
         let config = self.config(zone);
         let sp = self.engine_sp(zone);
         let node = self.nodes.get_mut(zone).unwrap();
-        node.engine = Engine::start(node.db.clone(), sp, &config).unwrap();
+        node.engine = Engine::start(node.db.clone(), sp, config.engine_setup()).unwrap();
     }
 
     pub fn node(&self, zone: &ZoneId) -> &Node {

@@ -1067,7 +1067,7 @@ pub async fn hostile_peer(net: &Net, impersonate: &str, target: &str) -> Hostile
     let store = Store::open(&dir.path().join("hostile.redb"), &config.zone).expect("store");
     let replica = Replica::new(config.zone.clone(), Some(key.clone()), config.directory());
     let db = Db::open(store, replica).expect("db");
-    let sync = Sync::start(&config, key.clone(), db.clone())
+    let sync = Sync::start(&config.sync_setup(), key.clone(), db.clone())
         .await
         .expect("start sync");
     let peer = HostilePeer {

@@ -128,7 +128,7 @@ impl Deployment {
                 .filter(|(id, _)| directory.contains(&id.as_str()))
                 .map(|(id, key)| ZoneEntry {
                     id: id.clone(),
-                    public_key: hex::encode(key.verifying_key().to_bytes()),
+                    public_key: drengine::node::config::PublicKey(key.verifying_key()),
                     sync_addr: None,
                     storpool_location: None,
                 })
@@ -182,7 +182,7 @@ impl Deployment {
     /// peer confirmed it holds its zone's newest event.
     pub async fn start_unproven(&self, cfg: Config) -> Node {
         let db = self.open_db(&cfg).await;
-        let sync = Sync::start(&cfg, self.key(cfg.zone.as_str()), db.clone())
+        let sync = Sync::start(&cfg.sync_setup(), self.key(cfg.zone.as_str()), db.clone())
             .await
             .unwrap();
         Node { cfg, db, sync }

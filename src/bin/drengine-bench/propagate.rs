@@ -50,7 +50,7 @@ async fn line(names: &[&str]) -> anyhow::Result<Cluster> {
         .map(|(n, k)| {
             Ok(ZoneEntry {
                 id: zone(n)?,
-                public_key: hex::encode(k.verifying_key().to_bytes()),
+                public_key: drengine::node::config::PublicKey(k.verifying_key()),
                 sync_addr: None,
                 storpool_location: None,
             })
@@ -87,7 +87,7 @@ async fn line(names: &[&str]) -> anyhow::Result<Cluster> {
             Replica::new(cfg.zone.clone(), Some(keys[i].clone()), cfg.directory()),
         )?;
         db.override_rebuild("bench");
-        let sync = Sync::start(&cfg, keys[i].clone(), db.clone()).await?;
+        let sync = Sync::start(&cfg.sync_setup(), keys[i].clone(), db.clone()).await?;
         nodes.push(Node {
             zone: cfg.zone.clone(),
             db,

@@ -230,7 +230,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
             .iter()
             .map(|(z, k)| ZoneEntry {
                 id: z.clone(),
-                public_key: hex::encode(k.verifying_key().to_bytes()),
+                public_key: drengine::node::config::PublicKey(k.verifying_key()),
                 sync_addr: None,
                 storpool_location: None,
             })
@@ -309,12 +309,12 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         Engine::start(
             db_a.clone(),
             StorPoolClient::new(sp_config(emu.addrs["a"]))?,
-            &config(&za),
+            config(&za).engine_setup(),
         )?,
         Engine::start(
             db_b.clone(),
             StorPoolClient::new(sp_config(emu.addrs["b"]))?,
-            &config(&zb),
+            config(&zb).engine_setup(),
         )?,
     ];
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
