@@ -348,6 +348,11 @@ impl Replica {
             if self.pending.len() >= MAX_PENDING_EVENTS {
                 return Received::BufferFull;
             }
+            // Verified, so signed evidence already: its origin signed this
+            // seq (and had its deps). Reported on, so that a rebuilding node
+            // of that zone does not sign the seq again while the event may
+            // still be applied here once its causal past arrives.
+            self.saw_signed_event(&ev.event);
             self.pending.insert(dot, ev);
             return Received::Buffered;
         }
@@ -401,7 +406,13 @@ impl Replica {
             };
         }
         self.vv.set(ev.origin.clone(), ev.seq);
-        // Signed evidence of how far our own zone got.
+        self.saw_signed_event(ev);
+        verdict.err()
+    }
+
+    /// Takes in what a verified event proves: its origin had its deps and
+    /// itself (how far our own zone got, if it names it).
+    fn saw_signed_event(&mut self, ev: &Event) {
         self.rebuild.saw_vv(&self.zone, &ev.deps);
         if ev.origin == self.zone {
             self.rebuild.saw_signed(ev.seq);
@@ -409,7 +420,6 @@ impl Replica {
         let mut had = ev.deps.clone();
         had.set(ev.origin.clone(), ev.seq);
         self.known.entry(ev.origin.clone()).or_default().merge(&had);
-        verdict.err()
     }
 
     /// Applies an event from this replica's own log, on restart. It was

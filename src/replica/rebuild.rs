@@ -10,7 +10,9 @@
 //!
 //! So every replica starts *rebuilding*. It learns the highest seq its zone
 //! is known to have signed from what peers tell it (their version vectors,
-//! what they know every other zone has, and the deps of events they relay),
+//! what they know every other zone has, and the deps of events they relay;
+//! a peer counts an event it holds early, waiting for its causal past, in
+//! what it knows, because it may still apply it),
 //! and it signs again only once (a) at least one peer has reported since
 //! this start and (b) it has applied its own zone's events up to the highest
 //! seq anyone reported (they come back by sync, or in a snapshot). A zone
