@@ -548,6 +548,24 @@ pub fn feed_line(e: &Value) -> String {
     s
 }
 
+/// A node's rebuild state in a few words: `ready`, or why it refuses writes.
+pub fn rebuild_cell(r: &Value) -> String {
+    match r["state"].as_str() {
+        Some("rebuilding") => format!(
+            "rebuilding (has {} of its zone's events, {} signed; confirmed by {})",
+            cell(&r["own_seq"]),
+            cell(&r["signed_seq"]),
+            r["confirmed_by"]
+                .as_array()
+                .map(|a| a.iter().map(cell).collect::<Vec<_>>().join(", "))
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "no peer yet".into())
+        ),
+        Some(s) => s.to_string(),
+        None => "-".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -570,23 +588,5 @@ mod tests {
             [d(0), d(90), d(120), d(3600), d(5400), d(86_400)],
             ["0s", "90s", "2m", "1h", "90m", "1d"]
         );
-    }
-}
-
-/// A node's rebuild state in a few words: `ready`, or why it refuses writes.
-pub fn rebuild_cell(r: &Value) -> String {
-    match r["state"].as_str() {
-        Some("rebuilding") => format!(
-            "rebuilding (has {} of its zone's events, {} signed; confirmed by {})",
-            cell(&r["own_seq"]),
-            cell(&r["signed_seq"]),
-            r["confirmed_by"]
-                .as_array()
-                .map(|a| a.iter().map(cell).collect::<Vec<_>>().join(", "))
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "no peer yet".into())
-        ),
-        Some(s) => s.to_string(),
-        None => "-".into(),
     }
 }

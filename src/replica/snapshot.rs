@@ -98,7 +98,7 @@ impl Snapshot {
         }
         // An event's deps count strictly more events than those of any event
         // in its causal past: sorting by that count is a causal order.
-        order.sort_by(|a, b| (a.event.deps.total(), a.dot()).cmp(&(b.event.deps.total(), b.dot())));
+        order.sort_by_key(|e| (e.event.deps.total(), e.dot()));
         let mut state = State::default();
         for ev in order {
             authorize(&state, directory, &ev.event)
