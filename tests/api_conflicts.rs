@@ -302,7 +302,11 @@ async fn recovery_points_list_with_copies_and_hold() {
                 rp: rp.clone(),
                 disks: vec![RpDisk {
                     volume: "d0".into(),
-                    snapshot: "d0@rp-1".into(),
+                    snapshot: drengine::model::names::rp_snapshot_name(
+                        &id.parse().unwrap(),
+                        &rp,
+                        0,
+                    ),
                     global_id: "b.1.1".into(),
                 }],
                 metadata: "<vm/>".into(),

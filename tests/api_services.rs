@@ -508,3 +508,75 @@ async fn bad_bodies_answer_4xx_naming_the_field() {
     a.assert_error(422);
     n.node.shutdown().await;
 }
+
+/// A commit that fails (a full or broken disk) stops the node's writes
+/// cleanly: the write that failed is not shown or told to anyone, nothing
+/// queued after it is applied, `/healthz` says why until a restart, and the
+/// restarted node has exactly what was acknowledged.
+#[tokio::test]
+async fn a_failed_commit_stops_writes_cleanly_until_restart() {
+    let n = start_node().await;
+    let kept = n.protect("vm-1").await;
+    let db = n.node.db().clone();
+    let (vv, digest) = db.read(|r| (r.vv().clone(), r.digest()));
+    db.store().fail_commits(true);
+    let a = n.post("/v1/services", CMP_TOKEN, create_body("vm-2")).await;
+    a.assert_error(503);
+    // Memory is back to what the disk holds; peers are told only that.
+    assert_eq!(db.read(|r| r.digest()), digest);
+    assert_eq!(db.durable_vv(), vv);
+    let list = n.get("/v1/services", READ_TOKEN).await;
+    assert_eq!(list.body["services"].as_array().map(Vec::len), Some(1));
+    // The disk is fine again, but the node refuses until it restarts:
+    // nothing more is applied to memory.
+    db.store().fail_commits(false);
+    let again = n.post("/v1/services", CMP_TOKEN, create_body("vm-3")).await;
+    again.assert_error(503);
+    assert_eq!(db.read(|r| r.digest()), digest);
+    let h = n.call(Method::GET, "/healthz", None, None, &[]).await;
+    assert_eq!(h.status, StatusCode::SERVICE_UNAVAILABLE);
+    let why = h.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(why.contains("commit failed"), "{why}");
+    let metrics = n
+        .http
+        .get(format!("{}/metrics", n.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("drengine_writer_failed_bool{zone=\"zone-a\"} 1"));
+    // A restart reads exactly what was acknowledged.
+    let dir = n.dir.path().join("data");
+    let directory = n.directory();
+    drop(db);
+    n.node.shutdown().await;
+    let store = {
+        let path = dir.join(drengine::node::DB_FILE);
+        let zone = drengine::model::ZoneId::new("zone-a").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match drengine::store::Store::open(&path, &zone) {
+                Ok(s) => break s,
+                Err(e) => {
+                    assert!(std::time::Instant::now() < deadline, "{e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        }
+    };
+    let replica = store
+        .load_replica(
+            drengine::model::ZoneId::new("zone-a").unwrap(),
+            None,
+            directory,
+            now_ms(),
+        )
+        .unwrap();
+    assert_eq!(replica.digest(), digest);
+    let id = kept["id"].as_str().unwrap();
+    assert!(replica
+        .service(&drengine::model::ServiceId::new(id).unwrap())
+        .is_some());
+}

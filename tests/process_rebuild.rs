@@ -224,6 +224,7 @@ async fn a_zone_restored_from_an_older_copy_never_reuses_a_sequence_number() {
         net.stop("zone-a").await;
         let copy = net.save_copy("zone-a");
         net.start_zone("zone-a").await;
+        net.wait_ready(&["zone-a"]).await;
         for i in 3..=4 {
             ids.insert(net.protect("zone-a", &format!("vm-{i}")).await);
         }
@@ -465,6 +466,7 @@ async fn a_hostile_peer_sending_garbage_is_dropped_and_the_link_goes_on() {
         for z in ZONES {
             net.start_zone(z).await;
         }
+        net.wait_ready(&ZONES).await;
         let svc = net.protect("zone-a", "vm-1").await;
         let mut ids = BTreeSet::from([svc.clone()]);
         net.wait_services(&ZONES, &ids).await;
@@ -554,6 +556,7 @@ async fn zone_b_counts_a_hostile_peers_garbage_in_its_metrics() {
         for z in ZONES {
             net.start_zone(z).await;
         }
+        net.wait_ready(&ZONES).await;
         let svc = net.protect("zone-a", "vm-1").await;
         net.wait_services(&ZONES, &BTreeSet::from([svc.clone()]))
             .await;

@@ -82,6 +82,15 @@ fn protect(r: &mut Replica) -> SignedEvent {
     .unwrap()
 }
 
+/// The one disk of an RP of `svc()` as the engine records it.
+fn rp_disks(rp: &RpId) -> Vec<RpDisk> {
+    vec![RpDisk {
+        volume: "vm-1-disk0".into(),
+        snapshot: drengine::model::names::rp_snapshot_name(&svc(), rp, 0),
+        global_id: "a.b.1".into(),
+    }]
+}
+
 fn deliver(to: &mut Replica, evs: &[SignedEvent]) {
     for e in evs {
         to.receive(e.clone(), 2000);
@@ -261,11 +270,7 @@ fn only_the_taking_zone_writes_an_rp_and_only_a_zone_writes_its_copy() {
     let e0 = protect(&mut a);
     deliver(&mut b, &[e0]);
     let rp_of_a = RpId::for_origin(&z("zone-a"), "1").unwrap();
-    let disks = vec![RpDisk {
-        volume: "vm-1-disk0".into(),
-        snapshot: "s1".into(),
-        global_id: "a.b.1".into(),
-    }];
+    let disks = rp_disks(&rp_of_a);
     // B cannot record an RP under A's name: refused locally...
     let err = b
         .local_write(
@@ -331,11 +336,7 @@ fn the_origin_purges_an_rp_and_a_racing_copy_update_does_not_revive_it() {
             Op::CreateRp {
                 service: svc(),
                 rp: rp_id.clone(),
-                disks: vec![RpDisk {
-                    volume: "vm-1-disk0".into(),
-                    snapshot: "s1".into(),
-                    global_id: "a.b.1".into(),
-                }],
+                disks: rp_disks(&rp_id),
                 metadata: String::new(),
                 taken: Default::default(),
             },
@@ -769,4 +770,125 @@ fn an_operator_override_lets_a_lone_rebuilding_node_sign() {
         r.rebuild_status().state,
         drengine::replica::RebuildState::Overridden
     );
+}
+
+/// An RP event is a claim about StorPool objects, so its disks may name
+/// only what the engine makes for that RP: a peer signing an RP whose
+/// snapshot is not the RP's own name, whose globalId is not one, or that
+/// names one globalId twice is refused by every node alike, and the RP
+/// never appears.
+#[test]
+fn an_rp_naming_snapshots_the_engine_did_not_make_is_refused() {
+    use drengine::replica::{Event, Hlc};
+    let zs = zones(2);
+    let (mut a, mut b) = (zs.replica(0), zs.replica(1));
+    let e0 = protect(&mut a);
+    deliver(&mut b, &[e0]);
+    let rp = RpId::for_origin(&z("zone-a"), "7").unwrap();
+    let own = |i: usize| drengine::model::names::rp_snapshot_name(&svc(), &rp, i);
+    let disk = |volume: &str, snapshot: String, gid: &str| RpDisk {
+        volume: volume.into(),
+        snapshot,
+        global_id: gid.into(),
+    };
+    let forged: Vec<(&str, Vec<RpDisk>)> = vec![
+        (
+            "another snapshot's name",
+            vec![disk("vm-1-disk0", "precious@backup".into(), "b.a.1")],
+        ),
+        (
+            "another RP's name",
+            vec![disk(
+                "vm-1-disk0",
+                drengine::model::names::rp_snapshot_name(
+                    &svc(),
+                    &RpId::for_origin(&z("zone-a"), "1").unwrap(),
+                    0,
+                ),
+                "b.a.1",
+            )],
+        ),
+        (
+            "not a globalId",
+            vec![disk("vm-1-disk0", own(0), "../../etc")],
+        ),
+        (
+            "upper case globalId",
+            vec![disk("vm-1-disk0", own(0), "B.A.1")],
+        ),
+        (
+            "one globalId twice",
+            vec![
+                disk("vm-1-disk0", own(0), "b.a.1"),
+                disk("vm-1-disk1", own(1), "b.a.1"),
+            ],
+        ),
+        ("a bad volume name", vec![disk("vm/1", own(0), "b.a.1")]),
+        (
+            "one volume twice",
+            vec![
+                disk("vm-1-disk0", own(0), "b.a.1"),
+                disk("vm-1-disk0", own(1), "b.a.2"),
+            ],
+        ),
+    ];
+    // The engine's own names and well-formed globalIds pass.
+    let honest = RpId::for_origin(&z("zone-a"), "8").unwrap();
+    let ok = a
+        .local_write(
+            Op::CreateRp {
+                service: svc(),
+                rp: honest.clone(),
+                disks: vec![disk(
+                    "vm-1-disk0",
+                    drengine::model::names::rp_snapshot_name(&svc(), &honest, 0),
+                    "a.a.1",
+                )],
+                metadata: String::new(),
+                taken: Hlc::default(),
+            },
+            "node",
+            4000,
+        )
+        .unwrap();
+    deliver(&mut b, &[ok]);
+    assert!(b.service(&svc()).unwrap().rps.contains_key(&honest));
+    for (what, disks) in forged {
+        let op = Op::CreateRp {
+            service: svc(),
+            rp: rp.clone(),
+            disks,
+            metadata: String::new(),
+            taken: Hlc::default(),
+        };
+        // The honest write path refuses it before signing...
+        let err = a.local_write(op.clone(), "node", 5000).unwrap_err();
+        assert!(
+            matches!(err, WriteError::Rejected(Rejected::Invalid(_))),
+            "{what}: {err:?}"
+        );
+        // ... and a hostile zone-a that signs it anyway changes nothing in b.
+        let seq = b.vv().get(&z("zone-a")) + 1;
+        let ev = Event {
+            origin: z("zone-a"),
+            seq,
+            deps: b.vv().clone(),
+            hlc: Hlc {
+                wall_ms: 5000,
+                logical: seq as u32,
+            },
+            actor: "node".into(),
+            op,
+        }
+        .sign(&zs.keys[0]);
+        match b.receive(ev, 5000) {
+            Received::Applied(applied) => assert!(
+                matches!(applied[0].rejected, Some(Rejected::Invalid(_))),
+                "{what}: {:?}",
+                applied[0].rejected
+            ),
+            other => panic!("{what}: {other:?}"),
+        }
+        assert!(!b.service(&svc()).unwrap().rps.contains_key(&rp), "{what}");
+    }
 }

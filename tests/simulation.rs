@@ -543,14 +543,22 @@ impl Sim {
             53..=55 => Op::DeleteService { service: s },
             56..=70 => {
                 let seq = replica.vv().get(&me) + 1;
+                let rp = RpId::for_origin(&me, &format!("rp{seq}")).ok()?;
+                // The rules accept only the engine's own snapshot names and
+                // well-formed globalIds (`loc.cluster.serial`).
+                let loc: String = me
+                    .as_str()
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .collect();
                 Op::CreateRp {
-                    service: s,
-                    rp: RpId::for_origin(&me, &format!("rp{seq}")).ok()?,
                     disks: vec![RpDisk {
                         volume: "disk-1".into(),
-                        snapshot: format!("snap-{seq}"),
-                        global_id: format!("gid{seq}"),
+                        snapshot: drengine::model::names::rp_snapshot_name(&s, &rp, 0),
+                        global_id: format!("{loc}.a.{seq}"),
                     }],
+                    service: s,
+                    rp,
                     metadata: "m".into(),
                     taken: replica.clock(),
                 }

@@ -134,7 +134,7 @@ async fn forged_and_malformed_input_is_dropped_counted_and_harmless() {
             floor: Default::default(),
         }),
         events_frame(1, &batch),
-        vec![0, 0, 0, 5, 0, 1, 0xff, 0xff, 0xff],
+        wire::frame_with_version(wire::WIRE_VERSION, &[0xff, 0xff, 0xff]),
         wire::frame_with_version(99, b"from the future"),
         oversized,
         // Claims to be c on a's connection.

@@ -53,15 +53,15 @@ pub async fn list(
     let complete_in = q.take_parsed("complete_in", ZoneId::parse)?;
     let held = q.take_bool("held")?;
     q.finish()?;
-    let mut rps = read_service(&state, &id, |s| {
-        s.rps
-            .values()
+    // Oldest first, in the one RP order (causal per origin), not by raw `taken`.
+    let rps = read_service(&state, &id, |s| {
+        s.rps_in_order()
+            .into_iter()
             .filter(|rp| complete_in.as_ref().is_none_or(|z| rp.is_complete_in(z)))
             .filter(|rp| held.is_none_or(|h| rp.is_held() == h))
             .map(|rp| rp_view(&id, rp))
             .collect::<Vec<_>>()
     })?;
-    rps.sort_by(|a, b| (a.taken, &a.id).cmp(&(b.taken, &b.id)));
     Ok(Json(RpList { rps }))
 }
 

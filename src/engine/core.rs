@@ -33,13 +33,6 @@ pub(crate) struct Inner {
     pub ticks_skipped: std::sync::atomic::AtomicU64,
 }
 
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Inner {
     pub fn new(db: Db, sp: Sp, cfg: EngineConfig, locations: BTreeMap<ZoneId, String>) -> Self {
         let permits = Arc::new(tokio::sync::Semaphore::new(cfg.max_concurrent_calls.max(1)));
@@ -68,6 +61,12 @@ impl Inner {
             return Err(EngineError::Rebuilding);
         }
         Ok(())
+    }
+
+    /// Now, by the engine's clock (`EngineConfig::clock`): the only time
+    /// any engine path reads.
+    pub fn now_ms(&self) -> u64 {
+        self.cfg.clock.now_ms()
     }
 
     pub fn mem(&self) -> MutexGuard<'_, Memory> {
@@ -148,7 +147,7 @@ impl Inner {
     /// Remembers the outcome of a service's work: a failure backs the
     /// service off (and a permanent one shows on it), a success clears both.
     pub fn note_outcome(&self, id: &ServiceId, outcome: &Result<(), Fail>) {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut mem = self.mem();
         match outcome {
             Ok(()) => {

@@ -7,6 +7,7 @@
 use super::core::{precondition, refused, rp_of, Inner};
 use super::journal::{self, Purpose, TestRecord, VolumesIntent};
 use super::naming::{self, Kind};
+use super::reconciler::Found;
 use super::sp::Fail;
 use super::{EngineError, FailoverOutcome, FailoverVolume, MigrationStarted};
 use crate::model::{CopyState, RpId, ServiceId, VmSlot, ZoneId};
@@ -130,12 +131,15 @@ impl Inner {
         let lock = self.lock_for(id);
         let _held = lock.lock().await;
         let s = self.live_service(id)?;
-        let source = s
+        let finals: Vec<RpId> = s
             .slots
             .keys()
             .filter(|z| *z != &self.zone)
-            .filter_map(|z| self.final_rp(&s, z).map(|rp| (z.clone(), rp.clone())))
-            .max_by(|a, b| (a.1.taken, &a.1.id).cmp(&(b.1.taken, &b.1.id)));
+            .filter_map(|z| self.final_rp(&s, z).map(|rp| rp.id.clone()))
+            .collect();
+        let source = s
+            .newest_rp(|rp| finals.contains(&rp.id))
+            .map(|rp| (rp.origin.clone(), rp.clone()));
         let Some((source, rp)) = source else {
             return Err(precondition(format!(
                 "no migration of service {id} was started: no zone has a final RP taken after its VM was stopped"
@@ -192,6 +196,7 @@ impl Inner {
                 slot.disks.len()
             )));
         }
+        self.check_rp_snapshots(id, &rp, "revert to").await?;
         let mut volumes = Vec::new();
         for (vol, d) in slot.disks.iter().zip(&rp.disks) {
             let req = VolumeRevert {
@@ -394,6 +399,7 @@ impl Inner {
         rp: &RecoveryPoint,
         names: &[String],
     ) -> Result<Vec<FailoverVolume>, Fail> {
+        self.check_rp_snapshots(id, rp, "clone").await?;
         let mut out = Vec::new();
         for (i, (d, name)) in rp.disks.iter().zip(names).enumerate() {
             let parent = format!("~{}", d.global_id);
@@ -426,6 +432,32 @@ impl Inner {
             });
         }
         Ok(out)
+    }
+
+    /// Refuses (as a precondition, shown on the service) unless every
+    /// disk of `rp` is here as the engine's own snapshot of it: a revert or
+    /// clone acts only on what the engine made for that service and RP.
+    async fn check_rp_snapshots(
+        &self,
+        id: &ServiceId,
+        rp: &RecoveryPoint,
+        what: &str,
+    ) -> Result<(), Fail> {
+        for (i, d) in rp.disks.iter().enumerate() {
+            let msg = match self.rp_snapshot(id, &rp.id, i, d).await? {
+                Found::Ours(info) if !info.deleted => continue,
+                Found::Ours(_) | Found::Absent => format!(
+                    "snapshot ~{} of disk {i} of RP {} is not in zone {}'s cluster",
+                    d.global_id, rp.id, self.zone
+                ),
+                Found::Foreign(info) => self.foreign(id, &rp.id, i, d, what, Some(&info)),
+            };
+            let mut mem = self.mem();
+            mem.soft_errors.remove(id);
+            mem.last_error.insert(id.clone(), msg.clone());
+            return Err(precondition(msg));
+        }
+        Ok(())
     }
 
     fn outcome(
@@ -465,11 +497,11 @@ impl Inner {
     /// journal makes any RP begun before the stop finish before it).
     fn final_rp<'a>(&self, s: &'a Service, zone: &ZoneId) -> Option<&'a RecoveryPoint> {
         let stop_seq = self.stopped_by(s, zone)?;
-        s.rps
-            .values()
-            .filter(|rp| &rp.origin == zone && rp.created.seq > stop_seq)
-            .filter(|rp| !matches!(rp.copy_state(zone), Some(CopyState::Failed { .. })))
-            .max_by(|a, b| (a.taken, &a.id).cmp(&(b.taken, &b.id)))
+        s.newest_rp(|rp| {
+            &rp.origin == zone
+                && rp.created.seq > stop_seq
+                && !matches!(rp.copy_state(zone), Some(CopyState::Failed { .. }))
+        })
     }
 }
 

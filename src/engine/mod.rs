@@ -6,6 +6,7 @@
 //! This file fixes the engine's public face, which the API is written
 //! against. The reconciler itself lives in the submodules:
 //!
+//! * [`Clock`] — the engine's wall clock, injectable (`EngineConfig::clock`).
 //! * [`naming`] — deterministic StorPool names and tags from service and RP ids.
 //! * [`schedule`] — when scheduled RPs are due (phase-spread slots).
 //! * [`retention`] — the one function that selects copies to delete.
@@ -17,10 +18,12 @@
 //!   `sp` — the door to StorPool, with the crash hook tests use.
 //!
 //! Architecture invariant: the engine changes StorPool only through names
-//! it derives from service and RP ids, and journals every create before it
-//! sends it; it writes replicated state only through `Db`, so the
-//! ownership rules apply to it like to any writer.
+//! it derives from service and RP ids, acts on an existing snapshot only if
+//! its name and tags say the engine made it for that service and RP, and
+//! journals every create before it sends it; it writes replicated state
+//! only through `Db`, so the ownership rules apply to it like to any writer.
 
+mod clock;
 mod core;
 mod flows;
 pub mod journal;
@@ -32,9 +35,10 @@ pub mod rpo;
 pub mod schedule;
 mod sp;
 
+pub use clock::Clock;
 pub use sp::CrashPoint;
 
-use self::core::{now_ms, Inner};
+use self::core::Inner;
 use self::journal::Purpose;
 use crate::model::{RpId, ServiceId, ZoneId};
 use crate::node::config::Config;
@@ -253,7 +257,7 @@ impl Engine {
     pub async fn reconcile_once(&self) -> Result<PassReport, EngineError> {
         let inner = self.acting()?.clone();
         let ids = inner
-            .services_with_work(now_ms())
+            .services_with_work(inner.now_ms())
             .map_err(sp::Fail::into_engine_error)?;
         let limit = inner.cfg.max_concurrent_calls.max(1);
         let results: Vec<bool> = futures::stream::iter(ids)
@@ -394,7 +398,7 @@ impl Engine {
     /// RPO and last error of a service, as this zone sees it.
     pub fn status(&self, service: &ServiceId) -> Option<ServiceStatus> {
         let inner = self.inner.as_ref()?;
-        let now = now_ms();
+        let now = inner.now_ms();
         let rpo = inner.db.read(|r| {
             r.service(service)
                 .map(|s| rpo::rpo(s, now, inner.cfg.rpo_grace_ms))
@@ -409,7 +413,7 @@ impl Engine {
         let Some(inner) = self.inner.as_ref() else {
             return Vec::new();
         };
-        let now = now_ms();
+        let now = inner.now_ms();
         let zone = &inner.zone;
         inner.db.read(|r| {
             r.state()
@@ -478,7 +482,7 @@ async fn run_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             continue;
         }
-        let ids = match inner.services_with_work(now_ms()) {
+        let ids = match inner.services_with_work(inner.now_ms()) {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::warn!(zone = %zone, error = %e.shown(), "cannot plan this pass");

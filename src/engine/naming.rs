@@ -18,59 +18,12 @@ pub const TAG_DISK: &str = "drengine.disk";
 /// Tag saying what the object is (see [`Kind`]).
 pub const TAG_KIND: &str = "drengine.kind";
 
-/// StorPool names must be shorter than this.
-const NAME_LIMIT_CHARS: usize = 200;
+/// The error a copy is recorded `Failed` with, and a refusal shown with,
+/// when an RP names a snapshot that the engine did not make for that
+/// service and RP (see [`is_rp_snapshot`]).
+pub const FOREIGN_SNAPSHOT: &str = "foreignSnapshot";
 
-/// What an object made by the engine is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A snapshot of a recovery point (in the zone that took it or a copy).
-    Rp,
-    /// A volume a VM runs on after a failover or a migration.
-    Vm,
-    /// A clone made by a test failover, removed by its clean-up.
-    Test,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Rp => "rp",
-            Kind::Vm => "vm",
-            Kind::Test => "test",
-        }
-    }
-
-    fn prefix(self) -> &'static str {
-        match self {
-            Kind::Rp => "drrp",
-            Kind::Vm => "drvm",
-            Kind::Test => "drtest",
-        }
-    }
-}
-
-/// The name of disk `disk` of `rp`'s object of `kind`:
-/// `<prefix>:<service>:<rp>:<disk>`. Ids too long to fit StorPool's limit
-/// are replaced by a hash of both, which is just as deterministic.
-pub fn object_name(kind: Kind, service: &ServiceId, rp: &RpId, disk: usize) -> String {
-    let name = format!("{}:{service}:{rp}:{disk}", kind.prefix());
-    if name.len() < NAME_LIMIT_CHARS {
-        return name;
-    }
-    let mut h = blake3::Hasher::new();
-    h.update(service.as_str().as_bytes());
-    h.update(&[0]);
-    h.update(rp.as_str().as_bytes());
-    let hex = h.finalize().to_hex();
-    format!("{}:h{}:{disk}", kind.prefix(), &hex[..40])
-}
-
-/// The snapshot of disk `disk` of `rp`: the same name in the zone that took
-/// it and in every zone that holds a copy.
-pub fn rp_snapshot_name(service: &ServiceId, rp: &RpId, disk: usize) -> String {
-    object_name(Kind::Rp, service, rp, disk)
-}
+pub use crate::model::names::{object_name, rp_snapshot_name, Kind};
 
 /// The tags of an object of `kind` made for disk `disk` of `rp`.
 pub fn tags(kind: Kind, service: &ServiceId, rp: &RpId, disk: usize) -> Tags {
@@ -87,6 +40,24 @@ pub fn is_ours(tags: &Tags, kind: Kind, service: &ServiceId, rp: Option<&RpId>) 
     tags.get(TAG_KIND).map(String::as_str) == Some(kind.as_str())
         && tags.get(TAG_SERVICE).map(String::as_str) == Some(service.as_str())
         && rp.is_none_or(|rp| tags.get(TAG_RP).map(String::as_str) == Some(rp.as_str()))
+}
+
+/// True if a snapshot called `name` and tagged `tags` is disk `disk` of
+/// `rp` of `service` exactly as the engine makes it, in the zone that took
+/// it or in a copy: the deterministic name (or `*<name>`, as StorPool shows
+/// a snapshot being deleted) and every tag. Anything else is not the
+/// engine's to delete, revert to, clone, export or count as a copy.
+pub fn is_rp_snapshot(
+    name: &str,
+    tags: &Tags,
+    service: &ServiceId,
+    rp: &RpId,
+    disk: usize,
+) -> bool {
+    let name = name.strip_prefix('*').unwrap_or(name);
+    name == rp_snapshot_name(service, rp, disk)
+        && is_ours(tags, Kind::Rp, service, Some(rp))
+        && tags.get(TAG_DISK).map(String::as_str) == Some(disk.to_string().as_str())
 }
 
 /// A fresh RP id of `zone`, `<zone>.<ms>`, made unique against `taken` by
@@ -139,7 +110,7 @@ mod tests {
         let s = svc(&"s".repeat(64));
         let rp = RpId::new(format!("z.{}", "r".repeat(120))).unwrap();
         let n = object_name(Kind::Test, &s, &rp, 63);
-        assert!(n.len() < NAME_LIMIT_CHARS);
+        assert!(n.len() < crate::model::names::NAME_LIMIT_CHARS);
         validate_volume_name(&n).unwrap();
         assert_eq!(n, object_name(Kind::Test, &s, &rp, 63));
         assert_ne!(n, object_name(Kind::Test, &s, &rp, 62));
@@ -164,5 +135,25 @@ mod tests {
         assert!(is_ours(&t, Kind::Test, &s, Some(&rp)));
         assert!(!is_ours(&t, Kind::Vm, &s, None));
         assert!(!is_ours(&t, Kind::Test, &svc("y"), None));
+    }
+
+    #[test]
+    fn an_rp_snapshot_is_ours_only_by_name_and_every_tag() {
+        let (s, rp) = (svc("x"), RpId::new("a.1").unwrap());
+        let name = rp_snapshot_name(&s, &rp, 1);
+        let t = tags(Kind::Rp, &s, &rp, 1);
+        assert!(is_rp_snapshot(&name, &t, &s, &rp, 1));
+        assert!(is_rp_snapshot(&format!("*{name}"), &t, &s, &rp, 1));
+        assert!(!is_rp_snapshot("backup-of-db", &t, &s, &rp, 1));
+        assert!(!is_rp_snapshot(&name, &Tags::new(), &s, &rp, 1));
+        assert!(!is_rp_snapshot(
+            &name,
+            &tags(Kind::Rp, &s, &rp, 0),
+            &s,
+            &rp,
+            1
+        ));
+        let other = RpId::new("a.2").unwrap();
+        assert!(!is_rp_snapshot(&name, &t, &s, &other, 1));
     }
 }

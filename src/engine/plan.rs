@@ -39,8 +39,11 @@ impl Backoff {
         }
     }
 
+    /// Whether the wait is over at `now_ms`. A wait that was set in what is
+    /// now the future (the clock jumped back) is over too: otherwise a jump
+    /// back of an hour would stall copies and retries for an hour.
     pub fn due(b: Option<&Backoff>, now_ms: u64) -> bool {
-        b.is_none_or(|b| b.at_ms <= now_ms)
+        b.is_none_or(|b| b.at_ms <= now_ms || b.at_ms.saturating_sub(b.delay_ms) > now_ms)
     }
 }
 
@@ -135,12 +138,12 @@ pub fn plan_service(s: &Service, zone: &ZoneId, now_ms: u64, rows: &Rows, mem: &
         w.reverse_to = previous_zone(s, zone);
     }
     if active_here && !w.resume_take {
+        // The newest RP this zone took, in the one RP order (by its seq,
+        // not by the largest `taken`: one RP stamped while the clock ran
+        // ahead must not stop the schedule until the clock catches up).
         let last_taken = s
-            .rps
-            .values()
-            .filter(|rp| &rp.origin == zone)
-            .map(|rp| rp.taken.wall_ms)
-            .max();
+            .newest_rp(|rp| &rp.origin == zone)
+            .map(|rp| rp.taken.wall_ms);
         let slot_since = s
             .slots
             .get(zone)
@@ -148,7 +151,7 @@ pub fn plan_service(s: &Service, zone: &ZoneId, now_ms: u64, rows: &Rows, mem: &
             .map(|v| v.hlc.wall_ms)
             .unwrap_or(0);
         let since = slot_since.max(policy.hlc.wall_ms);
-        let due = schedule::next_due_ms(id, policy.value.interval_s, last_taken, since);
+        let due = schedule::next_due_ms(id, policy.value.interval_s, last_taken, since, now_ms);
         w.take = now_ms >= due;
     }
     if rz != zone {
@@ -234,10 +237,7 @@ fn dep_checks(s: &Service, zone: &ZoneId, now_ms: u64, rows: &Rows, mem: &Memory
 /// The zone that protected the service before this one took over: where
 /// the newest RP not taken here came from, else any other zone with a VM.
 pub fn previous_zone(s: &Service, zone: &ZoneId) -> Option<ZoneId> {
-    s.rps
-        .values()
-        .filter(|rp| &rp.origin != zone)
-        .max_by(|a, b| (a.taken, &a.id).cmp(&(b.taken, &b.id)))
+    s.newest_rp(|rp| &rp.origin != zone)
         .map(|rp| rp.origin.clone())
         .or_else(|| {
             s.slots
@@ -299,16 +299,17 @@ mod tests {
             )
             .unwrap()];
         for t in taken {
+            let rp = RpId::new(format!("a.{t}")).unwrap();
             events.push(
                 a.local_write(
                     Op::CreateRp {
                         service: id.clone(),
-                        rp: RpId::new(format!("a.{t}")).unwrap(),
                         disks: vec![RpDisk {
                             volume: "d".into(),
-                            snapshot: "s".into(),
-                            global_id: "x.y.z".into(),
+                            snapshot: crate::model::names::rp_snapshot_name(&id, &rp, 0),
+                            global_id: format!("x.y.{t}"),
                         }],
+                        rp,
                         metadata: String::new(),
                         taken: Hlc {
                             wall_ms: T0 + t,
@@ -361,7 +362,7 @@ mod tests {
     fn the_active_zone_takes_an_rp_when_its_slot_is_due() {
         let (a, _, id) = two_zones(&[]);
         let s = a.service(&id).unwrap();
-        let due = schedule::next_due_ms(&id, 60, None, T0);
+        let due = schedule::next_due_ms(&id, 60, None, T0, T0);
         let plan = |now| plan_service(s, &zone("a"), now, &Rows::default(), &Memory::default());
         assert!(!plan(due - 1).take);
         assert!(plan(due).take);
@@ -419,5 +420,7 @@ mod tests {
         assert!(!Backoff::due(Some(&b), 2349));
         assert!(Backoff::due(Some(&b), 2350));
         assert!(Backoff::due(None, 0));
+        // Set at 2000 for 350 ms: a clock that went back before 2000 ends it.
+        assert!(Backoff::due(Some(&b), 1999));
     }
 }

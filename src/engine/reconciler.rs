@@ -13,13 +13,13 @@
 //!   `recoveringFromRemote` → `SetCopy` complete.
 //! Retention, in every zone: `SnapshotDelete` of its own copy → `SetCopy` deleted.
 
-use super::core::{now_ms, precondition, Inner, NODE_ACTOR};
+use super::core::{precondition, Inner, NODE_ACTOR};
 use super::journal::{self, PullIntent, Purpose, TakeIntent, VolumesIntent};
 use super::naming::{self, Kind};
 use super::plan::{plan_service, Backoff, Work};
 use super::sp::Fail;
 use crate::model::{CopyState, RpDisk, RpId, ServiceId};
-use crate::replica::{Hlc, Op, Service};
+use crate::replica::{Hlc, Op, RecoveryPoint, Service};
 use crate::storpool::{
     GroupSnapshot, GroupSnapshotVolume, SnapshotExport, SnapshotFromRemote, SnapshotInfo,
 };
@@ -49,7 +49,7 @@ impl Inner {
     pub async fn work_service(&self, id: &ServiceId) -> Result<Work, Fail> {
         let lock = self.lock_for(id);
         let _held = lock.lock().await;
-        let now = now_ms();
+        let now = self.now_ms();
         let rows = self.rows()?;
         let work = {
             let mem = self.mem();
@@ -152,7 +152,7 @@ impl Inner {
             .ok_or_else(|| precondition(format!("service {id} has no policy")))?;
         let export_to =
             (policy.recovery_zone != self.zone).then(|| self.location(&policy.recovery_zone));
-        let now = now_ms();
+        let now = self.now_ms();
         let rp = naming::new_rp_id(&self.zone, now, |r| s.rps.contains_key(r));
         let snapshots = (0..slot.disks.len())
             .map(|i| naming::rp_snapshot_name(id, &rp, i))
@@ -198,7 +198,7 @@ impl Inner {
                 .collect(),
             tags: None,
         };
-        let before_ms = now_ms();
+        let before_ms = self.now_ms();
         let (gids, taken_ms) = match self
             .sp
             .run(self.sp.client.volumes_group_snapshot(&req))
@@ -303,9 +303,9 @@ impl Inner {
         intent: &TakeIntent,
     ) -> Result<Option<Vec<String>>, Fail> {
         let mut gids = Vec::new();
-        for name in &intent.snapshots {
+        for (i, name) in intent.snapshots.iter().enumerate() {
             match self.sp.run(self.sp.client.snapshot_opt(name)).await? {
-                Some(info) if naming::is_ours(&info.tags, Kind::Rp, id, Some(&intent.rp)) => {
+                Some(info) if naming::is_rp_snapshot(&info.name, &info.tags, id, &intent.rp, i) => {
                     gids.push(info.global_id)
                 }
                 _ => return Ok(None),
@@ -316,9 +316,9 @@ impl Inner {
 
     /// Deletes whatever a journalled RP may have made, then the intent.
     async fn undo_take(&self, id: &ServiceId, intent: &TakeIntent) -> Result<(), Fail> {
-        for name in &intent.snapshots {
+        for (i, name) in intent.snapshots.iter().enumerate() {
             match self.sp.run(self.sp.client.snapshot_opt(name)).await? {
-                Some(info) if naming::is_ours(&info.tags, Kind::Rp, id, Some(&intent.rp)) => {
+                Some(info) if naming::is_rp_snapshot(&info.name, &info.tags, id, &intent.rp, i) => {
                     self.sp
                         .run_absent_ok(self.sp.client.snapshot_delete(name))
                         .await?
@@ -338,7 +338,12 @@ impl Inner {
             return Ok(());
         };
         let location = self.location(&policy.recovery_zone);
-        for d in &rp.disks {
+        for (i, d) in rp.disks.iter().enumerate() {
+            if let Found::Foreign(info) = self.rp_snapshot(id, rp_id, i, d).await? {
+                // Never send another object's data to the recovery zone.
+                self.foreign(id, rp_id, i, d, "export", Some(&info));
+                break;
+            }
             let req = SnapshotExport {
                 snapshot: format!("~{}", d.global_id),
                 location: location.clone(),
@@ -419,14 +424,28 @@ impl Inner {
             };
             match self.sp.run(self.sp.client.snapshot_from_remote(&req)).await {
                 Ok(()) => {}
-                Err(Fail::StorPool(e)) if e.is_exists() => {}
+                // A repeat is done only if what is here is our copy of this
+                // disk of this RP, not merely something with that globalId.
+                Err(Fail::StorPool(e)) if e.is_exists() => {
+                    match self.rp_snapshot(id, rp_id, i, d).await? {
+                        Found::Ours(_) => {}
+                        found => {
+                            let info = match &found {
+                                Found::Foreign(info) => Some(info),
+                                _ => None,
+                            };
+                            self.foreign(id, rp_id, i, d, "count as a copy", info);
+                            return self.refuse_copy(id, &rp, vec![journal::del(key)]).await;
+                        }
+                    }
+                }
                 Err(Fail::StorPool(e)) if e.is_not_found() => {
                     // Not exported to us (yet), or gone at the origin.
                     let gone = !rp.is_complete_in(&rp.origin);
                     if gone {
                         return self.undo_pull(id, &rp).await;
                     }
-                    let now = now_ms();
+                    let now = self.now_ms();
                     let mut mem = self.mem();
                     let k = (id.clone(), rp_id.clone());
                     let prev = mem.pulls.get(&k).copied();
@@ -446,26 +465,23 @@ impl Inner {
             .await
     }
 
-    /// Whether every disk of this zone's copy is complete (`Some(true)`),
-    /// still arriving (`Some(false)`), or missing (`None`). Stops at the
-    /// first disk still arriving.
-    async fn copy_progress(
-        &self,
-        rp: &crate::replica::RecoveryPoint,
-    ) -> Result<Option<bool>, Fail> {
-        for d in &rp.disks {
-            let info: Option<SnapshotInfo> = self
-                .sp
-                .run(self.sp.client.snapshot_opt(&format!("~{}", d.global_id)))
-                .await?;
-            match info {
-                None => return Ok(None),
-                Some(i) if i.deleted => return Ok(None),
-                Some(i) if i.recovering_from_remote => return Ok(Some(false)),
-                Some(_) => {}
+    /// Whether every disk of this zone's copy is here and complete, still
+    /// arriving, missing, or not ours at all. Stops at the first disk that
+    /// is not complete.
+    async fn copy_progress(&self, id: &ServiceId, rp: &RecoveryPoint) -> Result<Progress, Fail> {
+        for (i, d) in rp.disks.iter().enumerate() {
+            match self.rp_snapshot(id, &rp.id, i, d).await? {
+                Found::Absent => return Ok(Progress::Missing),
+                Found::Ours(info) if info.deleted => return Ok(Progress::Missing),
+                Found::Ours(info) if info.recovering_from_remote => return Ok(Progress::Arriving),
+                Found::Ours(_) => {}
+                Found::Foreign(info) => {
+                    self.foreign(id, &rp.id, i, d, "count as a copy", Some(&info));
+                    return Ok(Progress::Foreign);
+                }
             }
         }
-        Ok(Some(true))
+        Ok(Progress::Complete)
     }
 
     async fn record_copy(
@@ -478,7 +494,7 @@ impl Inner {
         let k = (id.clone(), rp_id.clone());
         match &state {
             CopyState::Transferring => {
-                let b = Backoff::start(now_ms(), self.cfg.copy_poll_initial_ms);
+                let b = Backoff::start(self.now_ms(), self.cfg.copy_poll_initial_ms);
                 self.mem().polls.insert(k, b);
             }
             _ => {
@@ -505,11 +521,8 @@ impl Inner {
         id: &ServiceId,
         rp: &crate::replica::RecoveryPoint,
     ) -> Result<(), Fail> {
-        for d in &rp.disks {
-            self.sp
-                .run_absent_ok(self.sp.client.snapshot_delete(&format!("~{}", d.global_id)))
-                .await?;
-        }
+        // Whatever is not ours stays (and is reported); the intent goes.
+        self.delete_rp_snapshots(id, rp, "delete").await?;
         self.local(vec![journal::del(journal::pull_key(id, &rp.id))])
             .await
     }
@@ -522,13 +535,14 @@ impl Inner {
         if rp.copy_state(&self.zone) != Some(&CopyState::Transferring) {
             return Ok(());
         }
-        match self.copy_progress(&rp).await? {
-            Some(true) => {
+        match self.copy_progress(id, &rp).await? {
+            Progress::Complete => {
                 self.record_copy(id, rp_id, CopyState::Complete, Vec::new())
                     .await
             }
-            Some(false) => {
-                let now = now_ms();
+            Progress::Foreign => self.refuse_copy(id, &rp, Vec::new()).await,
+            Progress::Arriving => {
+                let now = self.now_ms();
                 let mut mem = self.mem();
                 let k = (id.clone(), rp_id.clone());
                 let prev = mem.polls.get(&k).copied();
@@ -541,12 +555,10 @@ impl Inner {
                 mem.polls.insert(k, b);
                 Ok(())
             }
-            None => {
+            Progress::Missing => {
                 // The copy vanished under us: drop what is left of it.
-                for d in &rp.disks {
-                    self.sp
-                        .run_absent_ok(self.sp.client.snapshot_delete(&format!("~{}", d.global_id)))
-                        .await?;
+                if self.delete_rp_snapshots(id, &rp, "delete").await?.is_some() {
+                    return self.refuse_copy(id, &rp, Vec::new()).await;
                 }
                 self.record_copy(
                     id,
@@ -570,10 +582,9 @@ impl Inner {
         let Some(rp) = self.service(id).and_then(|s| s.rps.get(rp_id).cloned()) else {
             return Ok(());
         };
-        for d in &rp.disks {
-            self.sp
-                .run_absent_ok(self.sp.client.snapshot_delete(&format!("~{}", d.global_id)))
-                .await?;
+        if self.delete_rp_snapshots(id, &rp, "delete").await?.is_some() {
+            // Not ours to delete: nothing was, and the copy no longer counts.
+            return self.refuse_copy(id, &rp, Vec::new()).await;
         }
         self.mem().polls.remove(&(id.clone(), rp_id.clone()));
         tracing::info!(zone = %self.zone, service = %id, rp = %rp_id, "copy deleted by retention");
@@ -614,7 +625,7 @@ impl Inner {
         };
         for v in &volumes {
             if self.sp.run(self.sp.client.volume_opt(v)).await?.is_some() {
-                let now = now_ms();
+                let now = self.now_ms();
                 let b = Backoff::start(now, self.cfg.dep_check_interval_ms);
                 self.mem().dep_checks.insert((id.clone(), rp_id.clone()), b);
                 return Ok(());
@@ -622,6 +633,118 @@ impl Inner {
         }
         self.mem().dep_checks.remove(&(id.clone(), rp_id.clone()));
         self.local(vec![journal::del(key)]).await
+    }
+
+    // ---------------------------------------------------------------------
+    // Ownership of the snapshots an RP names
+    // ---------------------------------------------------------------------
+
+    /// Looks up disk `disk` of `rp` in this cluster (by its globalId) and
+    /// says whether it is the engine's snapshot of that disk of that RP of
+    /// service `id`: the name and every tag must agree.
+    pub async fn rp_snapshot(
+        &self,
+        id: &ServiceId,
+        rp: &RpId,
+        disk: usize,
+        d: &RpDisk,
+    ) -> Result<Found, Fail> {
+        let info = self
+            .sp
+            .run(self.sp.client.snapshot_opt(&format!("~{}", d.global_id)))
+            .await?;
+        Ok(match info {
+            None => Found::Absent,
+            Some(i) if naming::is_rp_snapshot(&i.name, &i.tags, id, rp, disk) => Found::Ours(i),
+            Some(i) => Found::Foreign(i),
+        })
+    }
+
+    /// Reports a refusal to `what` a snapshot an RP names that is not the
+    /// engine's (or not there under the RP's name): logged with zone,
+    /// service and RP, and shown on the service once its work is over.
+    /// Answers the message shown.
+    pub fn foreign(
+        &self,
+        id: &ServiceId,
+        rp: &RpId,
+        disk: usize,
+        d: &RpDisk,
+        what: &str,
+        found: Option<&SnapshotInfo>,
+    ) -> String {
+        let found_name = found.map_or("its name taken, and no snapshot with its globalId", |i| {
+            i.name.as_str()
+        });
+        tracing::warn!(
+            zone = %self.zone, service = %id, rp = %rp, disk, global_id = %d.global_id,
+            found = found_name, action = what,
+            "refused: the snapshot this RP names was not made by this engine for it"
+        );
+        let msg = format!(
+            "{}: refused to {what} ~{} for disk {disk} of RP {rp}: it is not this engine's snapshot of it (found {found_name})",
+            naming::FOREIGN_SNAPSHOT,
+            d.global_id
+        );
+        self.mem().soft_errors.insert(id.clone(), msg.clone());
+        msg
+    }
+
+    /// Deletes this zone's snapshots of `rp`, each only if it is ours; if
+    /// any is not, deletes none and answers the refusal (already reported).
+    async fn delete_rp_snapshots(
+        &self,
+        id: &ServiceId,
+        rp: &RecoveryPoint,
+        what: &str,
+    ) -> Result<Option<String>, Fail> {
+        let mut ours = Vec::new();
+        for (i, d) in rp.disks.iter().enumerate() {
+            match self.rp_snapshot(id, &rp.id, i, d).await? {
+                Found::Ours(info) if !info.deleted => ours.push(format!("~{}", d.global_id)),
+                Found::Ours(_) | Found::Absent => {}
+                Found::Foreign(info) => {
+                    return Ok(Some(self.foreign(id, &rp.id, i, d, what, Some(&info))))
+                }
+            }
+        }
+        for r in &ours {
+            self.sp
+                .run_absent_ok(self.sp.client.snapshot_delete(r))
+                .await?;
+        }
+        Ok(None)
+    }
+
+    /// This zone's copy of `rp` names a snapshot that is not ours: delete
+    /// the disks of it that are ours (a partial copy), leave the rest, and
+    /// record the copy failed so that nothing counts on it or acts on it
+    /// again. `local` rows go in the same transaction.
+    async fn refuse_copy(
+        &self,
+        id: &ServiceId,
+        rp: &RecoveryPoint,
+        local: Vec<crate::store::LocalMutation>,
+    ) -> Result<(), Fail> {
+        for (i, d) in rp.disks.iter().enumerate() {
+            if let Found::Ours(info) = self.rp_snapshot(id, &rp.id, i, d).await? {
+                if !info.deleted {
+                    self.sp
+                        .run_absent_ok(self.sp.client.snapshot_delete(&format!("~{}", d.global_id)))
+                        .await?;
+                }
+            }
+        }
+        self.mem().pulls.remove(&(id.clone(), rp.id.clone()));
+        self.record_copy(
+            id,
+            &rp.id,
+            CopyState::Failed {
+                error: naming::FOREIGN_SNAPSHOT.into(),
+            },
+            local,
+        )
+        .await
     }
 
     // ---------------------------------------------------------------------
@@ -665,4 +788,23 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+/// What the snapshot an RP disk names is in this cluster.
+pub(crate) enum Found {
+    /// The engine's snapshot of that disk of that RP (name and tags agree).
+    Ours(SnapshotInfo),
+    /// No snapshot with that globalId here.
+    Absent,
+    /// Something else: not the engine's to touch.
+    Foreign(SnapshotInfo),
+}
+
+/// How far this zone's copy of an RP has come.
+enum Progress {
+    Complete,
+    Arriving,
+    Missing,
+    /// A disk names a snapshot that is not ours.
+    Foreign,
 }

@@ -17,15 +17,24 @@
 //!
 //! Once no copy of an RP is left in any zone, its origin purges it from the
 //! replicated state ([`purgeable`]).
+//!
+//! "Newest" is the one RP order ([`Service::rps_in_order`]: an origin's RPs
+//! by the seq of their creation), never the raw `taken` stamp, so an RP
+//! stamped while a clock ran ahead cannot push the really newest RPs out of
+//! `keep_last`. "Younger than `keep_for_s`" is the age [`age_ms`] believes:
+//! a stamp beyond the allowed drift ahead has no age, so `keep_for_s` does
+//! not keep it (only its rank, holds and the rules above do).
 
 use crate::model::{CopyState, Policy, RpId, ZoneId};
-use crate::replica::{Service, MAX_RPS_PER_PURGE};
+use crate::replica::{age_ms, RecoveryPoint, Service, MAX_RPS_PER_PURGE};
 use std::collections::BTreeSet;
 
 /// One RP as retention sees it in one zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub rp: RpId,
+    /// Place in the one RP order: higher is newer.
+    pub rank: usize,
     pub taken_ms: u64,
     /// Taken by this zone (local retention) rather than copied here (remote).
     pub own: bool,
@@ -73,11 +82,11 @@ pub fn select(
             .iter()
             .filter(|e| e.own == own && e.state == CopyState::Complete)
             .collect();
-        // Newest first; the id breaks ties so every node orders alike.
-        group.sort_by(|a, b| (b.taken_ms, &b.rp).cmp(&(a.taken_ms, &a.rp)));
+        // Newest first, in the one RP order.
+        group.sort_by(|a, b| (b.rank, &b.rp).cmp(&(a.rank, &a.rp)));
         let keep_for_ms = rule.keep_for_s.saturating_mul(1000);
         for (i, e) in group.into_iter().enumerate() {
-            let recent = now_ms.saturating_sub(e.taken_ms) < keep_for_ms;
+            let recent = age_ms(e.taken_ms, now_ms).is_some_and(|age| age < keep_for_ms);
             if i < rule.keep_last as usize || recent || e.protected {
                 continue;
             }
@@ -91,37 +100,60 @@ pub fn select(
 /// here, with its protection worked out. `depended` are the RPs that volumes
 /// in this zone were created from and still depend on.
 pub fn entries(service: &Service, zone: &ZoneId, depended: &BTreeSet<RpId>) -> Vec<Entry> {
+    view(service, zone, depended, &[])
+}
+
+/// [`entries`], plus `candidates` (RPs with no copy here yet) as if they
+/// had been copied here complete.
+fn view(
+    service: &Service,
+    zone: &ZoneId,
+    depended: &BTreeSet<RpId>,
+    candidates: &[RpId],
+) -> Vec<Entry> {
     let recovery_zone = service.policy.get().map(|p| &p.recovery_zone);
+    let order = service.rps_in_order();
     let newest_safe = recovery_zone
-        .and_then(|z| service.newest_complete_rp(z))
+        .and_then(|z| order.iter().rev().find(|rp| rp.is_complete_in(z)))
         .map(|rp| rp.id.clone());
-    service
-        .rps
-        .values()
-        .filter_map(|rp| {
-            let state = rp.copy_state(zone)?.clone();
-            let own = &rp.origin == zone;
-            let on_its_way = own
-                && recovery_zone.is_some_and(|rz| {
-                    rz != zone
-                        && matches!(
-                            rp.copy_state(rz),
-                            Some(CopyState::Pending | CopyState::Transferring)
-                        )
-                });
-            // A deleted service needs no failover base any more: only holds
-            // and dependent volumes keep its copies.
-            let protected = rp.is_held()
-                || depended.contains(&rp.id)
-                || (!service.is_deleted() && (newest_safe.as_ref() == Some(&rp.id) || on_its_way));
-            Some(Entry {
+    let entry = |rank: usize, rp: &RecoveryPoint| -> Option<Entry> {
+        let Some(state) = rp.copy_state(zone).cloned() else {
+            return candidates.contains(&rp.id).then(|| Entry {
                 rp: rp.id.clone(),
+                rank,
                 taken_ms: rp.taken.wall_ms,
-                own,
-                state,
-                protected,
-            })
+                own: false,
+                state: CopyState::Complete,
+                protected: false,
+            });
+        };
+        let own = &rp.origin == zone;
+        let on_its_way = own
+            && recovery_zone.is_some_and(|rz| {
+                rz != zone
+                    && matches!(
+                        rp.copy_state(rz),
+                        Some(CopyState::Pending | CopyState::Transferring)
+                    )
+            });
+        // A deleted service needs no failover base any more: only holds
+        // and dependent volumes keep its copies.
+        let protected = rp.is_held()
+            || depended.contains(&rp.id)
+            || (!service.is_deleted() && (newest_safe.as_ref() == Some(&rp.id) || on_its_way));
+        Some(Entry {
+            rp: rp.id.clone(),
+            rank,
+            taken_ms: rp.taken.wall_ms,
+            own,
+            state,
+            protected,
         })
+    };
+    order
+        .iter()
+        .enumerate()
+        .filter_map(|(rank, rp)| entry(rank, rp))
         .collect()
 }
 
@@ -173,18 +205,7 @@ pub fn worth_copying(
     if service.is_deleted() {
         return Vec::new();
     }
-    let mut all = entries(service, zone, depended);
-    for id in candidates {
-        if let Some(rp) = service.rps.get(id) {
-            all.push(Entry {
-                rp: id.clone(),
-                taken_ms: rp.taken.wall_ms,
-                own: false,
-                state: CopyState::Complete,
-                protected: false,
-            });
-        }
-    }
+    let all = view(service, zone, depended, candidates);
     let dropped = select(&all, service.policy.get(), false, now_ms);
     candidates
         .iter()
@@ -205,6 +226,7 @@ mod tests {
     fn entry(i: u64, own: bool, state: CopyState, protected: bool) -> Entry {
         Entry {
             rp: rp(i),
+            rank: i as usize,
             taken_ms: i * 1000,
             own,
             state,
@@ -236,6 +258,22 @@ mod tests {
         let mut out = select(&es, Some(&policy(2, 3, 0)), false, 100_000);
         out.sort();
         assert_eq!(out, vec![rp(1), rp(2), rp(3), rp(6)]);
+    }
+
+    #[test]
+    fn the_newest_in_rp_order_is_kept_whatever_its_stamp() {
+        let now = 10_000_000;
+        let at = |i: u64, taken_ms: u64| Entry {
+            taken_ms,
+            ..entry(i, false, CopyState::Complete, false)
+        };
+        // RP 1 was stamped while its origin's clock ran an hour ahead; RP 2
+        // came after it (higher rank) with an honest, older-looking stamp.
+        let es = vec![at(1, now + 3_600_000), at(2, now - 1_000_000)];
+        // Keep the newest one, and any younger than 10 minutes: the stamp
+        // from the future is not young, it is unknown.
+        let out = select(&es, Some(&policy(1, 1, 600)), false, now);
+        assert_eq!(out, vec![rp(1)]);
     }
 
     #[test]

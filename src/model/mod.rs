@@ -5,6 +5,7 @@
 //! does no I/O, reads no clock and knows nothing of events or storage.
 
 mod ids;
+pub mod names;
 mod service;
 
 pub use ids::{validate_volume_name, MessageId, RpId, ServiceId, ZoneId};

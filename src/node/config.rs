@@ -189,6 +189,10 @@ pub struct EngineConfig {
     /// How long a shutdown waits for steps in progress before cutting them
     /// off (which is safe: the journal finishes them after a restart).
     pub shutdown_grace_ms: u64,
+    /// The engine's wall clock (not configurable in TOML: the system clock,
+    /// or one a test injects).
+    #[serde(skip)]
+    pub clock: crate::engine::Clock,
 }
 
 impl Default for EngineConfig {
@@ -205,6 +209,7 @@ impl Default for EngineConfig {
             copy_poll_max_ms: 5_000,
             dep_check_interval_ms: 60_000,
             shutdown_grace_ms: 5_000,
+            clock: crate::engine::Clock::system(),
         }
     }
 }

@@ -18,7 +18,7 @@ mod snapshot;
 mod state;
 mod vv;
 
-pub use clock::{Hlc, HlcClock, MAX_CLOCK_DRIFT_MS};
+pub use clock::{age_ms, Hlc, HlcClock, MAX_CLOCK_DRIFT_MS};
 pub use conflict::{conflicts, service_conflicts, Conflict, ConflictKind, ConflictSide};
 pub use event::{
     sign_canonical, Directory, Event, EventError, Op, SignedEvent, EVENT_FORMAT_VERSION,
@@ -61,7 +61,7 @@ pub enum WriteError {
     /// It cannot yet prove it holds its zone's newest event (it lost its
     /// data, or came back from an older copy): signing now could reuse a
     /// seq. Try again once peers brought it up to date.
-    #[error("this node is rebuilding: it has its zone's events up to {own_seq}, a peer reported {signed_seq}; it accepts writes once it has them all (or an operator overrides)")]
+    #[error("this node is rebuilding: it accepts writes once a peer has confirmed it holds its zone's newest event (it has its zone's events up to {own_seq}; the highest seen signed is {signed_seq}), or an operator overrides")]
     Rebuilding { own_seq: u64, signed_seq: u64 },
 }
 

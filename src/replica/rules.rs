@@ -8,7 +8,11 @@
 
 use super::event::MAX_RPS_PER_PURGE;
 use super::{Directory, Event, Op, State};
-use crate::model::{MAX_ACTOR_BYTES, MAX_DISKS_PER_VM, MAX_MESSAGE_BYTES, MAX_METADATA_BYTES};
+use crate::model::{
+    names, validate_volume_name, RpDisk, RpId, ServiceId, MAX_ACTOR_BYTES, MAX_DISKS_PER_VM,
+    MAX_MESSAGE_BYTES, MAX_METADATA_BYTES,
+};
+use std::collections::BTreeSet;
 
 /// Why an authentic event is refused. It still counts as delivered (the
 /// origin's seq moves on), but it changes no field.
@@ -99,9 +103,7 @@ pub fn authorize(state: &State, directory: &Directory, ev: &Event) -> Result<(),
             if s.rps.contains_key(rp) {
                 return Err(Rejected::Exists(format!("recovery point {rp}")));
             }
-            if disks.is_empty() || disks.len() > MAX_DISKS_PER_VM {
-                return Err(Rejected::Invalid("recovery point disks".into()));
-            }
+            check_rp_disks(service, rp, disks)?;
             check_metadata(metadata)
         }
         // Whether the RP is still there may depend on a concurrent purge,
@@ -147,6 +149,51 @@ pub fn authorize(state: &State, directory: &Directory, ev: &Event) -> Result<(),
             Ok(())
         }
     }
+}
+
+/// An RP event is a claim about StorPool objects: every zone that copies,
+/// deletes, reverts to or clones the RP acts on the objects its disks name.
+/// So its disks must name only what the engine makes for this RP: volume
+/// names StorPool accepts (each once), snapshots under the deterministic
+/// name of this service, RP and disk index, and well-formed globalIds, each
+/// once. (Whether a globalId is really the origin's cannot be told from the
+/// event: the zone → StorPool location mapping is local configuration. The
+/// engine checks the objects themselves before it acts on them.)
+fn check_rp_disks(service: &ServiceId, rp: &RpId, disks: &[RpDisk]) -> Result<(), Rejected> {
+    if disks.is_empty() || disks.len() > MAX_DISKS_PER_VM {
+        return Err(Rejected::Invalid("recovery point disks".into()));
+    }
+    let mut gids = BTreeSet::new();
+    let mut volumes = BTreeSet::new();
+    for (i, d) in disks.iter().enumerate() {
+        validate_volume_name(&d.volume)
+            .map_err(|e| Rejected::Invalid(format!("recovery point disk {i}: {e}")))?;
+        if !volumes.insert(d.volume.as_str()) {
+            return Err(Rejected::Invalid(format!(
+                "recovery point disk {i}: volume {} listed twice",
+                d.volume
+            )));
+        }
+        if d.snapshot != names::rp_snapshot_name(service, rp, i) {
+            return Err(Rejected::Invalid(format!(
+                "recovery point disk {i}: snapshot {:?} is not the RP's own name",
+                d.snapshot
+            )));
+        }
+        if d.global_id.len() > names::MAX_GLOBAL_ID_CHARS || !names::is_global_id(&d.global_id) {
+            return Err(Rejected::Invalid(format!(
+                "recovery point disk {i}: {:?} is not a StorPool globalId",
+                d.global_id
+            )));
+        }
+        if !gids.insert(d.global_id.as_str()) {
+            return Err(Rejected::Invalid(format!(
+                "recovery point disk {i}: globalId {} listed twice",
+                d.global_id
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn check_metadata(metadata: &str) -> Result<(), Rejected> {

@@ -114,12 +114,47 @@ impl Service {
             .collect()
     }
 
-    /// Newest RP (by snapshot time) whose copy in `zone` is complete.
+    /// The service's RPs from oldest to newest: **the one RP order** that
+    /// every "newest RP" question (failover's pick, retention's ranks, RPO,
+    /// the schedule, the API's listing) goes by.
+    ///
+    /// An origin's RPs are ordered by the seq of their creation event
+    /// (`created`): its events are totally ordered, so that is the order in
+    /// which it really took them, whatever its wall clock said. Across
+    /// origins there is no causal order in the state, so RPs are ordered by
+    /// `taken`, made monotone per origin (each RP counts as taken no earlier
+    /// than any earlier RP of its origin), then by origin and seq. A clock
+    /// that jumped back can therefore never put an origin's later RP before
+    /// its earlier ones, and the order is total and the same on every node
+    /// holding the same state.
+    pub fn rps_in_order(&self) -> Vec<&RecoveryPoint> {
+        let mut by_origin: Vec<&RecoveryPoint> = self.rps.values().collect();
+        by_origin.sort_by(|a, b| (&a.origin, a.created.seq).cmp(&(&b.origin, b.created.seq)));
+        let mut keyed: Vec<(Hlc, &RecoveryPoint)> = Vec::with_capacity(by_origin.len());
+        let mut running: Option<(&ZoneId, Hlc)> = None;
+        for rp in by_origin {
+            let floor = match running {
+                Some((origin, t)) if origin == &rp.origin => t.max(rp.taken),
+                _ => rp.taken,
+            };
+            running = Some((&rp.origin, floor));
+            keyed.push((floor, rp));
+        }
+        keyed.sort_by(|(ta, a), (tb, b)| {
+            (ta, &a.origin, a.created.seq).cmp(&(tb, &b.origin, b.created.seq))
+        });
+        keyed.into_iter().map(|(_, rp)| rp).collect()
+    }
+
+    /// The newest RP (in [`Service::rps_in_order`]) that `pred` accepts.
+    pub fn newest_rp(&self, pred: impl Fn(&RecoveryPoint) -> bool) -> Option<&RecoveryPoint> {
+        self.rps_in_order().into_iter().rev().find(|rp| pred(rp))
+    }
+
+    /// The newest RP whose copy in `zone` is complete: what a failover to
+    /// `zone` uses and retention there never deletes.
     pub fn newest_complete_rp(&self, zone: &ZoneId) -> Option<&RecoveryPoint> {
-        self.rps
-            .values()
-            .filter(|rp| rp.is_complete_in(zone))
-            .max_by(|a, b| (a.taken, &a.id).cmp(&(b.taken, &b.id)))
+        self.newest_rp(|rp| rp.is_complete_in(zone))
     }
 }
 

@@ -98,6 +98,8 @@ pub struct Store {
     checkpoint_every: AtomicU64,
     /// Events written to the log since the last checkpoint.
     since_checkpoint: AtomicU64,
+    /// Fault injection: commits fail while set (see [`Store::fail_commits`]).
+    fail_commits: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -109,6 +111,7 @@ impl Store {
             path: path.to_path_buf(),
             checkpoint_every: AtomicU64::new(CHECKPOINT_EVENTS),
             since_checkpoint: AtomicU64::new(0),
+            fail_commits: std::sync::atomic::AtomicBool::new(false),
         };
         store.init(zone)?;
         Ok(store)
@@ -298,6 +301,12 @@ impl Store {
         self.commit_inner(replica, [], &[], true)
     }
 
+    /// Fault injection for tests: while `on`, every commit fails as a
+    /// full or broken disk would (an I/O error), before anything is written.
+    pub fn fail_commits(&self, on: bool) {
+        self.fail_commits.store(on, Ordering::SeqCst);
+    }
+
     fn commit_inner<'a>(
         &self,
         replica: &mut Replica,
@@ -305,6 +314,11 @@ impl Store {
         local: &[LocalMutation],
         force_checkpoint: bool,
     ) -> Result<(), StoreError> {
+        if self.fail_commits.load(Ordering::SeqCst) {
+            return Err(self.err(redb::Error::Io(std::io::Error::other(
+                "injected commit failure",
+            ))));
+        }
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         let mut logged = 0;
         let checkpoint;

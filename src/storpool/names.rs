@@ -76,14 +76,9 @@ fn check_name(
 }
 
 /// True when `s` is a StorPool globalId: `loc.cluster.serial`, lower-case letters and digits.
+/// (The rule lives in [`crate::model::names`], which the replica's rules use too.)
 pub fn is_global_id(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('.').collect();
-    parts.len() == 3
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        })
+    crate::model::names::is_global_id(s)
 }
 
 /// The `~<globalId>` form that StorPool accepts wherever a volume or snapshot name is expected.

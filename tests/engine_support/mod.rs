@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use drengine::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
-use drengine::engine::{naming, Engine};
+use drengine::engine::{naming, Clock, Engine};
 use drengine::model::{CopyState, Policy, Retention, RpId, ServiceId, VmSlot, ZoneId};
 use drengine::node::config::{Config, EngineConfig, ZoneEntry};
 use drengine::replica::{Op, Replica, Service};
@@ -16,6 +16,8 @@ use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const TOKEN: &str = "4242";
@@ -39,9 +41,40 @@ pub fn quiet_service(prefix: &str, interval_s: u64) -> ServiceId {
     (0..)
         .map(|i| svc(&format!("{prefix}{i}")))
         .find(|id| {
-            drengine::engine::schedule::next_due_ms(id, interval_s, None, now) > now + 600_000
+            drengine::engine::schedule::next_due_ms(id, interval_s, None, now, now) > now + 600_000
         })
         .unwrap()
+}
+
+/// The system clock in Unix ms.
+pub fn system_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A wall clock a test can move: the system clock plus an offset.
+#[derive(Clone, Default)]
+pub struct SkewedClock {
+    offset_ms: Arc<AtomicI64>,
+}
+
+impl SkewedClock {
+    /// Moves the clock to `offset_ms` from true time (0: right again).
+    pub fn set_offset_ms(&self, offset_ms: i64) {
+        self.offset_ms.store(offset_ms, Ordering::SeqCst);
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        system_ms().saturating_add_signed(self.offset_ms.load(Ordering::SeqCst))
+    }
+
+    /// The engine clock that reads this one.
+    pub fn clock(&self) -> Clock {
+        let c = self.clone();
+        Clock::from_fn(move || c.now_ms())
+    }
 }
 
 /// Polls `cond` until it holds or `deadline_ms` passes.
@@ -73,6 +106,9 @@ pub struct Net {
     pub zones: Vec<ZoneId>,
     keys: BTreeMap<ZoneId, SigningKey>,
     pub engine_cfg: EngineConfig,
+    /// Zones whose engines read a clock of the test's instead of the
+    /// system's (takes effect when the zone is opened or started).
+    pub clocks: BTreeMap<ZoneId, Clock>,
     /// Retries of transient errors by the engines' StorPool clients (the
     /// engine backs off and retries on its own as well).
     pub engine_client_retries: u32,
@@ -112,6 +148,7 @@ impl Net {
             zones: zones.clone(),
             keys,
             engine_cfg: quick_engine(),
+            clocks: BTreeMap::new(),
             engine_client_retries: 5,
             nodes: BTreeMap::new(),
         };
@@ -138,7 +175,10 @@ impl Net {
                 .collect(),
             api: Default::default(),
             sync: Default::default(),
-            engine: self.engine_cfg.clone(),
+            engine: EngineConfig {
+                clock: self.clocks.get(zone).cloned().unwrap_or_default(),
+                ..self.engine_cfg.clone()
+            },
             storpool: self.emu.storpool_config(zone.as_str()).unwrap(),
         }
     }

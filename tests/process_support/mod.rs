@@ -414,7 +414,20 @@ impl Net {
         for z in ZONES {
             net.start_zone(z).await;
         }
+        net.wait_ready(&ZONES).await;
         net
+    }
+
+    /// Waits until each zone's node accepts writes: a node starts
+    /// rebuilding and signs only once a peer confirmed it holds its zone's
+    /// newest event (`rebuild.state` in `/v1/status`).
+    pub async fn wait_ready(&self, zones: &[&str]) {
+        for z in zones {
+            wait_until(&format!("{z} ready to write"), WAIT, || async {
+                self.status(z).await["rebuild"]["state"] == "ready"
+            })
+            .await;
+        }
     }
 
     /// Writes the configs, applies `tweak(zone, config)` to each after the
