@@ -754,7 +754,8 @@ impl Sim {
         let (Some(replica), Some(store)) = (node.replica.as_mut(), node.store.as_ref()) else {
             return;
         };
-        if let Ok(applied) = replica.import_snapshot(&snap, now) {
+        let own = store.live_events(replica).expect("live events");
+        if let Ok(applied) = replica.import_snapshot(&snap, &own, now) {
             let events: Vec<SignedEvent> = applied.into_iter().map(|a| a.event).collect();
             store
                 .replace_state(replica, &snap, &events)
@@ -923,10 +924,14 @@ impl Sim {
             return;
         }
         let now = self.now(dst);
-        let replica = self.nodes[dst].replica.as_mut().expect("alive");
+        let node = &mut self.nodes[dst];
+        let (Some(replica), Some(store)) = (node.replica.as_mut(), node.store.as_ref()) else {
+            return;
+        };
+        let own = store.live_events(replica).expect("live events");
         let before = replica.digest();
         let dominating = snap.vv.dominates(replica.vv());
-        if replica.import_snapshot(&bad, now).is_ok() {
+        if replica.import_snapshot(&bad, &own, now).is_ok() {
             self.fail(format!("z{dst} imported a snapshot with {what}"));
             return;
         }
