@@ -22,7 +22,11 @@
 //! 4. no forged or replayed event, and no tampered snapshot (vector entry
 //!    without a head, event signed by another zone's key, head dropped,
 //!    superseded event added), changed state: `import_snapshot` refuses it
-//!    and the receiver's digest is unchanged,
+//!    and the receiver's digest is unchanged; but the creation of an RP its
+//!    origin purged, added back, proves itself (a purge leaves no live
+//!    event): merged by a receiver that saw the purge it must change
+//!    nothing the honest export would not, and one that did not see it is
+//!    counted (`purged_rp_resurrected`, an omission no snapshot can show),
 //! 5. no dot is signed twice: checked at every acknowledged local write
 //!    against every event ever signed.
 //!
@@ -32,7 +36,7 @@
 
 use drengine::model::{CopyState, Policy, Retention, RpDisk, RpId, ServiceId, VmSlot, ZoneId};
 use drengine::replica::{
-    Directory, Dot, Op, Received, Replica, SignedEvent, Snapshot, VersionVector, WriteError,
+    merge, Directory, Dot, Op, Received, Replica, SignedEvent, Snapshot, VersionVector, WriteError,
 };
 use drengine::store::Store;
 use ed25519_dalek::SigningKey;
@@ -57,13 +61,14 @@ const FORGER: &str = "forger";
 ///   counted), so rebuilt z0 signed another z0:5; z1 then applied the old
 ///   one when its causal past came and the zones never agreed again. A
 ///   buffered event now counts as evidence of what its origin signed.
-///
-/// Open (found by the simulation, not fixed, see the report on branch
-/// `sim-model`): seed 1630, two neighbouring zones both wiped and each
-/// rebuilt by snapshot from a different side, with incomparable vectors
-/// and floors at their vectors: each needs a snapshot from the other and
-/// refuses it (`NotDominating`), so the two sides never meet.
-const REGRESSION_SEEDS: &[u64] = &[89, 900854];
+/// - 1630: two neighbouring zones, both wiped, were each rebuilt by
+///   snapshot from a different side: their vectors were incomparable and
+///   each stood behind the other's floor (at its vector), so each needed a
+///   snapshot from the other, and an import refused any snapshot that did
+///   not cover the importer's vector; the two sides never met. An import
+///   now merges: the state of the join of both histories, keeping an event
+///   of either side only if every side whose vector covers it holds it.
+const REGRESSION_SEEDS: &[u64] = &[89, 900854, 1630];
 
 /// What a run exercised, summed over seeds, so a reader can see the
 /// simulation reaches the paths it claims to.
@@ -100,8 +105,14 @@ struct Stats {
     /// would have taken by vector: a refusal by proof, not by coverage).
     forged_snapshots: u64,
     forged_snapshots_dominating: u64,
-    /// Known gap: tampered snapshots that proved themselves by carrying
-    /// back the creation of an RP its origin had purged (not imported).
+    /// Tampered snapshots that prove themselves by carrying back the
+    /// creation of an RP its origin had purged (a purge leaves no live
+    /// event). Merged by a receiver that had seen the purge, the RP stays
+    /// purged (checked: the merge equals that of the honest export)...
+    purged_rp_kept_purged: u64,
+    /// ... but a receiver that had not (wiped, or not yet told) cannot tell
+    /// the omission from an RP never purged: the known gap, counted (such
+    /// snapshots are not imported).
     purged_rp_resurrected: u64,
     clock_jumps: u64,
     conflicts: u64,
@@ -126,6 +137,7 @@ impl std::ops::AddAssign for Stats {
         self.stuck += o.stuck;
         self.forged_snapshots += o.forged_snapshots;
         self.forged_snapshots_dominating += o.forged_snapshots_dominating;
+        self.purged_rp_kept_purged += o.purged_rp_kept_purged;
         self.purged_rp_resurrected += o.purged_rp_resurrected;
         self.clock_jumps += o.clock_jumps;
         self.conflicts += o.conflicts;
@@ -902,9 +914,8 @@ impl Sim {
             return;
         }
         if bad.verify(&self.directory).is_ok() {
-            // Known gap, reported: a purge leaves no live event, so the
-            // creation of an RP its origin purged, added back, proves
-            // itself and resurrects the RP at the receiver.
+            // A purge leaves no live event, so the creation of an RP its
+            // origin purged, added back, proves itself.
             let purged = what == "a superseded event added"
                 && bad.events.last().is_some_and(|e| match &e.event.op {
                     Op::CreateRp { service, rp, .. } => !replica
@@ -913,7 +924,7 @@ impl Sim {
                     _ => false,
                 });
             if purged {
-                self.stats.purged_rp_resurrected += 1;
+                self.purged_rp_merged(dst, &snap, &bad);
                 return;
             }
             let extra = bad.events.last().map(|e| format!("{:?}", e.event));
@@ -943,6 +954,34 @@ impl Sim {
         if dominating {
             self.stats.forged_snapshots_dominating += 1;
         }
+    }
+
+    /// `bad` is the honest export `snap` with the creation of an RP its
+    /// origin purged added back. A receiver that saw the purge (its vector
+    /// covers the creation, which it no longer holds) merges it to exactly
+    /// what it merges the honest export to: the RP stays purged. One that
+    /// did not see it cannot tell it from an RP never purged: counted.
+    fn purged_rp_merged(&mut self, dst: usize, snap: &Snapshot, bad: &Snapshot) {
+        let node = &self.nodes[dst];
+        let (Some(replica), Some(store)) = (node.replica.as_ref(), node.store.as_ref()) else {
+            return;
+        };
+        let creation = bad.events.last().expect("the added creation").dot();
+        let own = store.live_events(replica).expect("live events");
+        let saw_purge = replica.vv().covers(&creation) && !own.iter().any(|e| e.dot() == creation);
+        if !saw_purge {
+            self.stats.purged_rp_resurrected += 1;
+            return;
+        }
+        let merged = |s: &Snapshot| merge(&self.directory, replica.vv(), &own, s);
+        if merged(bad) != merged(snap) {
+            let why = format!(
+                "z{dst} saw {creation} purged, but a snapshot carrying it back brings it back"
+            );
+            self.fail(why);
+            return;
+        }
+        self.stats.purged_rp_kept_purged += 1;
     }
 
     fn step(&mut self) {
