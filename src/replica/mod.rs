@@ -35,7 +35,7 @@ pub use event::{
 pub use mvr::{Mvr, Versioned};
 pub use rebuild::{RebuildState, RebuildStatus};
 pub use rules::{authorize, Rejected};
-pub use snapshot::{snapshot_dots, Snapshot, SnapshotError};
+pub use snapshot::{merge, snapshot_dots, Snapshot, SnapshotError};
 pub use state::{message_id, Message, RecoveryPoint, Service, State, Touched};
 pub use vv::{Dot, VersionVector};
 
@@ -575,29 +575,37 @@ impl Replica {
         snapshot_dots(&self.vv, &self.state)
     }
 
-    /// Replaces the state with the one a peer's snapshot proves, if it
-    /// covers all we have. Returns buffered events the snapshot unblocked
-    /// and that were applied. A refused snapshot changes nothing.
+    /// Merges in the state a peer's snapshot proves. `own_live` are the
+    /// signed events of this replica's live dots ([`State::live_dots`]; the
+    /// store holds them). The snapshot must prove the sender's state on its
+    /// own (`Snapshot::verify`); then the state becomes that of the join of
+    /// both histories ([`merge`]): the vector is the join of both, and
+    /// nothing this replica had that the sender lacks is lost. A snapshot
+    /// that covers all we have gives the sender's state. Returns
+    /// buffered events the import unblocked and that were applied. A
+    /// refused snapshot changes nothing.
     pub fn import_snapshot(
         &mut self,
         snap: &Snapshot,
+        own_live: &[SignedEvent],
         now_ms: u64,
     ) -> Result<Vec<Applied>, SnapshotError> {
-        if !snap.vv.dominates(&self.vv) {
-            return Err(SnapshotError::NotDominating);
-        }
-        let state = snap.verify(&self.directory)?;
-        self.vv = snap.vv.clone();
-        self.state = state;
+        debug_assert_eq!(
+            own_live
+                .iter()
+                .map(SignedEvent::dot)
+                .collect::<BTreeSet<_>>(),
+            self.state.live_dots(),
+            "the importer's live events are not its live dots"
+        );
+        snap.verify(&self.directory)?;
+        // Merged even when the snapshot covers all we have (then it is the
+        // sender's state): a creation we saw purged, or a value we saw
+        // superseded, stays gone even if the snapshot carries it back.
+        (self.vv, self.state) = merge(&self.directory, &self.vv, own_live, snap);
         for h in &snap.heads {
             self.clock.observe(h.event.hlc, now_ms);
-            let mut had = h.event.deps.clone();
-            had.set(h.event.origin.clone(), h.event.seq);
-            self.rebuild.saw_vv(&self.zone, &had);
-            self.known
-                .entry(h.event.origin.clone())
-                .or_default()
-                .merge(&had);
+            self.saw_signed_event(&h.event);
         }
         self.pending.retain(|d, _| !self.vv.covers(d));
         self.dirty.services = self.state.services.keys().cloned().collect();

@@ -16,6 +16,20 @@
 //! went with its register (a purged RP, whose creation is then not live
 //! either). Applying the live events in causal order makes every one of them
 //! land as it did at the sender, and nothing else is there to survive.
+//!
+//! A receiver does not need to be behind the snapshot everywhere: two zones
+//! rebuilt from opposite sides can each be behind the other's compacted log
+//! with neither vector covering the other. The receiver *merges*
+//! ([`merge`]): once the snapshot proved the sender's state on its own, it
+//! keeps an event of either side if every side whose vector covers its dot
+//! holds it live, and rebuilds the state from those events as `verify` does.
+//! A dot a side's vector covers but whose event is not live there was
+//! superseded or purged on that side, by an event that side holds (or that
+//! is itself gone for the same reason), so it is gone from the join of the
+//! two histories too; a dot only one side's vector covers is the other
+//! side's news. The result is the state of every event either side applied,
+//! and a snapshot that covers everything the receiver has merges to exactly
+//! the sender's state.
 
 use super::{authorize, Directory, Dot, EventError, Rejected, SignedEvent, State, VersionVector};
 use serde::{Deserialize, Serialize};
@@ -36,8 +50,6 @@ pub struct Snapshot {
 /// Why a snapshot was refused. Nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("snapshot does not cover events this replica has; send those first")]
-    NotDominating,
     #[error("snapshot event refused: {0}")]
     Event(#[from] EventError),
     #[error("snapshot claims {0} but carries no event signed by that zone at that seq")]
@@ -54,8 +66,8 @@ pub enum SnapshotError {
 
 impl Snapshot {
     /// Checks every signature and claim, and rebuilds the state the live
-    /// events make. The caller still checks that the snapshot covers what
-    /// it has (`vv` dominates).
+    /// events make: the sender's state, exactly. A receiver that has events
+    /// the snapshot lacks then merges the two ([`merge`]).
     pub fn verify(&self, directory: &Directory) -> Result<State, SnapshotError> {
         // Every vector entry is backed by its zone's own event at that seq.
         let mut heads: BTreeMap<Dot, &SignedEvent> = BTreeMap::new();
@@ -96,9 +108,7 @@ impl Snapshot {
             }
             order.push(ev);
         }
-        // An event's deps count strictly more events than those of any event
-        // in its causal past: sorting by that count is a causal order.
-        order.sort_by_key(|e| (e.event.deps.total(), e.dot()));
+        causal_order(&mut order);
         let mut state = State::default();
         for ev in order {
             authorize(&state, directory, &ev.event)
@@ -113,6 +123,64 @@ impl Snapshot {
         debug_assert_eq!(live, seen, "a rebuilt value without its event");
         Ok(state)
     }
+}
+
+/// Sorts events into a causal order: an event's deps count strictly more
+/// events than those of any event in its causal past, so sorting by that
+/// count (then dot, for one order everywhere) puts every event after its past.
+fn causal_order(events: &mut [&SignedEvent]) {
+    events.sort_by_key(|e| (e.event.deps.total(), e.dot()));
+}
+
+/// The state of the join of two replicas' histories: the receiver's (its
+/// vector `ours_vv` and the signed events of its live dots, `ours_live`)
+/// and a snapshot `theirs` that already verified. Returns the joined vector
+/// and the state rebuilt, in causal order under `authorize`, from:
+/// - each event of `theirs` that is live here too, or whose dot `ours_vv`
+///   does not cover (news to us);
+/// - each event of `ours_live` that `theirs` carries too, or whose dot its
+///   vector does not cover (news to the sender).
+///
+/// An event dropped by these rules was superseded or purged on a side that
+/// covers it (a `PurgeRps` leaves no live event: without the rule an RP
+/// purged on one side would come back from the other side's live creation).
+/// When `theirs.vv` covers `ours_vv` the kept events are exactly
+/// `theirs.events` and the result is the sender's state.
+///
+/// `ours_live` is trusted (it was verified when it came in). Every kept
+/// event was accepted on its side; one the rules refuse on the rebuilt
+/// state is left out, as a refused received event is.
+pub fn merge(
+    directory: &Directory,
+    ours_vv: &VersionVector,
+    ours_live: &[SignedEvent],
+    theirs: &Snapshot,
+) -> (VersionVector, State) {
+    let ours: BTreeMap<Dot, &SignedEvent> = ours_live.iter().map(|e| (e.dot(), e)).collect();
+    let carried: BTreeMap<Dot, &SignedEvent> = theirs.events.iter().map(|e| (e.dot(), e)).collect();
+    let mut kept: BTreeMap<Dot, &SignedEvent> = BTreeMap::new();
+    for (dot, ev) in &carried {
+        if ours.contains_key(dot) || !ours_vv.covers(dot) {
+            kept.insert(dot.clone(), ev);
+        }
+    }
+    for (dot, ev) in &ours {
+        if carried.contains_key(dot) || !theirs.vv.covers(dot) {
+            // Our own copy where both carry it: it is what our log holds.
+            kept.insert(dot.clone(), ev);
+        }
+    }
+    let mut order: Vec<&SignedEvent> = kept.into_values().collect();
+    causal_order(&mut order);
+    let mut state = State::default();
+    for ev in order {
+        if authorize(&state, directory, &ev.event).is_ok() {
+            state.apply(&ev.event);
+        }
+    }
+    let mut vv = ours_vv.clone();
+    vv.merge(&theirs.vv);
+    (vv, state)
 }
 
 impl State {

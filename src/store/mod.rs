@@ -407,19 +407,21 @@ impl Store {
         Ok(())
     }
 
-    /// Rewrites every state row (after a snapshot import): rows of services
-    /// and messages not in the state are removed. `applied` are the events
-    /// the import unblocked (already in the state): logged in the same
-    /// transaction, so the rows, the vector and the log agree on disk.
+    /// Rewrites every state row (after a snapshot import merged into
+    /// `replica`): rows of services and messages not in the state are
+    /// removed. `applied` are the events the import unblocked (already in
+    /// the state): logged in the same transaction, so the rows, the vector
+    /// and the log agree on disk.
     ///
     /// Only the origins the snapshot moved past what the log held get a new
     /// floor (the snapshot's vector there) and, as their log below it, the
-    /// snapshot's own events of that origin (live ones and the head), so this
-    /// node can prove its state to others in turn. An origin the snapshot did
-    /// not advance keeps its log and floor: those events may be ones no other
-    /// zone has yet (a snapshot of a zone that relayed our own events back to
-    /// us), and dropping them would leave every zone behind on them needing a
-    /// snapshot, which a zone holding events of its own refuses.
+    /// snapshot's events of that origin the merged state holds, and its
+    /// head, so this node can prove its state to others in turn. An origin
+    /// the snapshot did not advance keeps its log and floor: those events
+    /// may be ones no other zone has yet (our own, or a third zone's the
+    /// sender lacks), and dropping them would leave every zone behind on
+    /// them needing a snapshot for events it could simply have been sent.
+    /// The log already holds every live event of such an origin.
     pub fn replace_state(
         &self,
         replica: &mut Replica,
@@ -458,9 +460,17 @@ impl Store {
                 log.retain_in((zone.as_str(), 0)..=(zone.as_str(), upto), |_, _| false)
                     .map_err(|e| self.err(e))?;
             }
-            // Every event the new state holds is kept (identical bytes where
-            // the log had it already), and what the import unblocked.
-            for ev in snapshot.events.iter().chain(&snapshot.heads).chain(applied) {
+            // Of the origins it advanced, the snapshot's events the merged
+            // state holds and its heads; and what the import unblocked.
+            let live = replica.state().live_dots();
+            let advanced_to = |ev: &&SignedEvent| advanced.get(&ev.event.origin) > 0;
+            let carried = snapshot
+                .events
+                .iter()
+                .filter(advanced_to)
+                .filter(|ev| live.contains(&ev.dot()));
+            let heads = snapshot.heads.iter().filter(advanced_to);
+            for ev in carried.chain(heads).chain(applied) {
                 let e = &ev.event;
                 log.insert((e.origin.as_str(), e.seq), ev.encode().as_slice())
                     .map_err(|e| self.err(e))?;
@@ -614,6 +624,25 @@ impl Store {
     /// replica and the store agree (the writer thread, between commits).
     pub fn export_snapshot(&self, replica: &Replica) -> Result<Snapshot, StoreError> {
         let (live, heads) = replica.snapshot_dots();
+        Ok(Snapshot {
+            vv: replica.vv().clone(),
+            events: self.read_events(&live)?,
+            heads: self.read_events(&heads)?,
+        })
+    }
+
+    /// The signed events of `replica`'s live dots, read from the log
+    /// (compaction keeps them): what a snapshot import merges with. Call it
+    /// where the replica and the store agree.
+    pub fn live_events(&self, replica: &Replica) -> Result<Vec<SignedEvent>, StoreError> {
+        self.read_events(&replica.state().live_dots())
+    }
+
+    /// The logged events of `dots`; a missing one means the log is damaged.
+    fn read_events<'a>(
+        &self,
+        dots: impl IntoIterator<Item = &'a Dot>,
+    ) -> Result<Vec<SignedEvent>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let log = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
         let read = |d: &Dot| -> Result<SignedEvent, StoreError> {
@@ -624,11 +653,7 @@ impl Store {
                 .ok_or_else(|| self.corrupt(key.clone(), "a live event is not in the log"))?;
             SignedEvent::decode(row.value()).map_err(|e| self.corrupt(key, e))
         };
-        Ok(Snapshot {
-            vv: replica.vv().clone(),
-            events: live.iter().map(read).collect::<Result<_, _>>()?,
-            heads: heads.iter().map(read).collect::<Result<_, _>>()?,
-        })
+        dots.into_iter().map(read).collect()
     }
 
     /// Number of events in the log.
@@ -898,8 +923,9 @@ mod tests {
         let c_store = f.open_other("c.redb", &ZoneId::new("a").unwrap());
         c_store.commit(&mut c, &first, &[]).unwrap();
         let snap = c_store.export_snapshot(&c).unwrap();
+        let own = store.live_events(&a).unwrap();
         let applied: Vec<SignedEvent> = a
-            .import_snapshot(&snap, 1_700_000_000_000)
+            .import_snapshot(&snap, &own, 1_700_000_000_000)
             .unwrap()
             .into_iter()
             .map(|x| x.event)
@@ -933,7 +959,9 @@ mod tests {
         // What is left proves the whole state to a zone that has nothing.
         let snap = store.export_snapshot(&replica).unwrap();
         let mut empty = Replica::new(ZoneId::new("b").unwrap(), None, f.directory.clone());
-        empty.import_snapshot(&snap, 1_700_000_000_000).unwrap();
+        empty
+            .import_snapshot(&snap, &[], 1_700_000_000_000)
+            .unwrap();
         assert_eq!(empty.digest(), replica.digest());
     }
 
@@ -965,7 +993,8 @@ mod tests {
         }
         scratch.commit(&mut b, &rest, &[]).unwrap();
         let snap = scratch.export_snapshot(&b).unwrap();
-        a.import_snapshot(&snap, 1_700_000_000_000).unwrap();
+        let own = store.live_events(&a).unwrap();
+        a.import_snapshot(&snap, &own, 1_700_000_000_000).unwrap();
         store.replace_state(&mut a, &snap, &[]).unwrap();
         // b's events came in a snapshot: a serves them no more from its log.
         assert_eq!(store.floor().unwrap().get(&zb), 3);

@@ -340,8 +340,9 @@ impl Db {
         self.call(|reply| Cmd::Local { local, reply }).await
     }
 
-    /// Replaces the state with the one a peer's snapshot proves, if it
-    /// verifies and covers ours; a refused snapshot changes nothing.
+    /// Merges in the state a peer's snapshot proves, if it verifies
+    /// (`Replica::import_snapshot`), and makes the result durable in one
+    /// transaction; a refused snapshot changes nothing.
     pub async fn import_snapshot(&self, snapshot: Snapshot) -> Result<(), DbError> {
         let snapshot = Box::new(snapshot);
         self.call(|reply| Cmd::Import { snapshot, reply }).await
@@ -557,7 +558,18 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
                     replies.push(Reply::Unit(reply, Ok(())));
                 }
                 Cmd::Import { snapshot, reply } => {
-                    let res = match replica.import_snapshot(&snapshot, now) {
+                    // What the import merges with: our live events, read
+                    // here, between commits, where the log and replica agree.
+                    let merged = inner
+                        .store
+                        .live_events(&replica)
+                        .map_err(DbError::from)
+                        .and_then(|own| {
+                            replica
+                                .import_snapshot(&snapshot, &own, now)
+                                .map_err(DbError::from)
+                        });
+                    let res = match merged {
                         Ok(applied) => {
                             let applied: Vec<SignedEvent> =
                                 applied.into_iter().map(|a| a.event).collect();
@@ -574,7 +586,7 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
                                 }
                             }
                         }
-                        Err(e) => Err(e.into()),
+                        Err(e) => Err(e),
                     };
                     imported |= res.is_ok();
                     replies.push(Reply::Unit(reply, res));

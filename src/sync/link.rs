@@ -319,7 +319,8 @@ impl Outbound {
             ) if *id == acked && rest.is_empty() => {
                 self.phase = Phase::Idle;
                 if imported {
-                    // The peer's state is now exactly the snapshot.
+                    // The peer's state is now what it answered: the
+                    // snapshot merged with what it had.
                     Ok(Known::Replace(vv))
                 } else {
                     Ok(Known::Merge(vv))

@@ -12,7 +12,7 @@ use super::stats::DropReason;
 use super::wire::{self, FrameError, Msg, Read};
 use super::Shared;
 use crate::model::ZoneId;
-use crate::replica::{SignedEvent, Snapshot, SnapshotError};
+use crate::replica::{SignedEvent, Snapshot};
 use crate::store::DbError;
 use futures::io::{ReadHalf, WriteHalf};
 use futures::AsyncReadExt;
@@ -510,17 +510,11 @@ async fn import(
         }
     };
     let theirs = snapshot.vv.clone();
-    let imported = match shared.db.import_snapshot(snapshot).await {
+    match shared.db.import_snapshot(snapshot).await {
         Ok(()) => {
             shared.stats.snapshot_imported();
             shared.changed.send_modify(|n| *n += 1);
-            tracing::info!(zone = %shared.zone, peer_zone = %zone, vv = ?theirs, "imported a state snapshot");
-            true
-        }
-        Err(DbError::Snapshot(SnapshotError::NotDominating)) => {
-            shared.stats.drop(DropReason::SnapshotRefused, 1);
-            tracing::info!(zone = %shared.zone, peer_zone = %zone, "refused a snapshot that lacks our events; sending ours first");
-            false
+            tracing::info!(zone = %shared.zone, peer_zone = %zone, vv = ?theirs, ours = ?shared.ours(), "merged in a state snapshot");
         }
         Err(DbError::Snapshot(e)) => {
             shared.stats.drop(DropReason::SnapshotForged, 1);
@@ -531,10 +525,10 @@ async fn import(
             });
         }
         Err(e) => return Err(e.into()),
-    };
+    }
     Ok(Msg::SnapshotAck {
         id,
-        imported,
+        imported: true,
         vv: shared.ours(),
     })
 }

@@ -38,8 +38,6 @@ pub enum DropReason {
     Duplicate,
     /// An early event that found the waiting buffer full.
     BufferFull,
-    /// A snapshot that did not cover what we have.
-    SnapshotRefused,
     /// A snapshot that does not decode.
     SnapshotMalformed,
     /// A snapshot we did not ask for: we were not behind the sender's
@@ -52,7 +50,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 17] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::UnknownPeer,
         DropReason::Blocked,
         DropReason::Oversized,
@@ -66,7 +64,6 @@ impl DropReason {
         DropReason::Rejected,
         DropReason::Duplicate,
         DropReason::BufferFull,
-        DropReason::SnapshotRefused,
         DropReason::SnapshotMalformed,
         DropReason::SnapshotUnsolicited,
         DropReason::SnapshotForged,
@@ -88,7 +85,6 @@ impl DropReason {
             DropReason::Rejected => "rejected",
             DropReason::Duplicate => "duplicate",
             DropReason::BufferFull => "buffer_full",
-            DropReason::SnapshotRefused => "snapshot_refused",
             DropReason::SnapshotMalformed => "snapshot_malformed",
             DropReason::SnapshotUnsolicited => "snapshot_unsolicited",
             DropReason::SnapshotForged => "snapshot_forged",

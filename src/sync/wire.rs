@@ -78,9 +78,10 @@ pub enum Msg {
     },
     /// Part `part` of snapshot `id` arrived; send the next one.
     SnapshotPartAck { id: u64, part: u32 },
-    /// The snapshot was imported, or refused because the receiver has
-    /// events the sender lacks (it sends those first, then the sender asks
-    /// again).
+    /// The snapshot was merged in (`imported`; `vv` is what the receiver
+    /// has now). `imported: false` came from nodes that refused a snapshot
+    /// not covering their events; still understood (the sender then only
+    /// learns `vv`), no longer sent.
     SnapshotAck {
         id: u64,
         imported: bool,
