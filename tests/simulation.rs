@@ -770,7 +770,7 @@ impl Sim {
         if let Ok(applied) = replica.import_snapshot(&snap, &own, now) {
             let events: Vec<SignedEvent> = applied.into_iter().map(|a| a.event).collect();
             store
-                .replace_state(replica, &snap, &events)
+                .replace_state(replica, &snap, &own, &events)
                 .expect("replace");
             node.disk_vv = replica.vv().clone();
             let zone = node.zone.clone();
@@ -973,7 +973,7 @@ impl Sim {
             self.stats.purged_rp_resurrected += 1;
             return;
         }
-        let merged = |s: &Snapshot| merge(&self.directory, replica.vv(), &own, s);
+        let merged = |s: &Snapshot| merge(&self.directory, replica.zone(), replica.vv(), &own, s);
         if merged(bad) != merged(snap) {
             let why = format!(
                 "z{dst} saw {creation} purged, but a snapshot carrying it back brings it back"

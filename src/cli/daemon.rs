@@ -44,7 +44,8 @@ async fn stop_signal() {
 
 pub async fn run_node(path: &Path) -> Result<(), CliError> {
     init_tracing();
-    let config = Config::load(path).map_err(|e| CliError::usage(e.to_string()))?;
+    let mut config = Config::load(path).map_err(|e| CliError::usage(e.to_string()))?;
+    config.engine.clock = crate::engine::Clock::from_env();
     let node = Node::start(config)
         .await
         .map_err(|e| CliError::other(e.to_string()))?;

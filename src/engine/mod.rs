@@ -36,7 +36,7 @@ pub mod rpo;
 pub mod schedule;
 mod sp;
 
-pub use clock::Clock;
+pub use clock::{Clock, CLOCK_SKEW_FILE_ENV};
 pub use config::{EngineConfig, EngineSetup};
 pub use sp::CrashPoint;
 

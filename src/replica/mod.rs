@@ -602,7 +602,7 @@ impl Replica {
         // Merged even when the snapshot covers all we have (then it is the
         // sender's state): a creation we saw purged, or a value we saw
         // superseded, stays gone even if the snapshot carries it back.
-        (self.vv, self.state) = merge(&self.directory, &self.vv, own_live, snap);
+        (self.vv, self.state) = merge(&self.directory, &self.zone, &self.vv, own_live, snap);
         for h in &snap.heads {
             self.clock.observe(h.event.hlc, now_ms);
             self.saw_signed_event(&h.event);

@@ -147,11 +147,21 @@ fn causal_order(events: &mut [&SignedEvent]) {
 /// When `theirs.vv` covers `ours_vv` the kept events are exactly
 /// `theirs.events` and the result is the sender's state.
 ///
+/// One exception: the importer's own zone's live events other than RP
+/// creations are kept whatever the snapshot says. They are writes this
+/// zone acknowledged, and keeping one that was in fact superseded is
+/// harmless: the event that superseded it (or the one that superseded
+/// that) is live on the sender and carried, and it is applied after it in
+/// causal order. Only a purge leaves nothing behind, so own RP creations
+/// follow the rule above. A snapshot that leaves events out therefore
+/// cannot make a node drop its own acknowledged writes.
+///
 /// `ours_live` is trusted (it was verified when it came in). Every kept
 /// event was accepted on its side; one the rules refuse on the rebuilt
 /// state is left out, as a refused received event is.
 pub fn merge(
     directory: &Directory,
+    own_zone: &crate::model::ZoneId,
     ours_vv: &VersionVector,
     ours_live: &[SignedEvent],
     theirs: &Snapshot,
@@ -165,7 +175,9 @@ pub fn merge(
         }
     }
     for (dot, ev) in &ours {
-        if carried.contains_key(dot) || !theirs.vv.covers(dot) {
+        let acknowledged_here =
+            &dot.origin == own_zone && !matches!(ev.event.op, super::Op::CreateRp { .. });
+        if carried.contains_key(dot) || !theirs.vv.covers(dot) || acknowledged_here {
             // Our own copy where both carry it: it is what our log holds.
             kept.insert(dot.clone(), ev);
         }

@@ -426,6 +426,7 @@ impl Store {
         &self,
         replica: &mut Replica,
         snapshot: &Snapshot,
+        ours: &[SignedEvent],
         applied: &[SignedEvent],
     ) -> Result<(), StoreError> {
         replica.take_dirty();
@@ -460,13 +461,15 @@ impl Store {
                 log.retain_in((zone.as_str(), 0)..=(zone.as_str(), upto), |_, _| false)
                     .map_err(|e| self.err(e))?;
             }
-            // Of the origins it advanced, the snapshot's events the merged
-            // state holds and its heads; and what the import unblocked.
+            // Of the origins it advanced, the events the merged state holds
+            // (the snapshot's, and our own it kept) and the heads; and what
+            // the import unblocked.
             let live = replica.state().live_dots();
             let advanced_to = |ev: &&SignedEvent| advanced.get(&ev.event.origin) > 0;
             let carried = snapshot
                 .events
                 .iter()
+                .chain(ours)
                 .filter(advanced_to)
                 .filter(|ev| live.contains(&ev.dot()));
             let heads = snapshot.heads.iter().filter(advanced_to);
@@ -931,7 +934,7 @@ mod tests {
             .map(|x| x.event)
             .collect();
         assert_eq!(applied, second);
-        store.replace_state(&mut a, &snap, &applied).unwrap();
+        store.replace_state(&mut a, &snap, &own, &applied).unwrap();
         // The node stops before its next commit: all of it is on disk.
         let digest = a.digest();
         drop(store);
@@ -995,7 +998,7 @@ mod tests {
         let snap = scratch.export_snapshot(&b).unwrap();
         let own = store.live_events(&a).unwrap();
         a.import_snapshot(&snap, &own, 1_700_000_000_000).unwrap();
-        store.replace_state(&mut a, &snap, &[]).unwrap();
+        store.replace_state(&mut a, &snap, &own, &[]).unwrap();
         // b's events came in a snapshot: a serves them no more from its log.
         assert_eq!(store.floor().unwrap().get(&zb), 3);
         // a's own events are all still in the log, for a zone that lacks them.

@@ -567,13 +567,17 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
                         .and_then(|own| {
                             replica
                                 .import_snapshot(&snapshot, &own, now)
+                                .map(|applied| (own, applied))
                                 .map_err(DbError::from)
                         });
                     let res = match merged {
-                        Ok(applied) => {
+                        Ok((own, applied)) => {
                             let applied: Vec<SignedEvent> =
                                 applied.into_iter().map(|a| a.event).collect();
-                            match inner.store.replace_state(&mut replica, &snapshot, &applied) {
+                            match inner
+                                .store
+                                .replace_state(&mut replica, &snapshot, &own, &applied)
+                            {
                                 Ok(()) => {
                                     slots
                                         .extend(applied.into_iter().map(|e| Slot::Signed(e, None)));

@@ -6,7 +6,7 @@
 //!
 //! - [`Net::start`] / [`Net::with`]: fresh directory, free ports, configs
 //!   (tweakable TOML, short intervals by default), the emulator, the zones.
-//! - Per zone: [`Net::start_zone`], [`Net::stop`] (SIGINT, asserts a clean
+//! - Per zone: [`Net::set_env`], [`Net::start_zone`], [`Net::stop`] (SIGINT, asserts a clean
 //!   exit), [`Net::kill`] (SIGKILL), [`Net::restart`], [`Net::wipe`],
 //!   [`Net::save_copy`] / [`Net::restore`] (while stopped).
 //! - HTTP: [`Net::call`] (any method, token, body, headers → [`Answer`]),
@@ -351,6 +351,8 @@ struct Zone {
     data_dir: PathBuf,
     api: String,
     storpool: String,
+    /// Extra environment of the zone's process (see [`Net::set_env`]).
+    env: Vec<(String, String)>,
     proc: Proc,
 }
 
@@ -472,6 +474,7 @@ impl Net {
                 data_dir,
                 api: z["api"].as_str().expect("api").to_string(),
                 storpool: z["storpool"].as_str().expect("storpool").to_string(),
+                env: Vec::new(),
             });
         }
         assert_eq!(
@@ -561,6 +564,12 @@ impl Net {
         self.zone_mut(zone).proc.running()
     }
 
+    /// Sets `key=value` in the environment of the zone's process from its
+    /// next start on (e.g. `DRENGINE_CLOCK_SKEW_FILE`).
+    pub fn set_env(&mut self, zone: &str, key: &str, value: &str) {
+        self.zone_mut(zone).env.push((key.into(), value.into()));
+    }
+
     /// Spawns `drengine run --config …` for the zone and waits until its
     /// API answers (any status: a rebuilding node may refuse writes).
     pub async fn start_zone(&mut self, zone: &str) {
@@ -571,6 +580,7 @@ impl Net {
             "RUST_LOG",
             std::env::var("DRENGINE_PROCESS_LOG").unwrap_or_else(|_| "info".into()),
         );
+        cmd.envs(z.env.iter().map(|(k, v)| (k, v)));
         z.proc.spawn(&mut cmd);
         let url = format!("{}/healthz", z.api);
         let deadline = Instant::now() + WAIT;
