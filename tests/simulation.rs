@@ -36,7 +36,8 @@
 
 use drengine::model::{CopyState, Policy, Retention, RpDisk, RpId, ServiceId, VmSlot, ZoneId};
 use drengine::replica::{
-    merge, Directory, Dot, Op, Received, Replica, SignedEvent, Snapshot, VersionVector, WriteError,
+    decide, merge, service_conflicts, version_token, Choice, Command, ConflictKind, Directory, Dot,
+    Expect, Op, Outcome, Received, Replica, SignedEvent, Snapshot, VersionVector, WriteError,
 };
 use drengine::store::Store;
 use ed25519_dalek::SigningKey;
@@ -75,6 +76,11 @@ const REGRESSION_SEEDS: &[u64] = &[89, 900854, 1630];
 #[derive(Default, Debug, Clone, Copy)]
 struct Stats {
     writes: u64,
+    /// Commands decided (`replica::decide`) and, of those, refused as they
+    /// must be (stale versions, sides that changed, other requests for an
+    /// existing id).
+    commands: u64,
+    commands_refused: u64,
     purges: u64,
     /// Local writes refused because the node was rebuilding.
     rebuilding: u64,
@@ -121,6 +127,8 @@ struct Stats {
 impl std::ops::AddAssign for Stats {
     fn add_assign(&mut self, o: Stats) {
         self.writes += o.writes;
+        self.commands += o.commands;
+        self.commands_refused += o.commands_refused;
         self.purges += o.purges;
         self.rebuilding += o.rebuilding;
         self.refused += o.refused;
@@ -627,6 +635,221 @@ impl Sim {
         })
     }
 
+    /// A random command as a client or the engine would send it, decided
+    /// against the replica as it is (what the writer does), with what the
+    /// rules of `decide` promise checked on the spot: a stale version or a
+    /// changed set of sides is refused and writes nothing; a retry of a
+    /// create writes nothing; a resolve or deactivation that passes leaves
+    /// no conflict on what it named.
+    fn command_write(&mut self, i: usize) {
+        if !self.alive(i) || self.readers.contains(&i) {
+            return;
+        }
+        self.now_ms += self.rng.gen_range(0..50);
+        let me = self.nodes[i].zone.clone();
+        let Some(replica) = self.nodes[i].replica.as_ref() else {
+            return;
+        };
+        let services: Vec<drengine::replica::Service> = replica
+            .state()
+            .services
+            .values()
+            .filter(|s| !s.is_deleted())
+            .cloned()
+            .collect();
+        let Some(s) = services.choose(&mut self.rng).cloned() else {
+            return;
+        };
+        let version = version_token(&s);
+        let stale = self.rng.gen_bool(0.3);
+        // What the command must come to, when it is sure.
+        enum Want {
+            Refused,
+            Settled(ConflictKind),
+            Inactive(ZoneId),
+            Nothing,
+            Any,
+        }
+        let (cmd, want) = match self.rng.gen_range(0..5) {
+            0 => {
+                // A create retried: the same fields answer the service as it
+                // is; other fields are another request for the id.
+                let (Some(policy), Some(metadata), Some(slot)) =
+                    (s.policy.get(), s.metadata.get(), s.slot(&me))
+                else {
+                    return;
+                };
+                let same = !stale;
+                let metadata = if same {
+                    metadata.clone()
+                } else {
+                    format!("{metadata}-other")
+                };
+                let want = if same && !s.policy.is_conflict() && !s.metadata.is_conflict() {
+                    Want::Nothing
+                } else if same {
+                    Want::Any
+                } else {
+                    Want::Refused
+                };
+                (
+                    Command::Protect {
+                        service: s.id.clone(),
+                        policy: policy.clone(),
+                        metadata,
+                        slot: slot.clone(),
+                        fingerprint: Vec::new(),
+                    },
+                    want,
+                )
+            }
+            1 => (
+                // An edit with If-Match: a version read before another
+                // write is stale.
+                Command::Edit {
+                    service: s.id.clone(),
+                    expect: Expect::OneOf(vec![if stale { "0000".into() } else { version }]),
+                    policy: None,
+                    metadata: Some(format!("edit-{}", self.rng.gen::<u16>())),
+                    slot: None,
+                },
+                if stale { Want::Refused } else { Want::Any },
+            ),
+            2 => {
+                let zones: Vec<ZoneId> = s.slots.keys().cloned().collect();
+                let Some(z) = zones.choose(&mut self.rng).cloned() else {
+                    return;
+                };
+                let has_vm = s.slots[&z].values().iter().any(|v| v.value.is_some());
+                (
+                    Command::Deactivate {
+                        service: s.id.clone(),
+                        zone: z.clone(),
+                    },
+                    if has_vm { Want::Inactive(z) } else { Want::Any },
+                )
+            }
+            _ => {
+                let conflicts = service_conflicts(&s);
+                let Some(c) = conflicts.choose(&mut self.rng).cloned() else {
+                    return;
+                };
+                let mut seen: Vec<Dot> = c.sides.iter().map(|x| x.dot.clone()).collect();
+                if stale {
+                    seen.pop();
+                }
+                let side = c.sides.choose(&mut self.rng).cloned();
+                let Some(side) = side else { return };
+                let choice = match &c.kind {
+                    ConflictKind::ActiveVms => Choice::KeepZone(side.zone.clone()),
+                    ConflictKind::ConcurrentWrite { .. } => Choice::Side(side.dot.clone()),
+                };
+                let deleted = matches!(
+                    &c.kind,
+                    ConflictKind::ConcurrentWrite {
+                        field: drengine::replica::ConflictField::Deleted
+                    }
+                );
+                let want = if stale {
+                    Want::Refused
+                } else if deleted {
+                    Want::Any
+                } else {
+                    Want::Settled(c.kind.clone())
+                };
+                (
+                    Command::Resolve {
+                        service: s.id.clone(),
+                        target: c.kind.target(),
+                        choice,
+                        seen: Some(seen),
+                    },
+                    want,
+                )
+            }
+        };
+        self.stats.commands += 1;
+        let now = self.now(i);
+        let replica = self.nodes[i].replica.as_mut().expect("alive");
+        if replica.check_can_sign().is_err() {
+            self.stats.rebuilding += 1;
+            return;
+        }
+        let decided = decide(replica, &cmd, &|_| None);
+        let decision = match (decided, &want) {
+            (Err(_), Want::Refused) => {
+                self.stats.commands_refused += 1;
+                return;
+            }
+            (Ok(d), Want::Refused) => {
+                return self.fail(format!("{me}: {cmd:?} must be refused, got {d:?}"));
+            }
+            // The side chosen may no longer be a valid value (a policy
+            // whose recovery zone now runs the VM): refused by the checks.
+            (Err(WriteError::Invalid(_)), Want::Settled(_)) => {
+                self.stats.commands_refused += 1;
+                return;
+            }
+            (Err(e), Want::Settled(_) | Want::Inactive(_) | Want::Nothing) => {
+                return self.fail(format!("{me}: {cmd:?} refused: {e}"));
+            }
+            (Err(_), Want::Any) => {
+                self.stats.commands_refused += 1;
+                return;
+            }
+            (Ok(d), _) => d,
+        };
+        if matches!(want, Want::Nothing)
+            && !(decision.ops.is_empty() && decision.outcome == Outcome::Existing)
+        {
+            return self.fail(format!("{me}: a create retry wrote {decision:?}"));
+        }
+        let mut events = Vec::new();
+        for op in decision.ops {
+            match replica.local_write(op, "sim-cmd", now) {
+                Ok(ev) => events.push(ev),
+                Err(e) => {
+                    return self.fail(format!("{me}: {cmd:?}: a decided op was refused: {e}"))
+                }
+            }
+        }
+        let after = replica.service(&s.id).cloned();
+        match (&want, after) {
+            (Want::Settled(kind), Some(after))
+                if service_conflicts(&after).iter().any(|c| &c.kind == kind) =>
+            {
+                return self.fail(format!("{me}: {cmd:?} left its conflict"));
+            }
+            (Want::Inactive(z), Some(after)) => {
+                let values = after
+                    .slots
+                    .get(z)
+                    .map(|m| m.values().to_vec())
+                    .unwrap_or_default();
+                if values.len() > 1
+                    || values
+                        .iter()
+                        .any(|v| v.value.as_ref().is_some_and(|x| x.active))
+                {
+                    return self.fail(format!("{me}: {cmd:?} left {values:?}"));
+                }
+            }
+            _ => {}
+        }
+        for ev in &events {
+            self.stats.writes += 1;
+            let dot = ev.dot();
+            if self.signed.get(&dot).is_some_and(|first| first != ev) && !self.lost.remove(&dot) {
+                return self.fail(format!("{me} signed {dot} twice (command)"));
+            }
+            self.signed.insert(dot.clone(), ev.clone());
+            self.acked.insert(dot, ev.clone());
+        }
+        if !events.is_empty() {
+            self.commit_and_push(i, events, None);
+        }
+    }
+
     fn local_write(&mut self, i: usize) {
         if !self.alive(i) || self.readers.contains(&i) {
             return;
@@ -990,7 +1213,11 @@ impl Sim {
         match roll {
             0..=29 => {
                 let i = self.rng.gen_range(0..n);
-                self.local_write(i);
+                if self.rng.gen_bool(0.3) {
+                    self.command_write(i);
+                } else {
+                    self.local_write(i);
+                }
             }
             30..=74 if !self.flight.is_empty() => {
                 // Reordering: any message in flight may go next.
@@ -1281,4 +1508,10 @@ fn simulation_converges_under_faults() {
         failures.len()
     );
     assert!(failures.is_empty(), "failing seeds: {failures:?}");
+    if count >= 20 {
+        assert!(
+            total.commands > 0 && total.commands_refused > 0,
+            "the run decided no commands, or refused none: {total:?}"
+        );
+    }
 }

@@ -173,8 +173,10 @@ pub fn deletions(
 }
 
 /// Of the RPs `zone` took, those of which no copy is left anywhere (every
-/// zone's copy deleted or failed, this zone's deleted) and not on hold: the
-/// origin purges them from the replicated state. At most a purge's worth.
+/// zone's copy deleted or failed; this zone's deleted, or refused because
+/// what it names is not this engine's snapshot, so nothing of the engine's
+/// is left of it here) and not on hold: the origin purges them from the
+/// replicated state. At most a purge's worth.
 pub fn purgeable(service: &Service, zone: &ZoneId) -> Vec<RpId> {
     service
         .rps
@@ -182,7 +184,11 @@ pub fn purgeable(service: &Service, zone: &ZoneId) -> Vec<RpId> {
         .filter(|rp| {
             &rp.origin == zone
                 && !rp.is_held()
-                && rp.copy_state(zone) == Some(&CopyState::Deleted)
+                && match rp.copy_state(zone) {
+                    Some(CopyState::Deleted) => true,
+                    Some(CopyState::Failed { error }) => error == super::naming::FOREIGN_SNAPSHOT,
+                    _ => false,
+                }
                 && rp
                     .copies
                     .values()
@@ -336,7 +342,15 @@ mod tests {
         };
         let gone = CopyState::Deleted;
         let failed = CopyState::Failed { error: "x".into() };
+        let foreign = CopyState::Failed {
+            error: super::super::naming::FOREIGN_SNAPSHOT.into(),
+        };
         let rps = [
+            // The origin refused to delete what its RP named (not the
+            // engine's): nothing of the engine's left, so it is purged; a
+            // copy failed otherwise (taking it failed) is not.
+            rp_with(7, vec![(&a, foreign), (&b, gone.clone())], false),
+            rp_with(8, vec![(&a, failed.clone())], false),
             rp_with(1, vec![(&a, gone.clone()), (&b, gone.clone())], false),
             rp_with(2, vec![(&a, gone.clone()), (&b, failed)], false),
             rp_with(3, vec![(&a, gone.clone())], false),
@@ -357,7 +371,7 @@ mod tests {
         service.rps = rps.into_iter().map(|r| (r.id.clone(), r)).collect();
         let out = purgeable(&service, &a);
         let ids: Vec<String> = out.iter().map(|r| r.to_string()).collect();
-        assert_eq!(ids, ["a.1", "a.2", "a.3"]);
+        assert_eq!(ids, ["a.1", "a.2", "a.3", "a.7"]);
     }
 
     #[test]
