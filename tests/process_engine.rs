@@ -209,15 +209,6 @@ async fn snapshot_directly(net: &Net, zone: &str, volume: &str, name: &str, tags
         .to_string()
 }
 
-/// Lines of `zone`'s log that mention every one of `needles`.
-fn log_lines(net: &Net, zone: &str, needles: &[&str]) -> usize {
-    std::fs::read_to_string(net.log_path(zone))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| needles.iter().all(|n| l.contains(n)))
-        .count()
-}
-
 async fn vv_of(net: &Net, zone: &str) -> VersionVector {
     serde_json::from_value(net.status(zone).await["vv"].clone()).expect("vv")
 }
@@ -348,8 +339,7 @@ async fn forged_rps_from_a_configured_peer_touch_nothing_the_engine_did_not_make
             2.0,
             "two events rejected by the rules"
         );
-        let name_refusals = log_lines(
-            &net,
+        let name_refusals = net.log_lines(
             "zone-b",
             &["rejected by the rules", "is not the RP's own name"],
         );
@@ -395,7 +385,7 @@ async fn forged_rps_from_a_configured_peer_touch_nothing_the_engine_did_not_make
         );
         for rp in [&f1, &f2, &f3] {
             assert!(
-                log_lines(&net, "zone-b", &[REFUSED, rp.as_str()]) >= 1,
+                net.log_lines("zone-b", &[REFUSED, rp.as_str()]) >= 1,
                 "zone-b logs its refusal of {rp}"
             );
         }
@@ -505,7 +495,7 @@ async fn forged_rps_from_a_configured_peer_touch_nothing_the_engine_did_not_make
         // was refused (its snapshot is db@backup), not done.
         assert_eq!(snapshots(&net, "zone-c").await, c_before, "zone-c's cluster");
         assert!(
-            log_lines(&net, "zone-c", &[REFUSED, f4.as_str()]) >= 1,
+            net.log_lines("zone-c", &[REFUSED, f4.as_str()]) >= 1,
             "zone-c logs its refusal to delete what f4 names"
         );
         assert!(
@@ -548,7 +538,7 @@ async fn net_with_skewed_a(tweak: impl Fn(&str, &mut toml::Table)) -> (Net, std:
     }
     net.wait_ready(&ZONES).await;
     assert_eq!(
-        log_lines(&net, "zone-a", &[CLOCK_SKEW_FILE_ENV, "WARN"]),
+        net.log_lines("zone-a", &[CLOCK_SKEW_FILE_ENV, "WARN"]),
         1,
         "zone-a warns once that its clock is moved by a file"
     );

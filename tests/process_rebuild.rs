@@ -450,15 +450,6 @@ async fn attack(net: &Net, hostile: &HostilePeer, service: &str) -> Vec<Msg> {
     hostile.exchange(frames).await
 }
 
-/// Lines of `zone`'s log that mention every one of `needles`.
-fn log_lines(net: &Net, zone: &str, needles: &[&str]) -> usize {
-    std::fs::read_to_string(net.log_path(zone))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| needles.iter().all(|n| l.contains(n)))
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_peer_sending_garbage_is_dropped_and_the_link_goes_on() {
     repeat("hostile", |_| async {
@@ -508,7 +499,7 @@ async fn a_hostile_peer_sending_garbage_is_dropped_and_the_link_goes_on() {
             ("oversized", &["dropped a frame from peer", "oversized"][..]),
         ]
         .into_iter()
-        .map(|(r, needles)| (r, log_lines(&net, "zone-b", needles)))
+        .map(|(r, needles)| (r, net.log_lines("zone-b", needles)))
         .collect();
         println!("figure: zone-b's log lines per drop reason: {logged:?}");
         assert!(logged["bad_signature"] >= 2, "{logged:?}");
@@ -661,7 +652,7 @@ async fn a_peer_cannot_feed_a_zone_forged_state_by_snapshot() {
         )
         .expect("snapshot_forged in zone-b's /metrics");
         assert_eq!(forged - forged_before, 3.0);
-        assert!(log_lines(&net, "zone-b", &["does not prove itself"]) >= 3);
+        assert!(net.log_lines("zone-b", &["does not prove itself"]) >= 3);
         // Not behind the floor named: dropped unread, counted.
         let bytes = postcard::to_stdvec(&honest).expect("encode");
         let mut frames = vec![hostile.hello()];

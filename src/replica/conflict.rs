@@ -8,6 +8,27 @@ use super::{Dot, Hlc, Mvr, Service, State};
 use crate::model::{InvalidInput, RpId, ServiceId, ZoneId};
 use serde::{Deserialize, Serialize};
 
+/// Serde as the wire name (`Display` / `FromStr`), for the conflict types.
+macro_rules! serde_as_name {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+serde_as_name!(ConflictField);
+serde_as_name!(ConflictTarget);
+
 /// A register of a service that concurrent writes can leave with several
 /// values. On the wire it is the name operators see: `policy`, `metadata`,
 /// `deleted`, `slots.<zone>`, `rps.<rp>.hold`.
@@ -58,19 +79,6 @@ impl std::str::FromStr for ConflictField {
     }
 }
 
-impl Serialize for ConflictField {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ConflictField {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 /// What a resolve names: one register's concurrent values, or the active
 /// VMs of several zones. On the wire: the field's name, or `active_vms`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,19 +104,6 @@ impl std::str::FromStr for ConflictTarget {
             "active_vms" => Ok(ConflictTarget::ActiveVms),
             _ => s.parse().map(ConflictTarget::Field),
         }
-    }
-}
-
-impl Serialize for ConflictTarget {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ConflictTarget {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
     }
 }
 

@@ -551,6 +551,15 @@ impl Net {
     }
 
     /// The zone's log file (stdout and stderr of every start, appended).
+    /// Lines of `zone`'s log that mention every one of `needles`.
+    pub fn log_lines(&self, zone: &str, needles: &[&str]) -> usize {
+        std::fs::read_to_string(self.log_path(zone))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count()
+    }
+
     pub fn log_path(&self, zone: &str) -> &Path {
         &self.zone(zone).proc.log
     }
