@@ -1,19 +1,31 @@
-//! `/metrics` in the Prometheus text format, names `drengine_<thing>_<unit>`.
+//! `/metrics` in the Prometheus text format (0.0.4), names
+//! `drengine_<thing>_<unit>`, built and encoded with `prometheus-client`.
 //!
-//! Counters kept here: API request latency (a histogram per method, route
-//! template and status) and events applied (fed from the commit feed).
+//! Kept here between scrapes: API request latency (a histogram per method,
+//! route template and status) and events applied (fed from the commit feed).
 //! Everything else is read when scraped: RPO from the engine, sync lag from
 //! the peer source, conflicts and services from the replica.
+//!
+//! Each scrape builds its own [`Registry`] ([`registry`], the one place that
+//! names every metric): the kept metrics are registered as handles onto the
+//! same counters, the rest as gauges and counters set from what was read. So
+//! a deleted service or an unconfigured peer leaves no stale series behind,
+//! and label sets stay bounded by what the node holds right now.
 
 use super::ApiState;
 use crate::store::Commit;
 use axum::extract::State;
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
@@ -22,26 +34,50 @@ const LATENCY_BUCKETS_S: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; LATENCY_BUCKETS_S.len()],
-    count: u64,
-    sum_s: f64,
+/// A request's labels: a bounded set, since routes are templates and
+/// unknown methods count as `other`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    route: String,
+    status: u16,
 }
 
-#[derive(Default)]
-struct Inner {
-    /// Keyed by (method, route template, status): a bounded set, since
-    /// routes are templates and unknown methods count as `other`.
-    requests: Mutex<BTreeMap<(&'static str, String, u16), Histogram>>,
-    events_local: AtomicU64,
-    events_remote: AtomicU64,
-    feed_lagged: AtomicU64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    /// `local` or `peer`.
+    source: &'static str,
 }
 
-/// The API's own counters. Cheap to clone.
-#[derive(Clone, Default)]
-pub struct Metrics(Arc<Inner>);
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabels {
+    service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    peer: String,
+}
+
+type Seconds = Gauge<f64, AtomicU64>;
+
+/// The API's own metrics, kept between scrapes. Cheap to clone: every field
+/// is a handle onto shared counters.
+#[derive(Clone)]
+pub struct Metrics {
+    requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    events_applied: Family<SourceLabels, Counter>,
+    /// The `local` and `peer` series of `events_applied`, held so counting an
+    /// event takes no lock.
+    events_local: Counter,
+    events_peer: Counter,
+    feed_lagged: Counter,
+}
 
 fn method_label(m: &Method) -> &'static str {
     match *m {
@@ -53,6 +89,25 @@ fn method_label(m: &Method) -> &'static str {
         Method::HEAD => "HEAD",
         Method::OPTIONS => "OPTIONS",
         _ => "other",
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let events_applied = Family::<SourceLabels, Counter>::default();
+        let source = |source| {
+            events_applied
+                .get_or_create(&SourceLabels { source })
+                .clone()
+        };
+        let (events_local, events_peer) = (source("local"), source("peer"));
+        Metrics {
+            requests: Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS_S)),
+            events_applied,
+            events_local,
+            events_peer,
+            feed_lagged: Counter::default(),
+        }
     }
 }
 
@@ -75,12 +130,12 @@ impl Metrics {
                     r = rx.recv() => match r {
                         Ok(c) => {
                             for (_, from) in &c.events {
-                                let counter = if from.is_some() { &me.0.events_remote } else { &me.0.events_local };
-                                counter.fetch_add(1, Ordering::Relaxed);
+                                let counter = if from.is_some() { &me.events_peer } else { &me.events_local };
+                                counter.inc();
                             }
                         }
                         Err(broadcast::error::RecvError::Lagged(n)) => {
-                            me.0.feed_lagged.fetch_add(n, Ordering::Relaxed);
+                            me.feed_lagged.inc_by(n);
                         }
                         Err(broadcast::error::RecvError::Closed) => break,
                     },
@@ -96,312 +151,207 @@ impl Metrics {
         status: StatusCode,
         took: Duration,
     ) {
-        let s = took.as_secs_f64();
-        let mut map = self.0.requests.lock().unwrap_or_else(|p| p.into_inner());
-        let h = map
-            .entry((method_label(method), route.to_string(), status.as_u16()))
-            .or_default();
-        for (i, le) in LATENCY_BUCKETS_S.iter().enumerate() {
-            if s <= *le {
-                h.counts[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum_s += s;
-    }
-
-    fn write_requests(&self, out: &mut String) {
-        let name = "drengine_api_request_duration_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} API request latency until the response head."
-        );
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        let map = self.0.requests.lock().unwrap_or_else(|p| p.into_inner());
-        for ((method, route, status), h) in map.iter() {
-            let labels = format!(
-                "method=\"{method}\",route=\"{}\",status=\"{status}\"",
-                escape(route)
-            );
-            for (i, le) in LATENCY_BUCKETS_S.iter().enumerate() {
-                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {}", h.counts[i]);
-            }
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum_s);
-            let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
-        }
+        let labels = RequestLabels {
+            method: method_label(method),
+            route: route.to_string(),
+            status: status.as_u16(),
+        };
+        self.requests
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
     }
 }
 
-/// Escapes a label value.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// A gauge holding `v` (saturating at `i64::MAX`).
+fn gauge(v: u64) -> Gauge {
+    let g = Gauge::default();
+    g.set(i64::try_from(v).unwrap_or(i64::MAX));
+    g
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+/// A counter holding `n`, for totals another module keeps.
+fn counter(n: u64) -> Counter {
+    let c = Counter::default();
+    c.inc_by(n);
+    c
 }
 
-/// Renders every metric.
-pub fn render(state: &ApiState) -> String {
-    let mut out = String::new();
-    let zone = escape(state.zone().as_str());
-    let (services, conflicts, pending) = state.db().read(|r| {
+/// The registry one scrape encodes: every metric, its name, type and help.
+/// Counters are registered without `_total`, which the encoder appends.
+fn registry(state: &ApiState) -> Registry {
+    let mut root = Registry::default();
+    let m = state.metrics();
+    root.register(
+        "drengine_api_request_duration_seconds",
+        "API request latency until the response head",
+        m.requests.clone(),
+    );
+
+    let zone = state.zone().as_str().to_string();
+    let r = root.sub_registry_with_label(("zone".into(), zone.into()));
+    let (services, conflicts, pending) = state.db().read(|replica| {
         (
-            r.state()
+            replica
+                .state()
                 .services
                 .values()
                 .filter(|s| !s.is_deleted())
                 .count(),
-            r.conflicts().len(),
-            r.pending_len(),
+            replica.conflicts().len(),
+            replica.pending_len(),
         )
     });
-    family(
-        &mut out,
+    r.register(
         "drengine_services_count",
-        "gauge",
-        "Live DR services in the replica.",
+        "Live DR services in the replica",
+        gauge(services as u64),
     );
-    let _ = writeln!(out, "drengine_services_count{{zone=\"{zone}\"}} {services}");
-    family(
-        &mut out,
+    r.register(
         "drengine_conflicts_count",
-        "gauge",
-        "Conflicts visible in this zone.",
+        "Conflicts visible in this zone",
+        gauge(conflicts as u64),
     );
-    let _ = writeln!(
-        out,
-        "drengine_conflicts_count{{zone=\"{zone}\"}} {conflicts}"
-    );
-    family(
-        &mut out,
+    r.register(
         "drengine_pending_events_count",
-        "gauge",
-        "Received events waiting for their causal past.",
+        "Received events waiting for their causal past",
+        gauge(pending as u64),
     );
-    let _ = writeln!(
-        out,
-        "drengine_pending_events_count{{zone=\"{zone}\"}} {pending}"
+    r.register(
+        "drengine_events_applied",
+        "Events committed by this node, by source",
+        m.events_applied.clone(),
     );
-
-    family(
-        &mut out,
-        "drengine_events_applied_total",
-        "counter",
-        "Events committed by this node, by source.",
-    );
-    let m = &state.metrics().0;
-    let _ = writeln!(
-        out,
-        "drengine_events_applied_total{{zone=\"{zone}\",source=\"local\"}} {}",
-        m.events_local.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "drengine_events_applied_total{{zone=\"{zone}\",source=\"peer\"}} {}",
-        m.events_remote.load(Ordering::Relaxed)
-    );
-    family(
-        &mut out,
-        "drengine_metrics_feed_lagged_total",
-        "counter",
-        "Commits the metrics counter missed by falling behind.",
-    );
-    let _ = writeln!(
-        out,
-        "drengine_metrics_feed_lagged_total{{zone=\"{zone}\"}} {}",
-        m.feed_lagged.load(Ordering::Relaxed)
+    r.register(
+        "drengine_metrics_feed_lagged",
+        "Commits the metrics counter missed by falling behind",
+        m.feed_lagged.clone(),
     );
 
     if let Some(c) = state.0.peers.counters() {
-        family(
-            &mut out,
-            "drengine_sync_dropped_total",
-            "counter",
-            "Input from peers dropped, by reason (forged, malformed, unsolicited, ...)",
-        );
+        let dropped = Family::<ReasonLabels, Counter>::default();
         for (reason, n) in &c.dropped {
-            let _ = writeln!(
-                out,
-                "drengine_sync_dropped_total{{zone=\"{zone}\",reason=\"{}\"}} {n}",
-                escape(reason)
-            );
+            let labels = ReasonLabels {
+                reason: reason.clone(),
+            };
+            dropped.get_or_create(&labels).inc_by(*n);
         }
-        family(
-            &mut out,
-            "drengine_sync_snapshots_imported_total",
-            "counter",
+        r.register(
+            "drengine_sync_dropped",
+            "Input from peers dropped, by reason (forged, malformed, unsolicited, ...)",
+            dropped,
+        );
+        r.register(
+            "drengine_sync_snapshots_imported",
             "State snapshots imported from peers",
-        );
-        let _ = writeln!(
-            out,
-            "drengine_sync_snapshots_imported_total{{zone=\"{zone}\"}} {}",
-            c.snapshots_imported
+            counter(c.snapshots_imported),
         );
     }
-    let rebuild = state.db().rebuild_status();
-    family(
-        &mut out,
+
+    let rebuilding = state.db().rebuild_status().state == crate::replica::RebuildState::Rebuilding;
+    r.register(
         "drengine_rebuilding_bool",
-        "gauge",
         "1 while the node refuses writes until it holds its zone's newest event",
+        gauge(u64::from(rebuilding)),
     );
-    let _ = writeln!(
-        out,
-        "drengine_rebuilding_bool{{zone=\"{zone}\"}} {}",
-        u8::from(rebuild.state == crate::replica::RebuildState::Rebuilding)
-    );
-    family(
-        &mut out,
+    r.register(
         "drengine_writer_failed_bool",
-        "gauge",
         "1 once a commit failed: the node refuses writes until it restarts",
+        gauge(u64::from(state.db().is_poisoned())),
     );
-    let _ = writeln!(
-        out,
-        "drengine_writer_failed_bool{{zone=\"{zone}\"}} {}",
-        u8::from(state.db().is_poisoned())
-    );
-    family(
-        &mut out,
-        "drengine_engine_ticks_skipped_total",
-        "counter",
+    r.register(
+        "drengine_engine_ticks_skipped",
         "Reconciler passes skipped because the node could not act (rebuilding)",
-    );
-    let _ = writeln!(
-        out,
-        "drengine_engine_ticks_skipped_total{{zone=\"{zone}\"}} {}",
-        state.engine().ticks_skipped()
-    );
-    let rpo = state.engine().rpo_all();
-    family(
-        &mut out,
-        "drengine_service_rpo_seconds",
-        "gauge",
-        "Age of the newest RP complete in the recovery zone.",
-    );
-    for r in &rpo {
-        if let Some(age) = r.rpo_age_s {
-            let _ = writeln!(
-                out,
-                "drengine_service_rpo_seconds{{zone=\"{zone}\",service=\"{}\"}} {age}",
-                escape(r.service.as_str())
-            );
-        }
-    }
-    family(
-        &mut out,
-        "drengine_service_rpo_target_seconds",
-        "gauge",
-        "The policy interval: the RPO target.",
-    );
-    for r in &rpo {
-        let _ = writeln!(
-            out,
-            "drengine_service_rpo_target_seconds{{zone=\"{zone}\",service=\"{}\"}} {}",
-            escape(r.service.as_str()),
-            r.rpo_target_s
-        );
-    }
-    family(
-        &mut out,
-        "drengine_service_past_rpo_bool",
-        "gauge",
-        "1 if the service is past its RPO target.",
-    );
-    for r in &rpo {
-        let _ = writeln!(
-            out,
-            "drengine_service_past_rpo_bool{{zone=\"{zone}\",service=\"{}\"}} {}",
-            escape(r.service.as_str()),
-            u8::from(r.past_rpo)
-        );
-    }
-    family(
-        &mut out,
-        "drengine_storpool_errors_total",
-        "counter",
-        "StorPool API errors met by the engine.",
-    );
-    let _ = writeln!(
-        out,
-        "drengine_storpool_errors_total{{zone=\"{zone}\"}} {}",
-        state.engine().storpool_errors_total()
+        counter(state.engine().ticks_skipped()),
     );
 
-    let peers = state.0.peers.peers();
-    family(
-        &mut out,
-        "drengine_peer_connected_bool",
-        "gauge",
-        "1 if the control link to the peer is up.",
-    );
-    for p in &peers {
-        let _ = writeln!(
-            out,
-            "drengine_peer_connected_bool{{zone=\"{zone}\",peer=\"{}\"}} {}",
-            escape(p.zone.as_str()),
-            u8::from(p.connected)
-        );
+    let rpo_age = Family::<ServiceLabels, Seconds>::default();
+    let rpo_target = Family::<ServiceLabels, Gauge>::default();
+    let past_rpo = Family::<ServiceLabels, Gauge>::default();
+    for s in state.engine().rpo_all() {
+        let labels = ServiceLabels {
+            service: s.service.as_str().to_string(),
+        };
+        if let Some(age) = s.rpo_age_s {
+            rpo_age.get_or_create(&labels).set(age);
+        }
+        let target = i64::try_from(s.rpo_target_s).unwrap_or(i64::MAX);
+        rpo_target.get_or_create(&labels).set(target);
+        past_rpo.get_or_create(&labels).set(i64::from(s.past_rpo));
     }
-    family(
-        &mut out,
-        "drengine_peer_behind_events",
-        "gauge",
-        "Events we have that the peer is not known to have.",
+    r.register(
+        "drengine_service_rpo_seconds",
+        "Age of the newest RP complete in the recovery zone",
+        rpo_age,
     );
-    for p in &peers {
-        let _ = writeln!(
-            out,
-            "drengine_peer_behind_events{{zone=\"{zone}\",peer=\"{}\"}} {}",
-            escape(p.zone.as_str()),
-            p.behind_events
-        );
-    }
-    family(
-        &mut out,
-        "drengine_peer_ahead_events",
-        "gauge",
-        "Events the peer has that we lack.",
+    r.register(
+        "drengine_service_rpo_target_seconds",
+        "The policy interval: the RPO target",
+        rpo_target,
     );
-    for p in &peers {
-        let _ = writeln!(
-            out,
-            "drengine_peer_ahead_events{{zone=\"{zone}\",peer=\"{}\"}} {}",
-            escape(p.zone.as_str()),
-            p.ahead_events
-        );
-    }
-    family(
-        &mut out,
-        "drengine_peer_rtt_seconds",
-        "gauge",
-        "Round-trip time to the peer.",
+    r.register(
+        "drengine_service_past_rpo_bool",
+        "1 if the service is past its RPO target",
+        past_rpo,
     );
-    for p in &peers {
+    r.register(
+        "drengine_storpool_errors",
+        "StorPool API errors met by the engine",
+        counter(state.engine().storpool_errors_total()),
+    );
+
+    let connected = Family::<PeerLabels, Gauge>::default();
+    let behind = Family::<PeerLabels, Gauge>::default();
+    let ahead = Family::<PeerLabels, Gauge>::default();
+    let rtt = Family::<PeerLabels, Seconds>::default();
+    for p in state.0.peers.peers() {
+        let labels = PeerLabels {
+            peer: p.zone.as_str().to_string(),
+        };
+        connected.get_or_create(&labels).set(i64::from(p.connected));
+        behind
+            .get_or_create(&labels)
+            .set(i64::try_from(p.behind_events).unwrap_or(i64::MAX));
+        ahead
+            .get_or_create(&labels)
+            .set(i64::try_from(p.ahead_events).unwrap_or(i64::MAX));
         if let Some(ms) = p.rtt_ms {
-            let _ = writeln!(
-                out,
-                "drengine_peer_rtt_seconds{{zone=\"{zone}\",peer=\"{}\"}} {}",
-                escape(p.zone.as_str()),
-                ms / 1000.0
-            );
+            rtt.get_or_create(&labels).set(ms / 1000.0);
         }
     }
-    state.metrics().write_requests(&mut out);
+    r.register(
+        "drengine_peer_connected_bool",
+        "1 if the control link to the peer is up",
+        connected,
+    );
+    r.register(
+        "drengine_peer_behind_events",
+        "Events we have that the peer is not known to have",
+        behind,
+    );
+    r.register(
+        "drengine_peer_ahead_events",
+        "Events the peer has that we lack",
+        ahead,
+    );
+    r.register(
+        "drengine_peer_rtt_seconds",
+        "Round-trip time to the peer",
+        rtt,
+    );
+    root
+}
+
+/// Renders every metric in the Prometheus text format.
+pub fn render(state: &ApiState) -> String {
+    let mut out = String::new();
+    prometheus_text::encode(&mut out, &registry(state))
+        .expect("the encoder fails only when its writer does, and a String takes any write");
     out
 }
 
 pub async fn handler(State(state): State<ApiState>) -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)],
         render(&state),
     )
         .into_response()
