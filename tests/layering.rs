@@ -109,6 +109,21 @@ fn each_module_uses_only_the_modules_below_it() {
     );
 }
 
+/// The API's wire types are made of `model` and `replica` values only, so
+/// a change inside the engine or the sync layer cannot change the JSON a
+/// client reads (the handlers convert).
+#[test]
+fn the_api_types_use_only_model_and_replica() {
+    let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api/types.rs");
+    let text = std::fs::read_to_string(&f).unwrap();
+    let wrong: Vec<String> = crate_paths(&text)
+        .into_iter()
+        .filter(|(_, name)| !["model", "replica", "api"].contains(&name.as_str()))
+        .map(|(line, name)| format!("api/types.rs:{line}: uses crate::{name}"))
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 #[test]
 fn the_scan_sees_grouped_and_nested_paths() {
     let found: Vec<String> = crate_paths(

@@ -6,15 +6,43 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, PathParams};
 use super::services::{read_service, view_of};
 use super::types::{
-    DeactivateRequest, FailoverRequest, MigrateRequest, RevertRequest, ServiceView,
+    DeactivateRequest, FailoverOutcome, FailoverRequest, FailoverVolume, MigrateRequest,
+    MigrationStarted, RevertRequest, ServiceView,
 };
 use super::ApiState;
 use super::Role;
-use crate::engine::{FailoverOutcome, MigrationStarted};
+use crate::engine;
 use crate::model::ServiceId;
 use crate::replica::{Command, Outcome};
 use axum::extract::State;
 use axum::Json;
+
+/// What the engine made, in the API's wire shape.
+fn outcome_view(o: engine::FailoverOutcome) -> FailoverOutcome {
+    FailoverOutcome {
+        service: o.service,
+        zone: o.zone,
+        rp: o.rp,
+        volumes: o
+            .volumes
+            .into_iter()
+            .map(|v| FailoverVolume {
+                disk: v.disk,
+                volume: v.volume,
+                from_snapshot: v.from_snapshot,
+            })
+            .collect(),
+        metadata: o.metadata,
+    }
+}
+
+fn started_view(m: engine::MigrationStarted) -> MigrationStarted {
+    MigrationStarted {
+        service: m.service,
+        target: m.target,
+        final_rp: m.final_rp,
+    }
+}
 
 /// The service named in the path, checked to exist before the engine runs.
 fn service(state: &ApiState, p: &PathParams) -> ApiResult<ServiceId> {
@@ -36,7 +64,7 @@ pub async fn failover(
         .failover(&id, req.rp.as_ref(), &caller.name)
         .await?;
     tracing::info!(zone = %state.zone(), service = %id, rp = %out.rp, actor = %caller.name, "failover");
-    Ok(Json(out))
+    Ok(Json(outcome_view(out)))
 }
 
 pub async fn start_migration(
@@ -58,7 +86,7 @@ pub async fn start_migration(
         .start_migration(&id, &req.target, &caller.name)
         .await?;
     tracing::info!(zone = %state.zone(), service = %id, target = %req.target, rp = %out.final_rp, actor = %caller.name, "migration started");
-    Ok(Json(out))
+    Ok(Json(started_view(out)))
 }
 
 /// No arguments; the body may be empty or `{}`.
@@ -76,7 +104,7 @@ pub async fn complete_migration(
     let id = service(&state, &p)?;
     let out = state.engine().complete_migration(&id, &caller.name).await?;
     tracing::info!(zone = %state.zone(), service = %id, rp = %out.rp, actor = %caller.name, "migration completed");
-    Ok(Json(out))
+    Ok(Json(outcome_view(out)))
 }
 
 pub async fn revert(
@@ -89,7 +117,7 @@ pub async fn revert(
     let id = service(&state, &p)?;
     let out = state.engine().revert(&id, &req.rp, &caller.name).await?;
     tracing::info!(zone = %state.zone(), service = %id, rp = %out.rp, actor = %caller.name, "reverted");
-    Ok(Json(out))
+    Ok(Json(outcome_view(out)))
 }
 
 pub async fn test_failover(
@@ -105,7 +133,7 @@ pub async fn test_failover(
         .test_failover(&id, req.rp.as_ref(), &caller.name)
         .await?;
     tracing::info!(zone = %state.zone(), service = %id, rp = %out.rp, actor = %caller.name, "test failover");
-    Ok(Json(out))
+    Ok(Json(outcome_view(out)))
 }
 
 pub async fn cleanup_test_failover(

@@ -4,7 +4,7 @@
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, Params, PathParams};
-use super::types::{CreateService, ServiceList, ServiceView, UpdateService};
+use super::types::{CreateService, RpoStatus, ServiceList, ServiceView, UpdateService};
 use super::ApiState;
 use super::Role;
 use crate::model::{ServiceId, VmSlot, ZoneId};
@@ -53,8 +53,18 @@ pub fn base_view(s: &Service) -> ServiceView {
 /// replica unlocked, since the engine reads it too.
 fn add_engine_status(state: &ApiState, v: &mut ServiceView) {
     if let Some(st) = state.engine().status(&v.id) {
-        v.rpo = Some(st.rpo);
+        v.rpo = Some(rpo_view(st.rpo));
         v.last_error = st.last_error;
+    }
+}
+
+/// The engine's RPO of a service in the API's wire shape.
+fn rpo_view(r: crate::engine::RpoStatus) -> RpoStatus {
+    RpoStatus {
+        service: r.service,
+        rpo_age_s: r.rpo_age_s,
+        rpo_target_s: r.rpo_target_s,
+        past_rpo: r.past_rpo,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
-use super::types::{PeerList, RebuildView, ZoneStatus};
+use super::types::{PeerList, PeerStatus, RebuildView, ZoneStatus};
 use super::ApiState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -26,8 +26,25 @@ pub async fn healthz(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
     Ok(Json(json!({"status": "ok", "zone": state.zone()})))
 }
 
+/// What the sync layer knows of a peer, in the API's wire shape.
+fn peer_view(p: crate::sync::PeerStatus) -> PeerStatus {
+    PeerStatus {
+        zone: p.zone,
+        connected: p.connected,
+        rtt_ms: p.rtt_ms,
+        their_vv: p.their_vv,
+        behind_events: p.behind_events,
+        ahead_events: p.ahead_events,
+        last_seen_ms_ago: p.last_seen_ms_ago,
+    }
+}
+
+fn peer_views(state: &ApiState) -> Vec<PeerStatus> {
+    state.0.peers.peers().into_iter().map(peer_view).collect()
+}
+
 pub async fn zone_status(State(state): State<ApiState>, _c: Caller) -> Json<ZoneStatus> {
-    let peers = state.0.peers.peers();
+    let peers = peer_views(&state);
     let (vv, digest, services, conflicts, pending) = state.db().read(|r| {
         (
             r.vv().clone(),
@@ -71,6 +88,6 @@ pub async fn override_rebuild(
 
 pub async fn peers(State(state): State<ApiState>, _c: Caller) -> Json<PeerList> {
     Json(PeerList {
-        peers: state.0.peers.peers(),
+        peers: peer_views(&state),
     })
 }

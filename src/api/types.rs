@@ -1,11 +1,15 @@
 //! The JSON shapes of the API: requests and answers. They live apart from
-//! the handlers so that the CLI (and any Rust client) reads the same types
-//! the server writes.
+//! the handlers so that the CLI (`cli::Client`, and any Rust client) reads
+//! the same types the server writes.
+//!
+//! They are made of `model` and `replica` values only: where an answer
+//! carries what the engine or sync layer knows (RPO, peers, a failover's
+//! volumes), it has its own wire shape here and the handler converts, so a
+//! change inside those layers cannot change the JSON (checked by
+//! `tests/layering.rs`).
 
-use crate::engine::RpoStatus;
 use crate::model::{CopyState, MessageId, Policy, RpDisk, RpId, ServiceId, VmSlot, ZoneId};
 use crate::replica::{Conflict, ConflictTarget, Dot, Hlc, VersionVector};
-use crate::sync::PeerStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -66,6 +70,17 @@ pub struct ServiceView {
     pub rpo: Option<RpoStatus>,
     /// The last permanent StorPool error met for this service.
     pub last_error: Option<String>,
+}
+
+/// RPO of one service, as this zone's engine sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RpoStatus {
+    pub service: ServiceId,
+    /// Age of the newest RP complete in the recovery zone, if any is known.
+    pub rpo_age_s: Option<f64>,
+    /// The policy's interval: the RPO target.
+    pub rpo_target_s: u64,
+    pub past_rpo: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,6 +190,40 @@ pub struct ResolveRequest {
     pub seen: Option<Vec<Dot>>,
 }
 
+/// One volume made for a failover, migration, revert or test failover.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverVolume {
+    /// The VM's disk (volume name in the protected zone).
+    pub disk: String,
+    /// The new volume in this zone's StorPool cluster.
+    pub volume: String,
+    /// The snapshot (`~globalId`) it was created from.
+    pub from_snapshot: String,
+}
+
+/// What a failover (completed migration, revert, test failover) hands back
+/// to the CMP: the volumes to run the VM on and the metadata to rebuild it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverOutcome {
+    pub service: ServiceId,
+    pub zone: ZoneId,
+    pub rp: RpId,
+    pub volumes: Vec<FailoverVolume>,
+    /// The VM metadata snapshot of the RP, to rebuild the VM as it was.
+    pub metadata: String,
+}
+
+/// `POST /v1/services/{service}/migrate`: the first half of a planned
+/// migration, run in the source zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationStarted {
+    pub service: ServiceId,
+    pub target: ZoneId,
+    /// The final RP, taken after the source VM was marked stopped. The
+    /// target zone completes the migration once this RP is complete there.
+    pub final_rp: RpId,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConflictList {
     pub conflicts: Vec<Conflict>,
@@ -210,6 +259,23 @@ pub struct MessageView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageList {
     pub messages: Vec<MessageView>,
+}
+
+/// One configured peer and its sync state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub zone: ZoneId,
+    pub connected: bool,
+    /// Round-trip time from libp2p ping, milliseconds.
+    pub rtt_ms: Option<f64>,
+    /// The peer's version vector as last reported.
+    pub their_vv: VersionVector,
+    /// Events we have that the peer is not known to have.
+    pub behind_events: u64,
+    /// Events the peer has that we lack.
+    pub ahead_events: u64,
+    /// Milliseconds since we last heard from the peer.
+    pub last_seen_ms_ago: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

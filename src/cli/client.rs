@@ -1,61 +1,81 @@
-//! The CLI's HTTP client: one call per command, every failure turned into
-//! an exit code that means something (see `ExitCode`).
+//! A typed client of a node's API: one method per endpoint, each answering
+//! the `api::types` value the server writes, or a `ClientError` that
+//! carries the API's error body and HTTP status. The CLI is its first user;
+//! nothing here prints or knows about exit codes (see `error.rs`).
 
 use crate::api::error::ErrorBody;
+use crate::api::types::{
+    ConflictList, CreateService, DeactivateRequest, FailoverOutcome, FailoverRequest, FeedEvent,
+    MessageList, MessageView, MigrateRequest, MigrationStarted, PeerList, RebuildView,
+    ResolveRequest, Resync, RevertRequest, RpList, RpView, SendMessage, ServiceList, ServiceView,
+    UpdateService, ZoneStatus,
+};
+use crate::model::{MessageId, RpId, ServiceId, ZoneId};
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Exit codes of every `drengine` command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitCode {
-    Ok = 0,
-    /// The server refused or failed the request (any other 4xx or 5xx).
-    Server = 1,
-    /// Bad command line (clap's own code for usage errors).
-    Usage = 2,
-    /// The service, recovery point or message does not exist (404, 410).
-    NotFound = 3,
-    /// Conflict with the current state or a stale version (409, 412).
-    Conflict = 4,
-    /// The node could not be reached.
-    Unreachable = 5,
-}
-
-impl ExitCode {
-    pub fn for_status(s: StatusCode) -> ExitCode {
-        match s.as_u16() {
-            200..=299 => ExitCode::Ok,
-            404 | 410 => ExitCode::NotFound,
-            409 | 412 => ExitCode::Conflict,
-            _ => ExitCode::Server,
-        }
-    }
-}
-
-/// Why a command failed, and the exit code that says so.
+/// Why a call failed.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct CliError {
-    pub code: ExitCode,
-    pub message: String,
-    /// The server's JSON error body, if it sent one.
-    pub body: Option<Value>,
+pub enum ClientError {
+    /// The CA certificate to trust could not be read or parsed.
+    #[error("{}: {message}", path.display())]
+    CaCert { path: PathBuf, message: String },
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {0}")]
+    Build(reqwest::Error),
+    /// The node could not be reached, or the connection broke.
+    #[error("cannot reach {base}: {source}")]
+    Unreachable {
+        base: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The API answered with an error status. `body` is its error answer
+    /// (`code`, `message`, `field`) when it sent one; `text` is what it sent.
+    #[error("{}", api_message(*status, body.as_ref(), text))]
+    Api {
+        status: StatusCode,
+        body: Option<ErrorBody>,
+        text: String,
+    },
+    /// A request body that could not be written as JSON.
+    #[error("cannot encode the request: {0}")]
+    Encode(serde_json::Error),
+    /// A 2xx answer that is not the type the API documents.
+    #[error("unexpected answer to {path}: {source}")]
+    Decode {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The change feed broke off.
+    #[error("the change feed broke: {0}")]
+    FeedBroke(reqwest::Error),
+    /// The change feed sent an event longer than `MAX_SSE_BLOCK_BYTES`.
+    #[error("the change feed sent an oversized event")]
+    FeedOversized,
 }
 
-impl CliError {
-    pub fn usage(message: impl Into<String>) -> Self {
-        CliError {
-            code: ExitCode::Usage,
-            message: message.into(),
-            body: None,
-        }
+fn api_message(status: StatusCode, body: Option<&ErrorBody>, text: &str) -> String {
+    match body {
+        Some(ErrorBody { error: e }) => match &e.field {
+            Some(f) => format!("{} ({}, field {f})", e.message, e.code),
+            None => format!("{} ({})", e.message, e.code),
+        },
+        None => format!("HTTP {status}: {text}"),
     }
-    pub fn other(message: impl Into<String>) -> Self {
-        CliError {
-            code: ExitCode::Server,
-            message: message.into(),
-            body: None,
+}
+
+impl ClientError {
+    /// The error for a non-2xx answer: its status and body.
+    pub fn from_answer(status: StatusCode, text: String) -> Self {
+        ClientError::Api {
+            status,
+            body: serde_json::from_str(&text).ok(),
+            text,
         }
     }
 }
@@ -63,6 +83,81 @@ impl CliError {
 /// How long one request may take (DR actions drive StorPool, so this is generous).
 const REQUEST_TIMEOUT_MS: u64 = 300_000;
 const CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// Longest SSE block the feed buffers before giving up on the stream.
+const MAX_SSE_BLOCK_BYTES: usize = 1024 * 1024;
+
+/// `GET /v1/services` filters; the defaults list every live service.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceFilter {
+    /// Only services with a conflict.
+    pub in_conflict: bool,
+    /// Only services past their RPO.
+    pub past_rpo: bool,
+    /// Deleted services instead of live ones.
+    pub deleted: bool,
+    /// Only services with a VM in, or recovering to, this zone.
+    pub zone: Option<ZoneId>,
+    pub limit: Option<usize>,
+    /// Start after this service id (`ServiceList::next_after`).
+    pub after: Option<ServiceId>,
+}
+
+/// `GET /v1/messages` filters.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    /// `inbox` (the server's default), `outbox` or `all`.
+    pub direction: Option<String>,
+    /// `Some(false)`: only messages not yet acknowledged.
+    pub acked: Option<bool>,
+}
+
+/// One item of the change feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedItem {
+    Event(Box<FeedEvent>),
+    /// The client fell behind and commits were skipped: re-read.
+    Resync(Resync),
+}
+
+/// Percent-encodes a path segment or query value.
+fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `?k=v&…` of the pairs that have a value, or nothing.
+fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", enc(v))))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+/// An `If-Match` header value for a version token.
+fn if_match_value(version: &str) -> String {
+    format!("\"{}\"", version.trim_matches('"'))
+}
+
+/// A request body.
+fn json(body: &impl Serialize) -> Result<Vec<u8>, ClientError> {
+    serde_json::to_vec(body).map_err(ClientError::Encode)
+}
+
+/// The body of a POST that takes no arguments.
+#[derive(Serialize)]
+struct NoArgs {}
 
 /// A node's API.
 pub struct Client {
@@ -72,23 +167,25 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client of the API at `base` (e.g. `http://127.0.0.1:7101`), with a
+    /// bearer token and, for https, a CA certificate to trust.
     pub fn new(
         base: &str,
         token: Option<String>,
-        ca_cert: Option<&std::path::Path>,
-    ) -> Result<Client, CliError> {
+        ca_cert: Option<&Path>,
+    ) -> Result<Client, ClientError> {
         let mut b =
             reqwest::Client::builder().connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS));
         if let Some(path) = ca_cert {
-            let pem = std::fs::read(path)
-                .map_err(|e| CliError::usage(format!("--ca-cert {}: {e}", path.display())))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| CliError::usage(format!("--ca-cert {}: {e}", path.display())))?;
+            let bad = |e: &dyn std::fmt::Display| ClientError::CaCert {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            };
+            let pem = std::fs::read(path).map_err(|e| bad(&e))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| bad(&e))?;
             b = b.add_root_certificate(cert);
         }
-        let http = b
-            .build()
-            .map_err(|e| CliError::other(format!("HTTP client: {e}")))?;
+        let http = b.build().map_err(ClientError::Build)?;
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),
             token,
@@ -104,27 +201,26 @@ impl Client {
         req
     }
 
-    fn unreachable(&self, e: reqwest::Error) -> CliError {
-        CliError {
-            code: ExitCode::Unreachable,
-            message: format!("cannot reach {}: {e}", self.base),
-            body: None,
+    fn unreachable(&self, source: reqwest::Error) -> ClientError {
+        ClientError::Unreachable {
+            base: self.base.clone(),
+            source,
         }
     }
 
-    /// Sends a request; answers the JSON body of a 2xx, or the error.
-    pub async fn call(
+    /// Sends a request; answers the 2xx body as `T`, or the error.
+    async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<Vec<u8>>,
         headers: &[(&str, String)],
-    ) -> Result<Value, CliError> {
+    ) -> Result<T, ClientError> {
         let mut req = self
             .request(method, path)
             .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS));
         if let Some(b) = body {
-            req = req.json(b);
+            req = req.header("content-type", "application/json").body(b);
         }
         for (k, v) in headers {
             req = req.header(*k, v);
@@ -132,49 +228,341 @@ impl Client {
         let res = req.send().await.map_err(|e| self.unreachable(e))?;
         let status = res.status();
         let text = res.text().await.map_err(|e| self.unreachable(e))?;
-        let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(json);
+        if !status.is_success() {
+            return Err(ClientError::from_answer(status, text));
         }
-        let message = match serde_json::from_value::<ErrorBody>(json.clone()) {
-            Ok(e) => match e.error.field {
-                Some(f) => format!("{} ({}, field {f})", e.error.message, e.error.code),
-                None => format!("{} ({})", e.error.message, e.error.code),
-            },
-            Err(_) => format!("HTTP {status}: {text}"),
-        };
-        Err(CliError {
-            code: ExitCode::for_status(status),
-            message,
-            body: Some(json).filter(|j| !j.is_null()),
+        serde_json::from_str(&text).map_err(|source| ClientError::Decode {
+            path: path.to_string(),
+            source,
         })
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value, CliError> {
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.call(Method::GET, path, None, &[]).await
     }
 
-    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
-        self.call(Method::POST, path, Some(body), &[]).await
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ClientError> {
+        self.call(Method::POST, path, Some(json(body)?), &[]).await
     }
 
-    /// Opens the change feed; the caller reads it with `chunk()`.
-    pub async fn stream(&self, path: &str) -> Result<reqwest::Response, CliError> {
+    /// `GET /v1/status`.
+    pub async fn status(&self) -> Result<ZoneStatus, ClientError> {
+        self.get("/v1/status").await
+    }
+
+    /// `GET /v1/peers`.
+    pub async fn peers(&self) -> Result<PeerList, ClientError> {
+        self.get("/v1/peers").await
+    }
+
+    /// `POST /v1/rebuild/override` (operator).
+    pub async fn rebuild_override(&self) -> Result<RebuildView, ClientError> {
+        self.post("/v1/rebuild/override", &NoArgs {}).await
+    }
+
+    /// `GET /v1/services`: one page.
+    pub async fn services(&self, f: &ServiceFilter) -> Result<ServiceList, ClientError> {
+        let flag = |b: bool| b.then(|| "true".to_string());
+        let q = query(&[
+            ("in_conflict", flag(f.in_conflict)),
+            ("past_rpo", flag(f.past_rpo)),
+            ("deleted", flag(f.deleted)),
+            ("zone", f.zone.as_ref().map(ZoneId::to_string)),
+            ("limit", f.limit.map(|l| l.to_string())),
+            ("after", f.after.as_ref().map(ServiceId::to_string)),
+        ]);
+        self.get(&format!("/v1/services{q}")).await
+    }
+
+    /// `GET /v1/services/{service}`.
+    pub async fn service(&self, id: &ServiceId) -> Result<ServiceView, ClientError> {
+        self.get(&format!("/v1/services/{}", enc(id.as_str())))
+            .await
+    }
+
+    /// `POST /v1/services`; a retry with the same `idempotency_key` answers
+    /// the same service.
+    pub async fn create_service(
+        &self,
+        req: &CreateService,
+        idempotency_key: Option<&str>,
+    ) -> Result<ServiceView, ClientError> {
+        let headers: Vec<(&str, String)> = idempotency_key
+            .map(|k| vec![("idempotency-key", k.to_string())])
+            .unwrap_or_default();
+        self.call(Method::POST, "/v1/services", Some(json(req)?), &headers)
+            .await
+    }
+
+    /// `PATCH /v1/services/{service}`, refused (412) unless the service is
+    /// still at version `if_match` when one is given.
+    pub async fn update_service(
+        &self,
+        id: &ServiceId,
+        req: &UpdateService,
+        if_match: Option<&str>,
+    ) -> Result<ServiceView, ClientError> {
+        let headers: Vec<(&str, String)> = if_match
+            .map(|v| vec![("if-match", if_match_value(v))])
+            .unwrap_or_default();
+        self.call(
+            Method::PATCH,
+            &format!("/v1/services/{}", enc(id.as_str())),
+            Some(json(req)?),
+            &headers,
+        )
+        .await
+    }
+
+    /// `DELETE /v1/services/{service}` (operator).
+    pub async fn delete_service(
+        &self,
+        id: &ServiceId,
+        if_match: Option<&str>,
+    ) -> Result<ServiceView, ClientError> {
+        let headers: Vec<(&str, String)> = if_match
+            .map(|v| vec![("if-match", if_match_value(v))])
+            .unwrap_or_default();
+        self.call(
+            Method::DELETE,
+            &format!("/v1/services/{}", enc(id.as_str())),
+            None,
+            &headers,
+        )
+        .await
+    }
+
+    /// `GET /v1/services/{service}/rps`, oldest first.
+    pub async fn rps(
+        &self,
+        service: &ServiceId,
+        complete_in: Option<&ZoneId>,
+    ) -> Result<RpList, ClientError> {
+        let q = query(&[("complete_in", complete_in.map(ZoneId::to_string))]);
+        self.get(&format!("/v1/services/{}/rps{q}", enc(service.as_str())))
+            .await
+    }
+
+    /// `GET /v1/services/{service}/rps/{rp}`.
+    pub async fn rp(&self, service: &ServiceId, rp: &RpId) -> Result<RpView, ClientError> {
+        self.get(&format!(
+            "/v1/services/{}/rps/{}",
+            enc(service.as_str()),
+            enc(rp.as_str())
+        ))
+        .await
+    }
+
+    /// `POST /v1/services/{service}/rps`: take an RP now.
+    pub async fn take_rp(&self, service: &ServiceId) -> Result<RpView, ClientError> {
+        self.post(
+            &format!("/v1/services/{}/rps", enc(service.as_str())),
+            &NoArgs {},
+        )
+        .await
+    }
+
+    /// `POST …/rps/{rp}/hold` or `…/release`.
+    pub async fn set_hold(
+        &self,
+        service: &ServiceId,
+        rp: &RpId,
+        hold: bool,
+    ) -> Result<RpView, ClientError> {
+        let what = if hold { "hold" } else { "release" };
+        let path = format!(
+            "/v1/services/{}/rps/{}/{what}",
+            enc(service.as_str()),
+            enc(rp.as_str())
+        );
+        self.call(Method::POST, &path, None, &[]).await
+    }
+
+    /// `GET /v1/conflicts`, of one service or all.
+    pub async fn conflicts(
+        &self,
+        service: Option<&ServiceId>,
+    ) -> Result<ConflictList, ClientError> {
+        let q = query(&[("service", service.map(ServiceId::to_string))]);
+        self.get(&format!("/v1/conflicts{q}")).await
+    }
+
+    /// `POST /v1/services/{service}/resolve` (operator).
+    pub async fn resolve(
+        &self,
+        service: &ServiceId,
+        req: &ResolveRequest,
+    ) -> Result<ServiceView, ClientError> {
+        self.post(&self.action(service, "resolve"), req).await
+    }
+
+    fn action(&self, service: &ServiceId, what: &str) -> String {
+        format!("/v1/services/{}/{what}", enc(service.as_str()))
+    }
+
+    /// `POST /v1/services/{service}/failover`.
+    pub async fn failover(
+        &self,
+        service: &ServiceId,
+        req: &FailoverRequest,
+    ) -> Result<FailoverOutcome, ClientError> {
+        self.post(&self.action(service, "failover"), req).await
+    }
+
+    /// `POST /v1/services/{service}/migrate`, in the source zone.
+    pub async fn migrate(
+        &self,
+        service: &ServiceId,
+        req: &MigrateRequest,
+    ) -> Result<MigrationStarted, ClientError> {
+        self.post(&self.action(service, "migrate"), req).await
+    }
+
+    /// `POST /v1/services/{service}/migrate/complete`, in the target zone.
+    pub async fn complete_migration(
+        &self,
+        service: &ServiceId,
+    ) -> Result<FailoverOutcome, ClientError> {
+        self.post(&self.action(service, "migrate/complete"), &NoArgs {})
+            .await
+    }
+
+    /// `POST /v1/services/{service}/revert`.
+    pub async fn revert(
+        &self,
+        service: &ServiceId,
+        req: &RevertRequest,
+    ) -> Result<FailoverOutcome, ClientError> {
+        self.post(&self.action(service, "revert"), req).await
+    }
+
+    /// `POST /v1/services/{service}/test-failover`.
+    pub async fn test_failover(
+        &self,
+        service: &ServiceId,
+        req: &FailoverRequest,
+    ) -> Result<FailoverOutcome, ClientError> {
+        self.post(&self.action(service, "test-failover"), req).await
+    }
+
+    /// `POST /v1/services/{service}/test-failover/cleanup`.
+    pub async fn cleanup_test_failover(
+        &self,
+        service: &ServiceId,
+    ) -> Result<ServiceView, ClientError> {
+        self.post(&self.action(service, "test-failover/cleanup"), &NoArgs {})
+            .await
+    }
+
+    /// `POST /v1/services/{service}/deactivate` (operator).
+    pub async fn deactivate(
+        &self,
+        service: &ServiceId,
+        req: &DeactivateRequest,
+    ) -> Result<ServiceView, ClientError> {
+        self.post(&self.action(service, "deactivate"), req).await
+    }
+
+    /// `GET /v1/messages`.
+    pub async fn messages(&self, f: &MessageFilter) -> Result<MessageList, ClientError> {
+        let q = query(&[
+            ("direction", f.direction.clone()),
+            ("acked", f.acked.map(|a| a.to_string())),
+        ]);
+        self.get(&format!("/v1/messages{q}")).await
+    }
+
+    /// `POST /v1/messages`.
+    pub async fn send_message(&self, req: &SendMessage) -> Result<MessageView, ClientError> {
+        self.post("/v1/messages", req).await
+    }
+
+    /// `POST /v1/messages/{id}/ack`, in the addressee's zone.
+    pub async fn ack(&self, id: &MessageId) -> Result<MessageView, ClientError> {
+        self.post(
+            &format!("/v1/messages/{}/ack", enc(id.as_str())),
+            &NoArgs {},
+        )
+        .await
+    }
+
+    /// `GET /v1/events`: opens the change feed, of one service or all.
+    pub async fn events(&self, service: Option<&ServiceId>) -> Result<Feed, ClientError> {
+        let q = query(&[("service", service.map(ServiceId::to_string))]);
+        let path = format!("/v1/events{q}");
         let res = self
-            .request(Method::GET, path)
+            .request(Method::GET, &path)
             .header("accept", "text/event-stream")
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
         let status = res.status();
-        if status.is_success() {
-            return Ok(res);
+        if !status.is_success() {
+            let text = res.text().await.unwrap_or_default();
+            return Err(ClientError::from_answer(status, text));
         }
-        let text = res.text().await.unwrap_or_default();
-        Err(CliError {
-            code: ExitCode::for_status(status),
-            message: format!("HTTP {status}: {text}"),
-            body: serde_json::from_str(&text).ok(),
+        Ok(Feed {
+            res,
+            path,
+            buf: String::new(),
         })
+    }
+}
+
+/// An open change feed; `next` answers its items in order.
+pub struct Feed {
+    res: reqwest::Response,
+    path: String,
+    buf: String,
+}
+
+impl Feed {
+    /// The next event or resync; `None` once the server ends the feed.
+    pub async fn next(&mut self) -> Result<Option<FeedItem>, ClientError> {
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                if let Some(item) = self.parse(&block)? {
+                    return Ok(Some(item));
+                }
+            }
+            if self.buf.len() > MAX_SSE_BLOCK_BYTES {
+                return Err(ClientError::FeedOversized);
+            }
+            match self.res.chunk().await {
+                Ok(Some(bytes)) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(ClientError::FeedBroke(e)),
+            }
+        }
+    }
+
+    /// One SSE block: an item, or nothing for a comment or keep-alive.
+    fn parse(&self, block: &str) -> Result<Option<FeedItem>, ClientError> {
+        let mut resync = false;
+        let mut data = String::new();
+        for l in block.lines() {
+            if let Some(v) = l.strip_prefix("event:") {
+                resync = v.trim() == "resync";
+            } else if let Some(v) = l.strip_prefix("data:") {
+                data.push_str(v.trim_start());
+            }
+        }
+        if data.is_empty() {
+            return Ok(None);
+        }
+        let decode = |source| ClientError::Decode {
+            path: self.path.clone(),
+            source,
+        };
+        Ok(Some(if resync {
+            FeedItem::Resync(serde_json::from_str(&data).map_err(decode)?)
+        } else {
+            FeedItem::Event(Box::new(serde_json::from_str(&data).map_err(decode)?))
+        }))
     }
 }

@@ -1,6 +1,6 @@
 //! The long-running commands (`run`, `devnet`) and `keygen`.
 
-use super::client::CliError;
+use super::error::CliError;
 use crate::node::config::{generate_key, Config};
 use crate::node::devnet::{
     storpool_addrs, write_configs, Devnet, DevnetOptions, DEFAULT_BASE_PORT, STORPOOL_TOKEN, ZONES,

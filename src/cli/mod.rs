@@ -3,11 +3,14 @@
 
 mod client;
 mod daemon;
+mod error;
 mod ops;
 mod output;
 
-pub use client::{CliError, Client, ExitCode};
+pub use client::{Client, ClientError, Feed, FeedItem, MessageFilter, ServiceFilter};
+pub use error::{CliError, ExitCode};
 
+use crate::model::{RpId, ServiceId, ZoneId};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -96,50 +99,50 @@ pub enum Command {
     /// Conflicts visible in this zone, with every side.
     Conflicts {
         #[arg(long)]
-        service: Option<String>,
+        service: Option<ServiceId>,
     },
     /// Resolve a conflict (operator).
     Resolve(ops::ResolveArgs),
     /// Unplanned failover of a service to this zone.
     Failover {
-        service: String,
+        service: ServiceId,
         /// The RP to recover from (default: newest complete here).
         #[arg(long)]
-        rp: Option<String>,
+        rp: Option<RpId>,
     },
     /// Planned migration: `--target Z` in the source zone, then `--complete`
     /// in the target zone.
     Migrate {
-        service: String,
+        service: ServiceId,
         #[arg(
             long,
             required_unless_present = "complete",
             conflicts_with = "complete"
         )]
-        target: Option<String>,
+        target: Option<ZoneId>,
         #[arg(long)]
         complete: bool,
     },
     /// Revert the VM's volumes in this zone to an RP.
     Revert {
-        service: String,
+        service: ServiceId,
         #[arg(long)]
-        rp: String,
+        rp: RpId,
     },
     /// Test failover (clones, no activation), or --cleanup to remove them.
     TestFailover {
-        service: String,
+        service: ServiceId,
         #[arg(long, conflicts_with = "cleanup")]
-        rp: Option<String>,
+        rp: Option<RpId>,
         #[arg(long)]
         cleanup: bool,
     },
     /// Mark a zone's VM inactive (operator); ends an active-VM conflict.
     Deactivate {
-        service: String,
+        service: ServiceId,
         /// The zone whose VM is marked inactive (default: this node's).
         #[arg(long)]
-        zone: Option<String>,
+        zone: Option<ZoneId>,
     },
     /// Control messages between CMPs (lists this zone's inbox by default).
     #[command(args_conflicts_with_subcommands = true)]
@@ -152,7 +155,7 @@ pub enum Command {
     /// Follow the change feed.
     Watch {
         #[arg(long)]
-        service: Option<String>,
+        service: Option<ServiceId>,
     },
 }
 

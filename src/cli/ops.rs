@@ -1,10 +1,19 @@
-//! Operator commands: each is one or two API calls and a printout.
+//! Operator commands: each is one or two calls of the typed `Client` and a
+//! printout of the `api::types` answer: a table, or with `--json` that
+//! answer as JSON (the server's fields, as it sent them).
 
-use super::client::{CliError, Client, ExitCode};
+use super::client::{Client, FeedItem, MessageFilter, ServiceFilter};
+use super::error::CliError;
 use super::output::{self, Done};
 use super::{ApiArgs, Command};
+use crate::api::types::{
+    CreateService, DeactivateRequest, FailoverRequest, MigrateRequest, ResolveRequest,
+    RevertRequest, SendMessage, UpdateService,
+};
+use crate::model::{MessageId, Policy, Retention, RpId, ServiceId, ZoneId};
+use crate::replica::{ConflictTarget, Dot};
 use clap::{Args, Subcommand};
-use reqwest::Method;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 #[derive(Debug, Args)]
@@ -17,7 +26,7 @@ pub struct ServicesArgs {
     pub past_rpo: bool,
     /// Only services with a VM in, or recovering to, this zone.
     #[arg(long)]
-    pub zone: Option<String>,
+    pub zone: Option<ZoneId>,
     /// Deleted services instead of live ones.
     #[arg(long)]
     pub deleted: bool,
@@ -26,23 +35,23 @@ pub struct ServicesArgs {
     pub limit: Option<usize>,
     /// Start after this service id.
     #[arg(long)]
-    pub after: Option<String>,
+    pub after: Option<ServiceId>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ServiceCmd {
     /// Show one service.
-    Show { id: String },
+    Show { id: ServiceId },
     /// Change a service's policy or metadata.
     Update {
-        id: String,
+        id: ServiceId,
         #[arg(long)]
         metadata: Option<String>,
         /// The new interval (the rest of the policy is kept).
         #[arg(long)]
         interval_s: Option<u64>,
         #[arg(long)]
-        recovery_zone: Option<String>,
+        recovery_zone: Option<ZoneId>,
         /// The version the change is based on (from `service show`); a stale
         /// one fails with exit code 4.
         #[arg(long)]
@@ -50,7 +59,7 @@ pub enum ServiceCmd {
     },
     /// Delete a service (operator).
     Delete {
-        id: String,
+        id: ServiceId,
         #[arg(long)]
         if_match: Option<String>,
     },
@@ -65,7 +74,7 @@ pub struct ProtectArgs {
     #[arg(long = "disk", required = true)]
     pub disks: Vec<String>,
     #[arg(long)]
-    pub recovery_zone: String,
+    pub recovery_zone: ZoneId,
     #[arg(long, default_value_t = 3600)]
     pub interval_s: u64,
     #[arg(long, default_value = "")]
@@ -82,7 +91,7 @@ pub struct ProtectArgs {
     pub remote_keep_for_s: u64,
     /// The service id (default: made by the node).
     #[arg(long)]
-    pub id: Option<String>,
+    pub id: Option<ServiceId>,
     /// Makes a retried protect return the same service.
     #[arg(long)]
     pub idempotency_key: Option<String>,
@@ -92,25 +101,25 @@ pub struct ProtectArgs {
 pub enum RpCmd {
     /// Recovery points of a service with their copy in each zone.
     List {
-        service: String,
+        service: ServiceId,
         #[arg(long)]
-        complete_in: Option<String>,
+        complete_in: Option<ZoneId>,
     },
     /// Show one recovery point.
-    Show { service: String, rp: String },
+    Show { service: ServiceId, rp: RpId },
     /// Take a recovery point now.
-    Take { service: String },
+    Take { service: ServiceId },
     /// Hold an RP: retention keeps it in every zone.
-    Hold { service: String, rp: String },
+    Hold { service: ServiceId, rp: RpId },
     /// Release a hold.
-    Release { service: String, rp: String },
+    Release { service: ServiceId, rp: RpId },
 }
 
 #[derive(Debug, Args)]
 pub struct ResolveArgs {
-    pub service: String,
+    pub service: ServiceId,
     /// The conflict: policy, metadata, slots.<zone>, rps.<rp>.hold or active_vms.
-    pub field: String,
+    pub field: ConflictTarget,
     /// Keep the side written by this event, as ZONE:SEQ (see `conflicts`).
     #[arg(long, conflicts_with_all = ["value", "keep_zone"])]
     pub choose: Option<String>,
@@ -119,7 +128,7 @@ pub struct ResolveArgs {
     pub value: Option<String>,
     /// For active_vms: the one zone whose VM stays active.
     #[arg(long)]
-    pub keep_zone: Option<String>,
+    pub keep_zone: Option<ZoneId>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -139,42 +148,20 @@ pub enum MessagesCmd {
     /// Send a message to another zone's CMP.
     Send {
         #[arg(long)]
-        to: String,
+        to: ZoneId,
         body: String,
     },
     /// Acknowledge a message addressed to this zone.
-    Ack { id: String },
+    Ack { id: MessageId },
 }
 
-/// Percent-encodes a path segment or query value.
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn query(pairs: &[(&str, Option<String>)]) -> String {
-    let parts: Vec<String> = pairs
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", enc(v))))
-        .collect();
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", parts.join("&"))
-    }
-}
-
-/// Prints `v` as JSON or through `human`.
-fn show(json: bool, v: &Value, human: impl FnOnce(&Value) -> String) {
+/// Prints an answer as JSON or through `human`. The JSON goes through
+/// `serde_json::Value`, as the server's answer did before it was typed, so
+/// keys print in the same (sorted) order.
+fn show<T: Serialize>(json: bool, v: &T, human: impl FnOnce(&T) -> String) {
     if json {
-        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        let v = serde_json::to_value(v).unwrap_or(Value::Null);
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         print!("{}", human(v));
     }
@@ -189,45 +176,44 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
     let json = api.json;
     match cmd {
         Command::Status => {
-            let v = c.get("/v1/status").await?;
+            let v = c.status().await?;
             show(json, &v, |v| {
                 format!(
                     "zone {}  services {}  conflicts {}  engine {}  sync {}  writes {}\nvv {}\ndigest {}\n\n{}",
-                    output::cell(&v["zone"]),
-                    output::cell(&v["services"]),
-                    output::cell(&v["conflicts"]),
-                    if v["engine_running"] == true { "on" } else { "off" },
-                    if v["sync_running"] == true { "on" } else { "off" },
-                    output::rebuild_cell(&v["rebuild"]),
-                    v["vv"],
-                    output::cell(&v["digest"]),
-                    output::peers_table(v)
+                    v.zone,
+                    v.services,
+                    v.conflicts,
+                    if v.engine_running { "on" } else { "off" },
+                    if v.sync_running { "on" } else { "off" },
+                    output::rebuild_cell(&v.rebuild),
+                    serde_json::to_string(&v.vv).unwrap_or_default(),
+                    v.digest,
+                    output::peers_table(&v.peers)
                 )
             });
         }
         Command::Peers => {
-            let v = c.get("/v1/peers").await?;
-            show(json, &v, output::peers_table);
+            let v = c.peers().await?;
+            show(json, &v, |v| output::peers_table(&v.peers));
         }
         Command::RebuildOverride => {
-            let v = c.post("/v1/rebuild/override", &json!({})).await?;
+            let v = c.rebuild_override().await?;
             show(json, &v, output::rebuild_cell);
         }
         Command::Services(a) => {
-            let flag = |b: bool| b.then(|| "true".to_string());
-            let q = query(&[
-                ("in_conflict", flag(a.in_conflict)),
-                ("past_rpo", flag(a.past_rpo)),
-                ("deleted", flag(a.deleted)),
-                ("zone", a.zone),
-                ("limit", a.limit.map(|l| l.to_string())),
-                ("after", a.after),
-            ]);
-            let v = c.get(&format!("/v1/services{q}")).await?;
+            let filter = ServiceFilter {
+                in_conflict: a.in_conflict,
+                past_rpo: a.past_rpo,
+                deleted: a.deleted,
+                zone: a.zone,
+                limit: a.limit,
+                after: a.after,
+            };
+            let v = c.services(&filter).await?;
             show(json, &v, output::services_table);
         }
         Command::Service(ServiceCmd::Show { id }) => {
-            let v = c.get(&format!("/v1/services/{}", enc(&id))).await?;
+            let v = c.service(&id).await?;
             show(json, &v, output::service_detail);
         }
         Command::Service(ServiceCmd::Update {
@@ -237,125 +223,68 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
             recovery_zone,
             if_match,
         }) => {
-            let path = format!("/v1/services/{}", enc(&id));
-            let mut body = json!({});
-            if let Some(m) = metadata {
-                body["metadata"] = json!(m);
-            }
+            let mut req = UpdateService {
+                metadata,
+                ..Default::default()
+            };
+            let mut version = if_match;
             if interval_s.is_some() || recovery_zone.is_some() {
                 // Edit the policy as read, conditional on that read unless
                 // the caller named a version.
-                let current = c.get(&path).await?;
-                let mut policy = current["policy"].clone();
+                let current = c.service(&id).await?;
+                let mut policy = current.policy.ok_or_else(|| {
+                    CliError::other(format!("service {id} has no policy to edit"))
+                })?;
                 if let Some(i) = interval_s {
-                    policy["interval_s"] = json!(i);
+                    policy.interval_s = i;
                 }
                 if let Some(z) = recovery_zone {
-                    policy["recovery_zone"] = json!(z);
+                    policy.recovery_zone = z;
                 }
-                body["policy"] = policy;
-                if if_match.is_none() {
-                    let version = current["version"].as_str().unwrap_or_default().to_string();
-                    let v = c
-                        .call(
-                            Method::PATCH,
-                            &path,
-                            Some(&body),
-                            &[("if-match", format!("\"{version}\""))],
-                        )
-                        .await?;
-                    show(json, &v, output::service_detail);
-                    return Ok(());
-                }
+                req.policy = Some(policy);
+                version.get_or_insert(current.version);
             }
-            let headers: Vec<(&str, String)> = if_match
-                .map(|v| vec![("if-match", format!("\"{}\"", v.trim_matches('"')))])
-                .unwrap_or_default();
-            let v = c.call(Method::PATCH, &path, Some(&body), &headers).await?;
+            let v = c.update_service(&id, &req, version.as_deref()).await?;
             show(json, &v, output::service_detail);
         }
         Command::Service(ServiceCmd::Delete { id, if_match }) => {
-            let headers: Vec<(&str, String)> = if_match
-                .map(|v| vec![("if-match", format!("\"{}\"", v.trim_matches('"')))])
-                .unwrap_or_default();
-            let v = c
-                .call(
-                    Method::DELETE,
-                    &format!("/v1/services/{}", enc(&id)),
-                    None,
-                    &headers,
-                )
-                .await?;
-            show(json, &v, |v| {
-                line(format!("deleted {}", output::cell(&v["id"])))
-            });
+            let v = c.delete_service(&id, if_match.as_deref()).await?;
+            show(json, &v, |v| line(format!("deleted {}", v.id)));
         }
         Command::Protect(a) => {
-            let mut body = json!({
-                "cmp_vm_id": a.vm,
-                "disks": a.disks,
-                "metadata": a.metadata,
-                "policy": {
-                    "interval_s": a.interval_s,
-                    "recovery_zone": a.recovery_zone,
-                    "local_retention": { "keep_last": a.keep_last, "keep_for_s": a.keep_for_s },
-                    "remote_retention": { "keep_last": a.remote_keep_last, "keep_for_s": a.remote_keep_for_s }
-                }
-            });
-            if let Some(id) = a.id {
-                body["id"] = json!(id);
-            }
-            let headers: Vec<(&str, String)> = a
-                .idempotency_key
-                .map(|k| vec![("idempotency-key", k)])
-                .unwrap_or_default();
-            let v = c
-                .call(Method::POST, "/v1/services", Some(&body), &headers)
-                .await?;
-            show(json, &v, |v| {
-                line(format!("protected: service {}", output::cell(&v["id"])))
-            });
+            let req = CreateService {
+                id: a.id,
+                cmp_vm_id: a.vm,
+                disks: a.disks,
+                metadata: a.metadata,
+                policy: Policy {
+                    interval_s: a.interval_s,
+                    recovery_zone: a.recovery_zone,
+                    local_retention: Retention {
+                        keep_last: a.keep_last,
+                        keep_for_s: a.keep_for_s,
+                    },
+                    remote_retention: Retention {
+                        keep_last: a.remote_keep_last,
+                        keep_for_s: a.remote_keep_for_s,
+                    },
+                },
+            };
+            let v = c.create_service(&req, a.idempotency_key.as_deref()).await?;
+            show(json, &v, |v| line(format!("protected: service {}", v.id)));
         }
         Command::Rp(cmd) => rp(&c, json, cmd).await?,
         Command::Conflicts { service } => {
-            let v = c
-                .get(&format!("/v1/conflicts{}", query(&[("service", service)])))
-                .await?;
-            show(json, &v, output::conflicts_table);
+            let v = c.conflicts(service.as_ref()).await?;
+            show(json, &v, |v| output::conflicts_table(&v.conflicts));
         }
         Command::Resolve(a) => {
-            if a.choose.is_none() && a.value.is_none() && a.keep_zone.is_none() {
-                return Err(CliError::usage(if a.field == "active_vms" {
-                    "active_vms: give --keep-zone ZONE, the zone whose VM stays active"
-                } else {
-                    "give --choose SIDE (a side listed by `drengine conflicts`, ZONE:SEQ) or --value JSON"
-                }));
-            }
-            let mut body = json!({ "field": a.field });
-            if let Some(choose) = a.choose {
-                let (zone, seq) = choose
-                    .rsplit_once(':')
-                    .and_then(|(z, s)| Some((z.to_string(), s.parse::<u64>().ok()?)))
-                    .ok_or_else(|| CliError::usage("--choose takes ZONE:SEQ, e.g. zone-b:7"))?;
-                body["choose"] = json!({ "origin": zone, "seq": seq });
-            }
-            if let Some(v) = a.value {
-                let parsed: Value = serde_json::from_str(&v).unwrap_or(Value::String(v));
-                body["value"] = parsed;
-            }
-            if let Some(z) = a.keep_zone {
-                body["keep_zone"] = json!(z);
-            }
-            let v = c
-                .post(&format!("/v1/services/{}/resolve", enc(&a.service)), &body)
-                .await?;
+            let req = resolve_request(a.field, a.choose, a.value, a.keep_zone)?;
+            let v = c.resolve(&a.service, &req).await?;
             show(json, &v, output::service_detail);
         }
         Command::Failover { service, rp } => {
-            let body = rp.map(|r| json!({ "rp": r })).unwrap_or(json!({}));
-            let v = c
-                .post(&format!("/v1/services/{}/failover", enc(&service)), &body)
-                .await?;
+            let v = c.failover(&service, &FailoverRequest { rp }).await?;
             show(json, &v, |v| output::outcome(Done::Failover, v));
         }
         Command::Migrate {
@@ -364,39 +293,21 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
             complete,
         } => {
             if complete {
-                let v = c
-                    .post(
-                        &format!("/v1/services/{}/migrate/complete", enc(&service)),
-                        &json!({}),
-                    )
-                    .await?;
+                let v = c.complete_migration(&service).await?;
                 show(json, &v, |v| output::outcome(Done::Migration, v));
             } else {
                 let target = target.ok_or_else(|| CliError::usage("--target or --complete"))?;
-                let v = c
-                    .post(
-                        &format!("/v1/services/{}/migrate", enc(&service)),
-                        &json!({ "target": target }),
-                    )
-                    .await?;
+                let v = c.migrate(&service, &MigrateRequest { target }).await?;
                 show(json, &v, |v| {
                     line(format!(
                         "migration to {} started; final RP {}. Run `drengine migrate {} --complete` against {}'s node once it is complete there.",
-                        output::cell(&v["target"]),
-                        output::cell(&v["final_rp"]),
-                        output::cell(&v["service"]),
-                        output::cell(&v["target"])
+                        v.target, v.final_rp, v.service, v.target
                     ))
                 });
             }
         }
         Command::Revert { service, rp } => {
-            let v = c
-                .post(
-                    &format!("/v1/services/{}/revert", enc(&service)),
-                    &json!({ "rp": rp }),
-                )
-                .await?;
+            let v = c.revert(&service, &RevertRequest { rp }).await?;
             show(json, &v, |v| output::outcome(Done::Revert, v));
         }
         Command::TestFailover {
@@ -405,60 +316,35 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
             cleanup,
         } => {
             if cleanup {
-                let v = c
-                    .post(
-                        &format!("/v1/services/{}/test-failover/cleanup", enc(&service)),
-                        &json!({}),
-                    )
-                    .await?;
+                let v = c.cleanup_test_failover(&service).await?;
                 show(json, &v, |v| {
-                    line(format!(
-                        "test failover of {} cleaned up",
-                        output::cell(&v["id"])
-                    ))
+                    line(format!("test failover of {} cleaned up", v.id))
                 });
             } else {
-                let body = rp.map(|r| json!({ "rp": r })).unwrap_or(json!({}));
-                let v = c
-                    .post(
-                        &format!("/v1/services/{}/test-failover", enc(&service)),
-                        &body,
-                    )
-                    .await?;
+                let v = c.test_failover(&service, &FailoverRequest { rp }).await?;
                 show(json, &v, |v| output::outcome(Done::TestFailover, v));
             }
         }
         Command::Deactivate { service, zone } => {
-            let body = zone.map(|z| json!({ "zone": z })).unwrap_or(json!({}));
-            let v = c
-                .post(&format!("/v1/services/{}/deactivate", enc(&service)), &body)
-                .await?;
+            let v = c.deactivate(&service, &DeactivateRequest { zone }).await?;
             show(json, &v, output::service_detail);
         }
         Command::Messages { cmd, list } => match cmd.unwrap_or(MessagesCmd::List(list)) {
             MessagesCmd::List(MessagesListArgs { direction, unacked }) => {
-                let q = query(&[
-                    ("direction", Some(direction)),
-                    ("acked", unacked.then(|| "false".to_string())),
-                ]);
-                let v = c.get(&format!("/v1/messages{q}")).await?;
+                let filter = MessageFilter {
+                    direction: Some(direction),
+                    acked: unacked.then_some(false),
+                };
+                let v = c.messages(&filter).await?;
                 show(json, &v, output::messages_table);
             }
             MessagesCmd::Send { to, body } => {
-                let v = c
-                    .post("/v1/messages", &json!({ "to": to, "body": body }))
-                    .await?;
-                show(json, &v, |v| {
-                    line(format!("sent message {}", output::cell(&v["id"])))
-                });
+                let v = c.send_message(&SendMessage { to, body }).await?;
+                show(json, &v, |v| line(format!("sent message {}", v.id)));
             }
             MessagesCmd::Ack { id } => {
-                let v = c
-                    .post(&format!("/v1/messages/{}/ack", enc(&id)), &json!({}))
-                    .await?;
-                show(json, &v, |v| {
-                    line(format!("acknowledged {}", output::cell(&v["id"])))
-                });
+                let v = c.ack(&id).await?;
+                show(json, &v, |v| line(format!("acknowledged {}", v.id)));
             }
         },
         Command::Watch { service } => watch(&c, json, service).await?,
@@ -469,119 +355,91 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The resolve request of the command line: exactly one way to settle the
+/// conflict, `--choose` as `ZONE:SEQ`, `--value` as JSON (or a bare string).
+fn resolve_request(
+    field: ConflictTarget,
+    choose: Option<String>,
+    value: Option<String>,
+    keep_zone: Option<ZoneId>,
+) -> Result<ResolveRequest, CliError> {
+    if choose.is_none() && value.is_none() && keep_zone.is_none() {
+        return Err(CliError::usage(if field == ConflictTarget::ActiveVms {
+            "active_vms: give --keep-zone ZONE, the zone whose VM stays active"
+        } else {
+            "give --choose SIDE (a side listed by `drengine conflicts`, ZONE:SEQ) or --value JSON"
+        }));
+    }
+    let choose = choose
+        .map(|c| {
+            c.rsplit_once(':')
+                .and_then(|(z, s)| {
+                    Some(Dot {
+                        origin: ZoneId::new(z).ok()?,
+                        seq: s.parse::<u64>().ok()?,
+                    })
+                })
+                .ok_or_else(|| CliError::usage("--choose takes ZONE:SEQ, e.g. zone-b:7"))
+        })
+        .transpose()?;
+    let value = value.map(|v| serde_json::from_str(&v).unwrap_or(Value::String(v)));
+    Ok(ResolveRequest {
+        field,
+        choose,
+        value,
+        keep_zone,
+        seen: None,
+    })
+}
+
 async fn rp(c: &Client, json: bool, cmd: RpCmd) -> Result<(), CliError> {
     match cmd {
         RpCmd::List {
             service,
             complete_in,
         } => {
-            let q = query(&[("complete_in", complete_in)]);
-            let v = c
-                .get(&format!("/v1/services/{}/rps{q}", enc(&service)))
-                .await?;
+            let v = c.rps(&service, complete_in.as_ref()).await?;
             show(json, &v, output::rps_table);
         }
         RpCmd::Show { service, rp } => {
-            let v = c
-                .get(&format!("/v1/services/{}/rps/{}", enc(&service), enc(&rp)))
-                .await?;
+            let v = c.rp(&service, &rp).await?;
             show(json, &v, output::rp_detail);
         }
         RpCmd::Take { service } => {
-            let v = c
-                .post(&format!("/v1/services/{}/rps", enc(&service)), &json!({}))
-                .await?;
-            show(json, &v, |v| {
-                line(format!("took recovery point {}", output::cell(&v["id"])))
-            });
+            let v = c.take_rp(&service).await?;
+            show(json, &v, |v| line(format!("took recovery point {}", v.id)));
         }
         RpCmd::Hold { service, rp } => {
-            let v = c
-                .call(
-                    Method::POST,
-                    &format!("/v1/services/{}/rps/{}/hold", enc(&service), enc(&rp)),
-                    None,
-                    &[],
-                )
-                .await?;
-            show(json, &v, |v| {
-                line(format!("{} is held", output::cell(&v["id"])))
-            });
+            let v = c.set_hold(&service, &rp, true).await?;
+            show(json, &v, |v| line(format!("{} is held", v.id)));
         }
         RpCmd::Release { service, rp } => {
-            let v = c
-                .call(
-                    Method::POST,
-                    &format!("/v1/services/{}/rps/{}/release", enc(&service), enc(&rp)),
-                    None,
-                    &[],
-                )
-                .await?;
-            show(json, &v, |v| {
-                line(format!("{} is released", output::cell(&v["id"])))
-            });
+            let v = c.set_hold(&service, &rp, false).await?;
+            show(json, &v, |v| line(format!("{} is released", v.id)));
         }
     }
     Ok(())
 }
 
-/// Longest SSE block the watcher buffers before giving up on the stream.
-const MAX_SSE_BLOCK_BYTES: usize = 1024 * 1024;
-
 /// Follows the change feed until it ends or the user stops it.
-async fn watch(c: &Client, json: bool, service: Option<String>) -> Result<(), CliError> {
-    let mut res = c
-        .stream(&format!("/v1/events{}", query(&[("service", service)])))
-        .await?;
-    let mut buf = String::new();
+async fn watch(c: &Client, json: bool, service: Option<ServiceId>) -> Result<(), CliError> {
+    let mut feed = c.events(service.as_ref()).await?;
     loop {
-        let chunk = tokio::select! {
+        let item = tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
-            c = res.chunk() => c,
+            item = feed.next() => item?,
         };
-        match chunk {
-            Ok(Some(bytes)) => buf.push_str(&String::from_utf8_lossy(&bytes)),
-            Ok(None) => return Ok(()),
-            Err(e) => {
-                return Err(CliError {
-                    code: ExitCode::Unreachable,
-                    message: format!("the change feed broke: {e}"),
-                    body: None,
-                })
-            }
-        }
-        while let Some(end) = buf.find("\n\n") {
-            let block: String = buf.drain(..end + 2).collect();
-            let mut event = "message";
-            let mut data = String::new();
-            for l in block.lines() {
-                if let Some(v) = l.strip_prefix("event:") {
-                    event = if v.trim() == "resync" {
-                        "resync"
-                    } else {
-                        "event"
-                    };
-                } else if let Some(v) = l.strip_prefix("data:") {
-                    data.push_str(v.trim_start());
-                }
-            }
-            if data.is_empty() {
-                continue;
-            }
-            let v: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
-            if json {
-                println!("{}", json!({ "event": event, "data": v }));
-            } else if event == "resync" {
-                println!(
-                    "-- fell behind ({} commits skipped); re-read what you follow",
-                    output::cell(&v["skipped_commits"])
-                );
-            } else {
-                println!("{}", output::feed_line(&v));
-            }
-        }
-        if buf.len() > MAX_SSE_BLOCK_BYTES {
-            return Err(CliError::other("the change feed sent an oversized event"));
+        let Some(item) = item else {
+            return Ok(());
+        };
+        match (json, item) {
+            (true, FeedItem::Event(e)) => println!("{}", json!({ "event": "event", "data": e })),
+            (true, FeedItem::Resync(r)) => println!("{}", json!({ "event": "resync", "data": r })),
+            (false, FeedItem::Event(e)) => println!("{}", output::feed_line(&e)),
+            (false, FeedItem::Resync(r)) => println!(
+                "-- fell behind ({} commits skipped); re-read what you follow",
+                r.skipped_commits
+            ),
         }
     }
 }

@@ -1,5 +1,12 @@
-//! Output for people: aligned tables and short lines. `--json` bypasses it.
+//! Output for people: aligned tables and short lines, printed from the
+//! API's types. `--json` bypasses it.
 
+use crate::api::types::{
+    FailoverOutcome, FeedEvent, MessageList, PeerStatus, RebuildView, RpList, RpView, ServiceList,
+    ServiceView,
+};
+use crate::model::{Policy, Retention, VmSlot};
+use crate::replica::{Conflict, ConflictField, ConflictKind, Hlc};
 use serde_json::Value;
 
 /// Prints rows under headers, columns padded to the widest cell.
@@ -32,21 +39,22 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// A JSON value as a short cell: strings bare, null as `-`.
-pub fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(","),
-        other => other.to_string(),
-    }
+/// An optional value as a cell: `-` when absent.
+pub fn opt(v: Option<&impl std::fmt::Display>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+/// A list as one cell: `a,b`.
+pub fn list(v: &[impl std::fmt::Display]) -> String {
+    v.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// An HLC stamp as UTC time of day with milliseconds.
-pub fn hlc_time(v: &Value) -> String {
-    let Some(ms) = v["wall_ms"].as_u64() else {
-        return "-".into();
-    };
+pub fn hlc_time(h: &Hlc) -> String {
+    let ms = h.wall_ms;
     let secs = ms / 1000;
     format!(
         "{:02}:{:02}:{:02}.{:03}Z",
@@ -59,12 +67,9 @@ pub fn hlc_time(v: &Value) -> String {
 
 /// An HLC stamp as a UTC date and time: what RPs, messages and conflict
 /// sides need, since they may be days old.
-pub fn hlc_datetime(v: &Value) -> String {
-    let Some(ms) = v["wall_ms"].as_u64() else {
-        return "-".into();
-    };
-    let (y, m, d) = civil_from_days(ms / 86_400_000);
-    format!("{y:04}-{m:02}-{d:02} {}", hlc_time(v))
+pub fn hlc_datetime(h: &Hlc) -> String {
+    let (y, m, d) = civil_from_days(h.wall_ms / 86_400_000);
+    format!("{y:04}-{m:02}-{d:02} {}", hlc_time(h))
 }
 
 /// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard
@@ -82,36 +87,30 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (y, m, d)
 }
 
-pub fn services_table(list: &Value) -> String {
-    let rows: Vec<Vec<String>> = list["services"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
+pub fn services_table(l: &ServiceList) -> String {
+    let rows: Vec<Vec<String>> = l
+        .services
         .iter()
         .map(|s| {
+            let p = s.policy.as_ref();
             vec![
-                cell(&s["id"]),
-                cell(&s["active_zones"]),
-                cell(&s["policy"]["recovery_zone"]),
-                cell(&s["policy"]["interval_s"]),
-                cell(&s["rp_count"]),
-                match &s["rpo"] {
-                    Value::Null => "-".into(),
-                    r => format!(
+                s.id.to_string(),
+                list(&s.active_zones),
+                opt(p.map(|p| &p.recovery_zone)),
+                opt(p.map(|p| &p.interval_s)),
+                s.rp_count.to_string(),
+                match &s.rpo {
+                    None => "-".into(),
+                    Some(r) => format!(
                         "{}{}",
-                        r["rpo_age_s"]
-                            .as_f64()
+                        r.rpo_age_s
                             .map(|a| format!("{a:.0}s"))
                             .unwrap_or("-".into()),
-                        if r["past_rpo"] == true { " PAST" } else { "" }
+                        if r.past_rpo { " PAST" } else { "" }
                     ),
                 },
-                s["conflicts"]
-                    .as_array()
-                    .map(|c| c.len())
-                    .unwrap_or(0)
-                    .to_string(),
-                if s["deleted"] == true {
+                s.conflicts.len().to_string(),
+                if s.deleted {
                     "deleted".into()
                 } else {
                     String::new()
@@ -134,82 +133,66 @@ pub fn services_table(list: &Value) -> String {
     )
 }
 
-pub fn service_detail(s: &Value) -> String {
+pub fn service_detail(s: &ServiceView) -> String {
     let mut out = String::new();
-    out.push_str(&format!("service    {}\n", cell(&s["id"])));
-    out.push_str(&format!("version    {}\n", cell(&s["version"])));
-    out.push_str(&format!("created by {}\n", cell(&s["created_by"])));
-    if s["deleted"] == true {
+    out.push_str(&format!("service    {}\n", s.id));
+    out.push_str(&format!("version    {}\n", s.version));
+    out.push_str(&format!("created by {}\n", list(&s.created_by)));
+    if s.deleted {
         out.push_str("deleted    yes\n");
     }
-    let p = &s["policy"];
+    let p = s.policy.as_ref();
+    let recovery_zone = opt(p.map(|p| &p.recovery_zone));
     out.push_str(&format!("policy     {}\n", policy_line(p)));
     out.push_str(&format!(
-        "retention  RPs where taken: {}; copies in {}: {}\n",
-        retention(&p["local_retention"]),
-        cell(&p["recovery_zone"]),
-        retention(&p["remote_retention"]),
+        "retention  RPs where taken: {}; copies in {recovery_zone}: {}\n",
+        retention(p.map(|p| &p.local_retention)),
+        retention(p.map(|p| &p.remote_retention)),
     ));
-    out.push_str(&format!(
-        "metadata   {} bytes\n",
-        s["metadata"].as_str().map(str::len).unwrap_or(0)
-    ));
+    out.push_str(&format!("metadata   {} bytes\n", s.metadata.len()));
     out.push_str(&format!(
         "newest RP  {} (complete in the recovery zone)\n",
-        cell(&s["newest_recoverable_rp"])
+        opt(s.newest_recoverable_rp.as_ref())
     ));
-    if let Value::Object(r) = &s["rpo"] {
-        let target = r.get("rpo_target_s").map(cell).unwrap_or_default();
-        let age = match r.get("rpo_age_s").and_then(Value::as_f64) {
+    if let Some(r) = &s.rpo {
+        let target = r.rpo_target_s;
+        let age = match r.rpo_age_s {
             Some(a) => format!("{a:.0}s (target {target}s)"),
-            None => format!(
-                "no RP complete in {} yet (target {target}s)",
-                cell(&p["recovery_zone"])
-            ),
+            None => format!("no RP complete in {recovery_zone} yet (target {target}s)"),
         };
-        let past = if r.get("past_rpo") == Some(&Value::Bool(true)) {
-            "  PAST RPO"
-        } else {
-            ""
-        };
+        let past = if r.past_rpo { "  PAST RPO" } else { "" };
         out.push_str(&format!("RPO        {age}{past}\n"));
     }
-    if !s["last_error"].is_null() {
-        out.push_str(&format!("last error {}\n", cell(&s["last_error"])));
+    if let Some(e) = &s.last_error {
+        out.push_str(&format!("last error {e}\n"));
     }
     out.push('\n');
-    let rows: Vec<Vec<String>> = s["slots"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(z, v)| {
-                    vec![
-                        z.clone(),
-                        cell(&v["cmp_vm_id"]),
-                        if v["active"] == true {
-                            "active".into()
-                        } else {
-                            "inactive".into()
-                        },
-                        cell(&v["disks"]),
-                    ]
-                })
-                .collect()
+    let rows: Vec<Vec<String>> = s
+        .slots
+        .iter()
+        .map(|(z, v)| {
+            vec![
+                z.to_string(),
+                v.cmp_vm_id.clone(),
+                if v.active {
+                    "active".into()
+                } else {
+                    "inactive".into()
+                },
+                list(&v.disks),
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     out.push_str(&table(&["ZONE", "VM", "STATE", "DISKS"], &rows));
-    if let Some(c) = s["conflicts"].as_array().filter(|c| !c.is_empty()) {
+    if !s.conflicts.is_empty() {
         out.push('\n');
-        out.push_str(&conflicts_table(&serde_json::json!({ "conflicts": c })));
+        out.push_str(&conflicts_table(&s.conflicts));
     }
     out
 }
 
 /// Seconds as the largest whole unit: `90s`, `5m`, `2h`, `1d`.
-pub fn duration(v: &Value) -> String {
-    let Some(s) = v.as_u64() else {
-        return cell(v);
-    };
+pub fn duration(s: u64) -> String {
     match s {
         0 => "0s".into(),
         s if s % 86_400 == 0 => format!("{}d", s / 86_400),
@@ -220,61 +203,74 @@ pub fn duration(v: &Value) -> String {
 }
 
 /// A policy in words: `an RP every 1h, replicated to zone-b`.
-fn policy_line(p: &Value) -> String {
-    if p.is_null() {
+fn policy_line(p: Option<&Policy>) -> String {
+    let Some(p) = p else {
         return "-".into();
-    }
+    };
     format!(
         "an RP every {}, replicated to {}",
-        duration(&p["interval_s"]),
-        cell(&p["recovery_zone"])
+        duration(p.interval_s),
+        p.recovery_zone
     )
 }
 
-fn retention(r: &Value) -> String {
+fn retention(r: Option<&Retention>) -> String {
     format!(
         "the last {} and all younger than {}",
-        cell(&r["keep_last"]),
-        duration(&r["keep_for_s"])
+        opt(r.map(|r| &r.keep_last)),
+        r.map_or_else(|| "-".into(), |r| duration(r.keep_for_s))
     )
 }
 
 /// A VM slot in words: `vm-1 active, disks a,b`.
-fn slot_line(v: &Value) -> String {
-    if v.is_null() {
+fn slot_line(v: Option<&VmSlot>) -> String {
+    let Some(v) = v else {
         return "no VM".into();
-    }
+    };
     format!(
         "{} {}, disks {}",
-        cell(&v["cmp_vm_id"]),
-        if v["active"] == true {
-            "active"
-        } else {
-            "inactive"
-        },
-        cell(&v["disks"])
+        v.cmp_vm_id,
+        if v.active { "active" } else { "inactive" },
+        list(&v.disks)
     )
 }
 
-/// One side of a conflict in words, by the field it is about.
-fn side_value(field: &str, v: &Value) -> String {
-    let mut text = if field == "active_vms" || field.starts_with("slots.") {
-        slot_line(v)
-    } else if field == "policy" {
-        format!(
-            "every {} to {}, keep {} or {}, copies {} or {}",
-            duration(&v["interval_s"]),
-            cell(&v["recovery_zone"]),
-            cell(&v["local_retention"]["keep_last"]),
-            duration(&v["local_retention"]["keep_for_s"]),
-            cell(&v["remote_retention"]["keep_last"]),
-            duration(&v["remote_retention"]["keep_for_s"]),
-        )
-    } else if field.ends_with(".hold") {
-        if v == true { "held" } else { "released" }.into()
-    } else {
-        v.to_string()
+/// One side of a conflict in words, read as the type of the register it is
+/// about; a value that is not of that type is shown as JSON.
+fn side_value(kind: &ConflictKind, v: &Value) -> String {
+    let typed = match kind {
+        ConflictKind::ActiveVms
+        | ConflictKind::ConcurrentWrite {
+            field: ConflictField::Slot(_),
+        } => serde_json::from_value::<Option<VmSlot>>(v.clone())
+            .ok()
+            .map(|s| slot_line(s.as_ref())),
+        ConflictKind::ConcurrentWrite {
+            field: ConflictField::Policy,
+        } => serde_json::from_value::<Policy>(v.clone()).ok().map(|p| {
+            format!(
+                "every {} to {}, keep {} or {}, copies {} or {}",
+                duration(p.interval_s),
+                p.recovery_zone,
+                p.local_retention.keep_last,
+                duration(p.local_retention.keep_for_s),
+                p.remote_retention.keep_last,
+                duration(p.remote_retention.keep_for_s),
+            )
+        }),
+        ConflictKind::ConcurrentWrite {
+            field: ConflictField::Hold(_),
+        } => Some(
+            if v == &Value::Bool(true) {
+                "held"
+            } else {
+                "released"
+            }
+            .into(),
+        ),
+        ConflictKind::ConcurrentWrite { .. } => None,
     };
+    let mut text = typed.unwrap_or_else(|| v.to_string());
     if text.chars().count() > MAX_CELL_CHARS {
         text = text.chars().take(MAX_CELL_CHARS - 3).collect();
         text.push_str("...");
@@ -285,30 +281,21 @@ fn side_value(field: &str, v: &Value) -> String {
 /// Longest value cell of a conflicts table; `--json` has the whole value.
 const MAX_CELL_CHARS: usize = 80;
 
-pub fn rps_table(list: &Value) -> String {
-    let rows: Vec<Vec<String>> = list["rps"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
+pub fn rps_table(l: &RpList) -> String {
+    let rows: Vec<Vec<String>> = l
+        .rps
         .iter()
         .map(|r| {
-            let copies = r["copies"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(z, c)| format!("{z}:{}", cell(&c["state"])))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default();
+            let copies = r
+                .copies
+                .iter()
+                .map(|(z, c)| format!("{z}:{}", c.state))
+                .collect::<Vec<_>>()
+                .join(" ");
             vec![
-                cell(&r["id"]),
-                hlc_datetime(&r["taken"]),
-                if r["held"] == true {
-                    "held".into()
-                } else {
-                    String::new()
-                },
+                r.id.to_string(),
+                hlc_datetime(&r.taken),
+                if r.held { "held".into() } else { String::new() },
                 copies,
             ]
         })
@@ -317,80 +304,56 @@ pub fn rps_table(list: &Value) -> String {
 }
 
 /// One recovery point: its snapshots and every zone's copy.
-pub fn rp_detail(r: &Value) -> String {
-    let mut out = format!(
-        "rp         {} of service {}\n",
-        cell(&r["id"]),
-        cell(&r["service"])
-    );
+pub fn rp_detail(r: &RpView) -> String {
+    let mut out = format!("rp         {} of service {}\n", r.id, r.service);
     out.push_str(&format!(
         "taken      {} in {}\n",
-        hlc_datetime(&r["taken"]),
-        cell(&r["origin"])
+        hlc_datetime(&r.taken),
+        r.origin
     ));
     out.push_str(&format!(
         "hold       {}\n",
-        if r["held"] == true {
+        if r.held {
             "held: retention keeps it in every zone"
         } else {
             "no"
         }
     ));
-    out.push_str(&format!(
-        "metadata   {} bytes\n\n",
-        r["metadata"].as_str().map(str::len).unwrap_or(0)
-    ));
-    let disks: Vec<Vec<String>> = r["disks"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
+    out.push_str(&format!("metadata   {} bytes\n\n", r.metadata.len()));
+    let disks: Vec<Vec<String>> = r
+        .disks
         .iter()
         .map(|d| {
             vec![
-                cell(&d["volume"]),
-                cell(&d["snapshot"]),
-                format!("~{}", cell(&d["global_id"])),
+                d.volume.clone(),
+                d.snapshot.clone(),
+                format!("~{}", d.global_id),
             ]
         })
         .collect();
     out.push_str(&table(&["DISK", "SNAPSHOT", "GLOBAL ID"], &disks));
     out.push('\n');
-    let copies: Vec<Vec<String>> = r["copies"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(z, c)| vec![z.clone(), cell(&c["state"]), cell(&c["error"])])
-                .collect()
-        })
-        .unwrap_or_default();
+    let copies: Vec<Vec<String>> = r
+        .copies
+        .iter()
+        .map(|(z, c)| vec![z.to_string(), c.state.clone(), opt(c.error.as_ref())])
+        .collect();
     out.push_str(&table(&["ZONE", "COPY", "ERROR"], &copies));
     out
 }
 
-pub fn conflicts_table(list: &Value) -> String {
+pub fn conflicts_table(conflicts: &[Conflict]) -> String {
     let mut rows = Vec::new();
-    for c in list["conflicts"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-    {
-        let what = if c["kind"] == "active_vms" {
-            "active_vms".to_string()
-        } else {
-            cell(&c["field"])
-        };
-        for s in c["sides"]
-            .as_array()
-            .map(|a| a.as_slice())
-            .unwrap_or_default()
-        {
+    for c in conflicts {
+        let what = c.kind.target().to_string();
+        for s in &c.sides {
             rows.push(vec![
-                cell(&c["service"]),
+                c.service.to_string(),
                 what.clone(),
-                cell(&s["zone"]),
-                format!("{}:{}", cell(&s["dot"]["origin"]), cell(&s["dot"]["seq"])),
-                hlc_datetime(&s["hlc"]),
-                side_value(&what, &s["value"]),
+                s.zone.to_string(),
+                format!("{}:{}", s.dot.origin, s.dot.seq),
+                hlc_datetime(&s.hlc),
+                side_value(&c.kind, &s.value),
             ]);
         }
     }
@@ -416,51 +379,42 @@ pub fn conflicts_table(list: &Value) -> String {
     out
 }
 
-pub fn messages_table(list: &Value) -> String {
-    let rows: Vec<Vec<String>> = list["messages"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
+pub fn messages_table(l: &MessageList) -> String {
+    let rows: Vec<Vec<String>> = l
+        .messages
         .iter()
         .map(|m| {
             vec![
-                cell(&m["id"]),
-                cell(&m["from"]),
-                cell(&m["to"]),
-                hlc_datetime(&m["sent"]),
-                match &m["acked"] {
-                    Value::Null => "waiting".into(),
-                    a => format!("acked by {}", cell(&a["by"])),
+                m.id.to_string(),
+                m.from.to_string(),
+                m.to.to_string(),
+                hlc_datetime(&m.sent),
+                match &m.acked {
+                    None => "waiting".into(),
+                    Some(a) => format!("acked by {}", a.by),
                 },
-                cell(&m["body"]),
+                m.body.clone(),
             ]
         })
         .collect();
     table(&["ID", "FROM", "TO", "SENT", "STATE", "BODY"], &rows)
 }
 
-pub fn peers_table(list: &Value) -> String {
-    let rows: Vec<Vec<String>> = list["peers"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
+pub fn peers_table(peers: &[PeerStatus]) -> String {
+    let rows: Vec<Vec<String>> = peers
         .iter()
         .map(|p| {
             vec![
-                cell(&p["zone"]),
-                if p["connected"] == true {
+                p.zone.to_string(),
+                if p.connected {
                     "up".into()
                 } else {
                     "down".into()
                 },
-                p["rtt_ms"]
-                    .as_f64()
-                    .map(|r| format!("{r:.1}"))
-                    .unwrap_or("-".into()),
-                cell(&p["behind_events"]),
-                cell(&p["ahead_events"]),
-                p["last_seen_ms_ago"]
-                    .as_u64()
+                p.rtt_ms.map(|r| format!("{r:.1}")).unwrap_or("-".into()),
+                p.behind_events.to_string(),
+                p.ahead_events.to_string(),
+                p.last_seen_ms_ago
                     .map(|m| format!("{m}ms ago"))
                     .unwrap_or("never".into()),
             ]
@@ -486,8 +440,8 @@ const MAX_METADATA_CHARS: usize = 200;
 
 /// A failover, test failover, revert or migration: what happened, the
 /// volumes to run the VM on, and the VM metadata to rebuild it from.
-pub fn outcome(done: Done, o: &Value) -> String {
-    let (svc, zone, rp) = (cell(&o["service"]), cell(&o["zone"]), cell(&o["rp"]));
+pub fn outcome(done: Done, o: &FailoverOutcome) -> String {
+    let (svc, zone, rp) = (&o.service, &o.zone, &o.rp);
     let mut out = match done {
         Done::Failover => {
             format!("failed over: service {svc} is active in {zone}, on new volumes from RP {rp}\n")
@@ -504,21 +458,14 @@ pub fn outcome(done: Done, o: &Value) -> String {
         ),
     };
     out.push('\n');
-    let rows: Vec<Vec<String>> = o["volumes"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
+    let rows: Vec<Vec<String>> = o
+        .volumes
         .iter()
-        .map(|v| {
-            vec![
-                cell(&v["disk"]),
-                cell(&v["volume"]),
-                cell(&v["from_snapshot"]),
-            ]
-        })
+        .map(|v| vec![v.disk.clone(), v.volume.clone(), v.from_snapshot.clone()])
         .collect();
     out.push_str(&table(&["DISK", "VOLUME", "FROM SNAPSHOT"], &rows));
-    if let Some(m) = o["metadata"].as_str().filter(|m| !m.is_empty()) {
+    let m = &o.metadata;
+    if !m.is_empty() {
         let shown: String = m.chars().take(MAX_METADATA_CHARS).collect();
         let more = if shown.len() < m.len() {
             " ... (--json shows all of it)"
@@ -531,59 +478,72 @@ pub fn outcome(done: Done, o: &Value) -> String {
 }
 
 /// One change-feed event as a line.
-pub fn feed_line(e: &Value) -> String {
+pub fn feed_line(e: &FeedEvent) -> String {
     let mut s = format!(
         "{} {}:{} {:<14} by {}",
-        hlc_time(&e["hlc"]),
-        cell(&e["origin"]),
-        cell(&e["seq"]),
-        cell(&e["op"]),
-        cell(&e["actor"])
+        hlc_time(&e.hlc),
+        e.origin,
+        e.seq,
+        e.op,
+        e.actor
     );
-    for k in ["service", "rp", "to", "message", "from_peer"] {
-        if let Some(v) = e.get(k).filter(|v| !v.is_null()) {
-            s.push_str(&format!(" {k}={}", cell(v)));
+    let extra = [
+        ("service", e.service.as_ref().map(|v| v.to_string())),
+        ("rp", e.rp.as_ref().map(|v| v.to_string())),
+        ("to", e.to.as_ref().map(|v| v.to_string())),
+        ("message", e.message.as_ref().map(|v| v.to_string())),
+        ("from_peer", e.from_peer.as_ref().map(|v| v.to_string())),
+    ];
+    for (k, v) in extra {
+        if let Some(v) = v {
+            s.push_str(&format!(" {k}={v}"));
         }
     }
     s
 }
 
 /// A node's rebuild state in a few words: `ready`, or why it refuses writes.
-pub fn rebuild_cell(r: &Value) -> String {
-    match r["state"].as_str() {
-        Some("rebuilding") => format!(
+pub fn rebuild_cell(r: &RebuildView) -> String {
+    match r.state.as_str() {
+        "rebuilding" => format!(
             "rebuilding (has {} of its zone's events, {} signed; confirmed by {})",
-            cell(&r["own_seq"]),
-            cell(&r["signed_seq"]),
-            r["confirmed_by"]
-                .as_array()
-                .map(|a| a.iter().map(cell).collect::<Vec<_>>().join(", "))
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "no peer yet".into())
+            r.own_seq,
+            r.signed_seq,
+            Some(
+                r.confirmed_by
+                    .iter()
+                    .map(|z| z.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "no peer yet".into())
         ),
-        Some(s) => s.to_string(),
-        None => "-".into(),
+        s => s.to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn dates_are_utc_calendar_days() {
-        let at = |ms: u64| hlc_datetime(&json!({ "wall_ms": ms }));
+        let at = |wall_ms: u64| {
+            hlc_datetime(&Hlc {
+                wall_ms,
+                logical: 0,
+            })
+        };
         assert_eq!(at(0), "1970-01-01 00:00:00.000Z");
         assert_eq!(at(951_782_400_000), "2000-02-29 00:00:00.000Z");
         assert_eq!(at(1_795_613_742_541), "2026-11-25 13:35:42.541Z");
         assert_eq!(at(4_107_542_399_999), "2100-02-28 23:59:59.999Z");
-        assert_eq!(hlc_datetime(&Value::Null), "-");
     }
 
     #[test]
     fn durations_use_the_largest_whole_unit() {
-        let d = |s: u64| duration(&json!(s));
+        let d = duration;
         assert_eq!(
             [d(0), d(90), d(120), d(3600), d(5400), d(86_400)],
             ["0s", "90s", "2m", "1h", "90m", "1d"]
