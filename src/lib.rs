@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod cli;
+#[cfg(feature = "devnet")]
 pub mod emulator;
 pub mod engine;
 pub mod model;

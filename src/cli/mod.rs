@@ -3,6 +3,8 @@
 
 mod client;
 mod daemon;
+#[cfg(feature = "devnet")]
+mod devnet;
 mod error;
 mod ops;
 mod output;
@@ -77,7 +79,8 @@ pub enum Command {
     },
     /// Start a local three-zone devnet (zone-a, zone-b, zone-c; links a-b
     /// and b-c) in this process, until Ctrl-C.
-    Devnet(daemon::DevnetArgs),
+    #[cfg(feature = "devnet")]
+    Devnet(devnet::DevnetArgs),
     /// This node's status: version vector, digest, counts, peers.
     Status,
     /// Peers and their sync state.
@@ -201,7 +204,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Run { config } => daemon::run_node(&config).await,
         Command::Keygen { out, force } => daemon::keygen(out.as_deref(), force),
-        Command::Devnet(args) => daemon::devnet(args, cli.api.json).await,
+        #[cfg(feature = "devnet")]
+        Command::Devnet(args) => devnet::devnet(args, cli.api.json).await,
         other => ops::run(&cli.api, other).await,
     }
 }

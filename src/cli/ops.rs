@@ -348,9 +348,11 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
             }
         },
         Command::Watch { service } => watch(&c, json, service).await?,
-        Command::Run { .. } | Command::Keygen { .. } | Command::Devnet(_) => {
+        Command::Run { .. } | Command::Keygen { .. } => {
             return Err(CliError::usage("not an API command"));
         }
+        #[cfg(feature = "devnet")]
+        Command::Devnet(_) => return Err(CliError::usage("not an API command")),
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! stops them all, in reverse order, on `shutdown`.
 
 pub mod config;
+#[cfg(feature = "devnet")]
 pub mod devnet;
 
 pub use config::{Config, Role};
