@@ -47,9 +47,6 @@ pub async fn resolve(
                 ))
             }
         },
-        (_, _, Some(_)) if req.field != ConflictTarget::ActiveVms => {
-            return Err(ApiError::invalid("keep_zone", "only for active_vms"))
-        }
         _ => {
             return Err(ApiError::invalid(
                 "choose",

@@ -117,6 +117,9 @@ pub enum Outcome {
 pub struct Decision {
     pub ops: Vec<Op>,
     pub outcome: Outcome,
+    /// A created service's request fingerprint, to keep (in local rows)
+    /// with the ops, so that a retry is told from another request.
+    pub keep_fingerprint: Option<(ServiceId, Vec<u8>)>,
 }
 
 impl Decision {
@@ -124,6 +127,7 @@ impl Decision {
         Decision {
             ops,
             outcome: Outcome::Written,
+            keep_fingerprint: None,
         }
     }
 
@@ -131,6 +135,7 @@ impl Decision {
         Decision {
             ops: Vec::new(),
             outcome,
+            keep_fingerprint: None,
         }
     }
 }
@@ -183,6 +188,7 @@ pub fn decide(
                         slot: slot.clone(),
                     }],
                     outcome: Outcome::Created,
+                    keep_fingerprint: Some((service.clone(), fingerprint.clone())),
                 });
             };
             let same = match fingerprint_of(service) {

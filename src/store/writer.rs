@@ -505,26 +505,10 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
                         &actor,
                         now,
                         &mut slots,
-                        &local,
+                        &mut local,
                     );
-                    if let Ok((range, outcome)) = &res {
-                        if !range.is_empty() {
-                            local.extend(l);
-                        }
-                        if let (
-                            Outcome::Created,
-                            Command::Protect {
-                                service,
-                                fingerprint,
-                                ..
-                            },
-                        ) = (outcome, &cmd)
-                        {
-                            local.push(LocalMutation::Put(
-                                fingerprint_key(service),
-                                fingerprint.clone(),
-                            ));
-                        }
+                    if matches!(&res, Ok((range, _)) if !range.is_empty()) {
+                        local.extend(l);
                     }
                     replies.push(Reply::Write(reply, res));
                 }
@@ -675,7 +659,8 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
 
 /// Decides a command and applies its ops (`check_local` on every op first);
 /// returns where their events sit in the batch, and what they mean.
-/// `batch_local` holds the rows earlier commands of this batch will write.
+/// `batch_local` holds the rows earlier commands of this batch will write;
+/// the rows the decision keeps (a created service's fingerprint) join it.
 fn execute(
     store: &Store,
     replica: &mut Replica,
@@ -683,7 +668,7 @@ fn execute(
     actor: &str,
     now: u64,
     slots: &mut Vec<Slot>,
-    batch_local: &[LocalMutation],
+    batch_local: &mut Vec<LocalMutation>,
 ) -> Result<(std::ops::Range<usize>, Outcome), DbError> {
     replica.check_can_sign()?;
     let fingerprint_of = |id: &ServiceId| -> Option<Vec<u8>> {
@@ -701,6 +686,9 @@ fn execute(
     };
     let decision = decide(replica, cmd, &fingerprint_of)?;
     let range = write_ops(replica, decision.ops, actor, now, slots)?;
+    if let Some((service, print)) = decision.keep_fingerprint {
+        batch_local.push(LocalMutation::Put(fingerprint_key(&service), print));
+    }
     Ok((range, decision.outcome))
 }
 
