@@ -4,7 +4,8 @@
 #  - the Rust suite (unit, simulation, integration over real HTTP, libp2p on
 #    loopback, redb files, the StorPool emulator), in the release profile;
 #  - StorPool's own Python bindings against the emulator (conformance);
-#  - schemathesis against the OpenAPI document a running devnet serves.
+#  - schemathesis against the OpenAPI document a running devnet serves;
+#  - promtool on the alerting rules (config/alerts.yaml) and their tests.
 # It ends with one line counting the Rust and Python tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,7 @@ cargo test --release --all-targets 2>&1 | tee "$log"
 pylog="$(mktemp)"
 scripts/conformance.sh 2>&1 | tee "$pylog"
 scripts/api-schema.sh
+scripts/check-alerts.sh
 
 # Rust: every "test result: ok. N passed; M failed"; Python: pytest's last summary.
 {

@@ -35,3 +35,27 @@ fn the_three_zone_example_parses_and_validates() {
     let peers: Vec<&str> = b.sync.peers.iter().map(|p| p.as_str()).collect();
     assert_eq!(peers, ["zone-a", "zone-c"]);
 }
+
+#[test]
+fn rpo_level_factors_are_checked() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let base = Config::load(&dir.join("zone-a.toml")).unwrap();
+    assert_eq!(base.engine.rpo_warning_factor, 2.0);
+    assert_eq!(base.engine.rpo_critical_factor, 3.0);
+    for (warning, critical, key) in [
+        (0.5, 3.0, "engine.rpo_warning_factor"),
+        (f64::NAN, 3.0, "engine.rpo_warning_factor"),
+        (2.0, 1.5, "engine.rpo_critical_factor"),
+        (2.0, f64::INFINITY, "engine.rpo_critical_factor"),
+    ] {
+        let mut cfg = base.clone();
+        cfg.engine.rpo_warning_factor = warning;
+        cfg.engine.rpo_critical_factor = critical;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains(key), "{warning}/{critical}: {err}");
+    }
+    let mut cfg = base.clone();
+    cfg.engine.rpo_warning_factor = 1.0;
+    cfg.engine.rpo_critical_factor = 1.0;
+    cfg.validate().unwrap();
+}

@@ -525,11 +525,19 @@ fn set_skew(path: &Path, offset_ms: i64) {
 /// A devnet whose zone-a reads its engine clock through a skew file (at
 /// offset 0), with `tweak` on every config; every zone started and ready.
 async fn net_with_skewed_a(tweak: impl Fn(&str, &mut toml::Table)) -> (Net, std::path::PathBuf) {
+    net_with_skewed("zone-a", tweak).await
+}
+
+/// A devnet whose `zone` reads its engine clock through a skew file.
+async fn net_with_skewed(
+    zone: &str,
+    tweak: impl Fn(&str, &mut toml::Table),
+) -> (Net, std::path::PathBuf) {
     let mut net = Net::with(tweak).await;
-    let skew = net.dir.path().join("zone-a.skew");
+    let skew = net.dir.path().join(format!("{zone}.skew"));
     set_skew(&skew, 0);
     net.set_env(
-        "zone-a",
+        zone,
         CLOCK_SKEW_FILE_ENV,
         skew.to_str().expect("utf-8 path"),
     );
@@ -538,9 +546,9 @@ async fn net_with_skewed_a(tweak: impl Fn(&str, &mut toml::Table)) -> (Net, std:
     }
     net.wait_ready(&ZONES).await;
     assert_eq!(
-        net.log_lines("zone-a", &[CLOCK_SKEW_FILE_ENV, "WARN"]),
+        net.log_lines(zone, &[CLOCK_SKEW_FILE_ENV, "WARN"]),
         1,
-        "zone-a warns once that its clock is moved by a file"
+        "{zone} warns once that its clock is moved by a file"
     );
     (net, skew)
 }
@@ -784,6 +792,159 @@ async fn failover_over_processes_follows_causal_order_not_a_clock_that_ran_ahead
             "figure: clock-jump failover scenario took {}",
             secs(t_all.elapsed())
         );
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// RPO levels and the alert rules' metrics
+
+const DAY_MS: i64 = 24 * 3_600_000;
+
+/// The RPO level of `id` as `zone` shows it on the service view.
+async fn rpo_level(net: &Net, zone: &str, id: &ServiceId) -> String {
+    service(net, zone, id).await["rpo"]["level"]
+        .as_str()
+        .unwrap_or("none")
+        .to_string()
+}
+
+/// Ids `GET /v1/services?rpo=LEVEL` lists in `zone`.
+async fn graded(net: &Net, zone: &str, level: &str) -> BTreeSet<String> {
+    let a = net.get(zone, &format!("/v1/services?rpo={level}")).await;
+    a.expect(200);
+    a.body["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter_map(|s| s["id"].as_str().map(String::from))
+        .collect()
+}
+
+/// A service of zone-a with one RP a day (none due during the test) and one
+/// RP taken now, complete in zone-b. zone-b's engine clock then moves on:
+/// 2.5 days later its RPO is `warning`, 3.5 days `critical`, and back to
+/// `ok` when the clock is right again — on the service view, in
+/// `GET /v1/services?rpo=…`, in the CLI table and as
+/// `drengine_service_rpo_level`. Every metric `config/alerts.yaml` names is
+/// one a node exports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpo_levels_move_ok_warning_critical_as_time_passes() {
+    repeat("rpo levels", |_| async {
+        let (net, skew) = net_with_skewed("zone-b", |_, _| {}).await;
+        let id = protect(
+            &net,
+            "zone-a",
+            Some(&quiet_id("vm-lvl")),
+            "vm-lvl",
+            QUIET_S,
+            3,
+            3,
+        )
+        .await;
+        let rp = take_rp(&net, "zone-a", &id).await;
+        wait_until("the RP complete in zone-b", WAIT, || async {
+            complete_in(&net, "zone-b", &id, &rp.id, "zone-b").await
+        })
+        .await;
+        let rpo = wait_for("zone-b grades the RPO ok", WAIT, || async {
+            let v = service(&net, "zone-b", &id).await["rpo"].clone();
+            (v["level"] == "ok").then_some(v)
+        })
+        .await;
+        assert_eq!(rpo["past_rpo"], false, "{rpo}");
+        assert!(graded(&net, "zone-b", "warning").await.is_empty());
+        assert!(graded(&net, "zone-b", "ok").await.contains(id.as_str()));
+        let m = net.metrics("zone-b").await;
+        assert_eq!(
+            metric(&m, "drengine_services_by_rpo_level", &[("level", "ok")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            metric(
+                &m,
+                "drengine_service_rpo_level",
+                &[("service", id.as_str())]
+            ),
+            None,
+            "no per-service series while the service is ok"
+        );
+
+        for (offset, level, value) in [
+            (5 * DAY_MS / 2, "warning", 1.0),
+            (7 * DAY_MS / 2, "critical", 2.0),
+        ] {
+            set_skew(&skew, offset);
+            wait_until(&format!("zone-b grades the RPO {level}"), WAIT, || async {
+                rpo_level(&net, "zone-b", &id).await == level
+            })
+            .await;
+            assert_eq!(service(&net, "zone-b", &id).await["rpo"]["past_rpo"], true);
+            assert!(graded(&net, "zone-b", "warning")
+                .await
+                .contains(id.as_str()));
+            assert_eq!(
+                graded(&net, "zone-b", "critical")
+                    .await
+                    .contains(id.as_str()),
+                level == "critical"
+            );
+            let m = net.metrics("zone-b").await;
+            assert_eq!(
+                metric(
+                    &m,
+                    "drengine_service_rpo_level",
+                    &[("service", id.as_str())]
+                ),
+                Some(value)
+            );
+            assert_eq!(
+                metric(&m, "drengine_services_by_rpo_level", &[("level", level)]),
+                Some(1.0)
+            );
+            let (code, out, err) = net.cli("zone-b", &["services", "--rpo", "warning"]);
+            assert_eq!(code, 0, "{err}");
+            let row = out
+                .lines()
+                .find(|l| l.starts_with(id.as_str()))
+                .unwrap_or_else(|| panic!("{id} in the CLI table: {out}"));
+            assert!(row.contains(level), "{row}");
+            // zone-a's clock is right: its own view of the same RP is ok.
+            assert_eq!(rpo_level(&net, "zone-a", &id).await, "ok");
+            if level != "critical" {
+                continue;
+            }
+            // The alert rules name only metrics a node exports (a
+            // per-service family has series only while a service is not ok).
+            let alerts = std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("config/alerts.yaml"),
+            )
+            .expect("config/alerts.yaml");
+            let named: BTreeSet<&str> = alerts
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("drengine_"))
+                .collect();
+            assert!(named.len() >= 6, "{named:?}");
+            for name in named {
+                let family = name.strip_suffix("_total").unwrap_or(name);
+                assert!(
+                    m.lines().any(|l| l.starts_with(&format!("# TYPE {name} "))
+                        || l.starts_with(&format!("# TYPE {family} "))),
+                    "config/alerts.yaml names {name}, which /metrics does not export"
+                );
+            }
+        }
+        set_skew(&skew, 0);
+        wait_until("zone-b grades the RPO ok again", WAIT, || async {
+            rpo_level(&net, "zone-b", &id).await == "ok"
+        })
+        .await;
+        let (code, out, _) = net.cli("zone-b", &["services", "--rpo", "warning"]);
+        assert_eq!(code, 0);
+        assert!(!out.contains(id.as_str()), "{out}");
+        let a = net.get("zone-b", "/v1/services?rpo=bad").await;
+        assert_eq!(a.status, 400, "{}", a.body);
+        assert_eq!(a.error_code(), Some("bad_request"));
     })
     .await;
 }

@@ -50,6 +50,11 @@ struct SourceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LevelLabels {
+    level: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: String,
 }
@@ -264,10 +269,29 @@ fn registry(state: &ApiState) -> Registry {
         counter(state.engine().ticks_skipped()),
     );
 
+    // Per-service series only for services whose RPO is not `ok` or is
+    // past its target: at 100,000 healthy services the scrape stays small
+    // and the label cardinality is bounded by the services in trouble. The
+    // counts by level cover every service.
     let rpo_age = Family::<ServiceLabels, Seconds>::default();
     let rpo_target = Family::<ServiceLabels, Gauge>::default();
     let past_rpo = Family::<ServiceLabels, Gauge>::default();
+    let rpo_level = Family::<ServiceLabels, Gauge>::default();
+    let by_level = Family::<LevelLabels, Gauge>::default();
+    for l in crate::engine::RpoLevel::ALL {
+        by_level
+            .get_or_create(&LevelLabels { level: l.as_str() })
+            .set(0);
+    }
     for s in state.engine().rpo_all() {
+        by_level
+            .get_or_create(&LevelLabels {
+                level: s.level.as_str(),
+            })
+            .inc();
+        if s.level == crate::engine::RpoLevel::Ok && !s.past_rpo {
+            continue;
+        }
         let labels = ServiceLabels {
             service: s.service.as_str().to_string(),
         };
@@ -277,10 +301,21 @@ fn registry(state: &ApiState) -> Registry {
         let target = i64::try_from(s.rpo_target_s).unwrap_or(i64::MAX);
         rpo_target.get_or_create(&labels).set(target);
         past_rpo.get_or_create(&labels).set(i64::from(s.past_rpo));
+        rpo_level.get_or_create(&labels).set(s.level as i64);
     }
     r.register(
+        "drengine_services_by_rpo_level",
+        "Services this zone protects or receives, by RPO level (ok, warning, critical)",
+        by_level,
+    );
+    r.register(
+        "drengine_service_rpo_level",
+        "RPO level of a service not ok: 1 warning (older than 2 intervals), 2 critical (3, or unknown)",
+        rpo_level,
+    );
+    r.register(
         "drengine_service_rpo_seconds",
-        "Age of the newest RP complete in the recovery zone",
+        "Age of the newest RP complete in the recovery zone (services not ok or past their RPO)",
         rpo_age,
     );
     r.register(

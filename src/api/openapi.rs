@@ -183,12 +183,14 @@ fn schemas() -> Value {
         "ConflictList": object(&["conflicts"], json!({
             "conflicts": { "type": "array", "items": r("Conflict") }
         })),
-        "RpoStatus": object(&["service", "rpo_age_s", "rpo_target_s", "past_rpo"], json!({
+        "RpoStatus": object(&["service", "rpo_age_s", "rpo_target_s", "past_rpo", "level"], json!({
             "service": r("ServiceId"),
             "rpo_age_s": { "type": "number", "nullable": true },
             "rpo_target_s": u64_schema(),
-            "past_rpo": { "type": "boolean" }
+            "past_rpo": { "type": "boolean" },
+            "level": r("RpoLevel")
         })),
+        "RpoLevel": { "type": "string", "enum": ["ok", "warning", "critical"] },
         "ServiceView": object(&["id", "version", "created_by", "deleted", "policy", "metadata", "slots",
                                "active_zones", "conflicts", "rp_count", "newest_recoverable_rp", "rpo", "last_error"], json!({
             "id": r("ServiceId"),
@@ -348,6 +350,7 @@ pub fn document() -> Value {
                 "parameters": [
                     bool_q("in_conflict", "Only services with (true) or without (false) a conflict"),
                     bool_q("past_rpo", "Only services past (true) or within (false) their RPO"),
+                    query_param("rpo", r("RpoLevel"), "Only services whose RPO level is this or worse"),
                     bool_q("deleted", "List deleted services instead of live ones"),
                     query_param("zone", r("ZoneId"), "Only services with a VM in, or recovering to, this zone"),
                     query_param("after", r("ServiceId"), "Start after this id (from next_after)"),

@@ -4,7 +4,7 @@
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, Params, PathParams};
-use super::types::{CreateService, RpoStatus, ServiceList, ServiceView, UpdateService};
+use super::types::{CreateService, RpoLevel, RpoStatus, ServiceList, ServiceView, UpdateService};
 use super::ApiState;
 use super::Role;
 use crate::model::{ServiceId, VmSlot, ZoneId};
@@ -65,6 +65,16 @@ fn rpo_view(r: crate::engine::RpoStatus) -> RpoStatus {
         rpo_age_s: r.rpo_age_s,
         rpo_target_s: r.rpo_target_s,
         past_rpo: r.past_rpo,
+        level: level_view(r.level),
+    }
+}
+
+/// The engine's RPO level in the API's wire shape.
+pub(crate) fn level_view(l: crate::engine::RpoLevel) -> RpoLevel {
+    match l {
+        crate::engine::RpoLevel::Ok => RpoLevel::Ok,
+        crate::engine::RpoLevel::Warning => RpoLevel::Warning,
+        crate::engine::RpoLevel::Critical => RpoLevel::Critical,
     }
 }
 
@@ -125,6 +135,7 @@ pub async fn list(
 ) -> ApiResult<Json<ServiceList>> {
     let in_conflict = q.take_bool("in_conflict")?;
     let past_rpo = q.take_bool("past_rpo")?;
+    let rpo_at_least = q.take_parsed("rpo", RpoLevel::parse)?;
     let deleted = q.take_bool("deleted")?;
     let zone = q.take_parsed("zone", ZoneId::parse)?;
     let after = q.take_parsed("after", |s| s.parse::<ServiceId>())?;
@@ -132,15 +143,23 @@ pub async fn list(
     q.finish()?;
     // Ask the engine before taking the replica's read lock: it reads the
     // replica too.
-    let past: Option<std::collections::BTreeSet<ServiceId>> = past_rpo.map(|_| {
-        state
-            .engine()
-            .rpo_all()
-            .into_iter()
-            .filter(|r| r.past_rpo)
-            .map(|r| r.service)
-            .collect()
-    });
+    let rpo_all = (past_rpo.is_some() || rpo_at_least.is_some()).then(|| state.engine().rpo_all());
+    let past: Option<std::collections::BTreeSet<ServiceId>> =
+        past_rpo.and(rpo_all.as_ref()).map(|all| {
+            all.iter()
+                .filter(|r| r.past_rpo)
+                .map(|r| r.service.clone())
+                .collect()
+        });
+    // `rpo=L`: services this zone's engine grades L or worse (it grades the
+    // services it protects or receives; others have no RPO here).
+    let graded: Option<std::collections::BTreeSet<ServiceId>> =
+        rpo_at_least.zip(rpo_all.as_ref()).map(|(min, all)| {
+            all.iter()
+                .filter(|r| level_view(r.level) >= min)
+                .map(|r| r.service.clone())
+                .collect()
+        });
     let (mut services, more) = state.db().read(|r| {
         let mut out: Vec<ServiceView> = Vec::new();
         let mut more = None;
@@ -172,6 +191,9 @@ pub async fn list(
                 if past.contains(id) != want {
                     continue;
                 }
+            }
+            if graded.as_ref().is_some_and(|g| !g.contains(id)) {
+                continue;
             }
             if out.len() == limit {
                 more = out.last().map(|v| v.id.clone());

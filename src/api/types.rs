@@ -81,6 +81,44 @@ pub struct RpoStatus {
     /// The policy's interval: the RPO target.
     pub rpo_target_s: u64,
     pub past_rpo: bool,
+    /// `ok`, `warning` (older than 2 × the interval by default) or
+    /// `critical` (older than 3 ×; or of unknown age).
+    pub level: RpoLevel,
+}
+
+/// An RPO graded for alerting, ordered `ok` < `warning` < `critical`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RpoLevel {
+    Ok,
+    Warning,
+    Critical,
+}
+
+impl RpoLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RpoLevel::Ok => "ok",
+            RpoLevel::Warning => "warning",
+            RpoLevel::Critical => "critical",
+        }
+    }
+
+    /// Parses `ok`, `warning` or `critical`.
+    pub fn parse(s: &str) -> Result<RpoLevel, String> {
+        match s {
+            "ok" => Ok(RpoLevel::Ok),
+            "warning" => Ok(RpoLevel::Warning),
+            "critical" => Ok(RpoLevel::Critical),
+            _ => Err("one of ok, warning, critical".into()),
+        }
+    }
+}
+
+impl std::fmt::Display for RpoLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -93,6 +93,8 @@ pub struct ServiceFilter {
     pub in_conflict: bool,
     /// Only services past their RPO.
     pub past_rpo: bool,
+    /// Only services whose RPO level is this or worse.
+    pub rpo: Option<crate::api::types::RpoLevel>,
     /// Deleted services instead of live ones.
     pub deleted: bool,
     /// Only services with a VM in, or recovering to, this zone.
@@ -270,6 +272,7 @@ impl Client {
         let q = query(&[
             ("in_conflict", flag(f.in_conflict)),
             ("past_rpo", flag(f.past_rpo)),
+            ("rpo", f.rpo.map(|l| l.to_string())),
             ("deleted", flag(f.deleted)),
             ("zone", f.zone.as_ref().map(ZoneId::to_string)),
             ("limit", f.limit.map(|l| l.to_string())),

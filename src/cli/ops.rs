@@ -8,13 +8,14 @@ use super::output::{self, Done};
 use super::{ApiArgs, Command};
 use crate::api::types::{
     CreateService, DeactivateRequest, FailoverRequest, MigrateRequest, ResolveRequest,
-    RevertRequest, SendMessage, UpdateService,
+    RevertRequest, RpView, SendMessage, UpdateService,
 };
 use crate::model::{MessageId, Policy, Retention, RpId, ServiceId, ZoneId};
 use crate::replica::{ConflictTarget, Dot};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct ServicesArgs {
@@ -24,6 +25,9 @@ pub struct ServicesArgs {
     /// Only services past their RPO.
     #[arg(long)]
     pub past_rpo: bool,
+    /// Only services whose RPO level is this or worse (ok, warning, critical).
+    #[arg(long, value_parser = crate::api::types::RpoLevel::parse)]
+    pub rpo: Option<crate::api::types::RpoLevel>,
     /// Only services with a VM in, or recovering to, this zone.
     #[arg(long)]
     pub zone: Option<ZoneId>,
@@ -108,7 +112,15 @@ pub enum RpCmd {
     /// Show one recovery point.
     Show { service: ServiceId, rp: RpId },
     /// Take a recovery point now.
-    Take { service: ServiceId },
+    Take {
+        service: ServiceId,
+        /// Then wait until the RP is complete in the service's recovery zone.
+        #[arg(long)]
+        wait: bool,
+        /// Give up waiting after this many seconds (exit 1).
+        #[arg(long, default_value_t = 300, requires = "wait")]
+        timeout_s: u64,
+    },
     /// Hold an RP: retention keeps it in every zone.
     Hold { service: ServiceId, rp: RpId },
     /// Release a hold.
@@ -204,6 +216,7 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
             let filter = ServiceFilter {
                 in_conflict: a.in_conflict,
                 past_rpo: a.past_rpo,
+                rpo: a.rpo,
                 deleted: a.deleted,
                 zone: a.zone,
                 limit: a.limit,
@@ -407,9 +420,23 @@ async fn rp(c: &Client, json: bool, cmd: RpCmd) -> Result<(), CliError> {
             let v = c.rp(&service, &rp).await?;
             show(json, &v, output::rp_detail);
         }
-        RpCmd::Take { service } => {
+        RpCmd::Take {
+            service,
+            wait,
+            timeout_s,
+        } => {
             let v = c.take_rp(&service).await?;
-            show(json, &v, |v| line(format!("took recovery point {}", v.id)));
+            if !wait {
+                show(json, &v, |v| line(format!("took recovery point {}", v.id)));
+                return Ok(());
+            }
+            if !json {
+                println!("took recovery point {}", v.id);
+            }
+            let v = wait_complete(c, &service, v, Duration::from_secs(timeout_s)).await?;
+            show(json, &v, |v| {
+                line(format!("{} is complete in {}", v.id, recovery_zone_of(v)))
+            });
         }
         RpCmd::Hold { service, rp } => {
             let v = c.set_hold(&service, &rp, true).await?;
@@ -421,6 +448,56 @@ async fn rp(c: &Client, json: bool, cmd: RpCmd) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// The zones an RP's copy is complete in, for a message.
+fn recovery_zone_of(v: &RpView) -> String {
+    let zones: Vec<&str> = v
+        .copies
+        .iter()
+        .filter(|(_, c)| c.state == "complete")
+        .map(|(z, _)| z.as_str())
+        .collect();
+    zones.join(", ")
+}
+
+/// Polls an RP until its copy in the service's recovery zone is complete;
+/// a failed copy or the deadline ends the wait with an error.
+async fn wait_complete(
+    c: &Client,
+    service: &ServiceId,
+    mut rp: RpView,
+    timeout: Duration,
+) -> Result<RpView, CliError> {
+    let zone = c
+        .service(service)
+        .await?
+        .policy
+        .map(|p| p.recovery_zone)
+        .ok_or_else(|| CliError::other(format!("{service} has no policy: no recovery zone")))?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match rp.copies.get(&zone) {
+            Some(copy) if copy.state == "complete" => return Ok(rp),
+            Some(copy) if copy.state == "failed" => {
+                return Err(CliError::other(format!(
+                    "the copy of {} in {zone} failed: {}",
+                    rp.id,
+                    copy.error.as_deref().unwrap_or("no reason given")
+                )))
+            }
+            _ => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(CliError::other(format!(
+                "{} is not complete in {zone} after {} s",
+                rp.id,
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        rp = c.rp(service, &rp.id).await?;
+    }
 }
 
 /// Follows the change feed until it ends or the user stops it.

@@ -109,6 +109,7 @@ pub fn services_table(l: &ServiceList) -> String {
                         if r.past_rpo { " PAST" } else { "" }
                     ),
                 },
+                s.rpo.as_ref().map_or("-".into(), |r| r.level.to_string()),
                 s.conflicts.len().to_string(),
                 if s.deleted {
                     "deleted".into()
@@ -126,6 +127,7 @@ pub fn services_table(l: &ServiceList) -> String {
             "INTERVAL_S",
             "RPS",
             "RPO",
+            "LEVEL",
             "CONFLICTS",
             "",
         ],
@@ -161,7 +163,7 @@ pub fn service_detail(s: &ServiceView) -> String {
             None => format!("no RP complete in {recovery_zone} yet (target {target}s)"),
         };
         let past = if r.past_rpo { "  PAST RPO" } else { "" };
-        out.push_str(&format!("RPO        {age}{past}\n"));
+        out.push_str(&format!("RPO        {age}  {}{past}\n", r.level));
     }
     if let Some(e) = &s.last_error {
         out.push_str(&format!("last error {e}\n"));

@@ -30,6 +30,11 @@ pub struct EngineConfig {
     /// Slack on top of the policy interval before a service counts as past
     /// its RPO: the time to take and transfer one RP.
     pub rpo_grace_ms: u64,
+    /// A service's RPO level is `warning` once its RPO is older than this
+    /// many intervals...
+    pub rpo_warning_factor: f64,
+    /// ...and `critical` once older than this many.
+    pub rpo_critical_factor: f64,
     /// Back-off of a service's work after a failure, doubling up to the max.
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
@@ -55,6 +60,8 @@ impl Default for EngineConfig {
             max_concurrent_calls: 16,
             max_queued_services: 8192,
             rpo_grace_ms: 30_000,
+            rpo_warning_factor: 2.0,
+            rpo_critical_factor: 3.0,
             retry_initial_ms: 1_000,
             retry_max_ms: 60_000,
             copy_poll_initial_ms: 250,
@@ -62,6 +69,17 @@ impl Default for EngineConfig {
             dep_check_interval_ms: 60_000,
             shutdown_grace_ms: 5_000,
             clock: crate::engine::Clock::system(),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// How RPO ages are judged, from these settings.
+    pub fn rpo_rules(&self) -> crate::engine::rpo::RpoRules {
+        crate::engine::rpo::RpoRules {
+            grace_ms: self.rpo_grace_ms,
+            warning_factor: self.rpo_warning_factor,
+            critical_factor: self.rpo_critical_factor,
         }
     }
 }

@@ -125,6 +125,29 @@ pub struct RpoStatus {
     /// The policy's interval: the RPO target.
     pub rpo_target_s: u64,
     pub past_rpo: bool,
+    /// How bad the RPO is, for alerting ([`rpo::RpoRules`]).
+    pub level: RpoLevel,
+}
+
+/// An RPO graded for alerting: `ok`, `warning`, `critical` (ordered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RpoLevel {
+    Ok = 0,
+    Warning = 1,
+    Critical = 2,
+}
+
+impl RpoLevel {
+    pub const ALL: [RpoLevel; 3] = [RpoLevel::Ok, RpoLevel::Warning, RpoLevel::Critical];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RpoLevel::Ok => "ok",
+            RpoLevel::Warning => "warning",
+            RpoLevel::Critical => "critical",
+        }
+    }
 }
 
 /// The engine's view of one service: RPO plus the last StorPool error.
@@ -405,7 +428,7 @@ impl Engine {
         let now = inner.now_ms();
         let rpo = inner.db.read(|r| {
             r.service(service)
-                .map(|s| rpo::rpo(s, now, inner.cfg.rpo_grace_ms))
+                .map(|s| rpo::rpo(s, now, &inner.cfg.rpo_rules()))
         })?;
         let last_error = inner.mem().last_error.get(service).cloned();
         Some(ServiceStatus { rpo, last_error })
@@ -428,7 +451,7 @@ impl Engine {
                         && (s.active_zones().contains(zone)
                             || s.policy.get().is_some_and(|p| &p.recovery_zone == zone))
                 })
-                .map(|s| rpo::rpo(s, now, inner.cfg.rpo_grace_ms))
+                .map(|s| rpo::rpo(s, now, &inner.cfg.rpo_rules()))
                 .collect()
         })
     }

@@ -230,6 +230,18 @@ impl Config {
                 "must be at least engine.copy_poll_initial_ms",
             ));
         }
+        if !(e.rpo_warning_factor.is_finite() && e.rpo_warning_factor >= 1.0) {
+            return Err(invalid(
+                "engine.rpo_warning_factor",
+                "must be a number of intervals, at least 1",
+            ));
+        }
+        if !(e.rpo_critical_factor.is_finite() && e.rpo_critical_factor >= e.rpo_warning_factor) {
+            return Err(invalid(
+                "engine.rpo_critical_factor",
+                "must be a number of intervals, at least engine.rpo_warning_factor",
+            ));
+        }
         Ok(())
     }
 
