@@ -184,6 +184,7 @@ async fn metrics_parse_and_count_events_and_requests() {
     let res = n
         .http
         .get(format!("{}/metrics", n.url))
+        .bearer_auth(READ_TOKEN)
         .send()
         .await
         .unwrap();
@@ -213,7 +214,15 @@ async fn metrics_parse_and_count_events_and_requests() {
             let http = http.clone();
             let url = url.clone();
             async move {
-                let text = http.get(url).send().await.unwrap().text().await.unwrap();
+                let text = http
+                    .get(url)
+                    .bearer_auth(READ_TOKEN)
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
                 text.contains("drengine_events_applied_total{zone=\"zone-a\",source=\"local\"} 1\n")
             }
         })

@@ -25,11 +25,15 @@ async fn requests_without_a_valid_token_are_refused() {
         )
         .await;
     a.assert_error(401);
-    // Health, metrics and the OpenAPI document need no token.
-    for p in ["/healthz", "/metrics", "/v1/openapi.json"] {
+    // Health and the OpenAPI document need no token; metrics do (any role).
+    for p in ["/healthz", "/v1/openapi.json"] {
         let a = n.call(Method::GET, p, None, None, &[]).await;
         assert_eq!(a.status, StatusCode::OK, "{p}");
     }
+    n.call(Method::GET, "/metrics", None, None, &[])
+        .await
+        .assert_error(401);
+    assert_eq!(n.get("/metrics", READ_TOKEN).await.status, StatusCode::OK);
     n.node.shutdown().await;
 }
 
@@ -540,6 +544,7 @@ async fn a_failed_commit_stops_writes_cleanly_until_restart() {
     let metrics = n
         .http
         .get(format!("{}/metrics", n.url))
+        .bearer_auth(READ_TOKEN)
         .send()
         .await
         .unwrap()

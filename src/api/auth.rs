@@ -95,3 +95,22 @@ impl FromRequestParts<ApiState> for Caller {
             .ok_or_else(|| ApiError::unauthorized("unknown token"))
     }
 }
+
+/// May read `/metrics` (which names every service, its RPO and the peer
+/// topology): anyone when `api.metrics_public`, otherwise a caller with a
+/// token of any role (read is enough).
+pub struct MetricsReader;
+
+impl FromRequestParts<ApiState> for MetricsReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        if state.metrics_public() {
+            return Ok(MetricsReader);
+        }
+        Caller::from_request_parts(parts, state)
+            .await?
+            .require(Role::Read)?;
+        Ok(MetricsReader)
+    }
+}

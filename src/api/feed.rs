@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
 /// How often an idle feed sends a comment, so proxies keep it open.
-const KEEPALIVE_MS: u64 = 15_000;
+const KEEPALIVE_MS: u64 = super::config::FEED_KEEPALIVE_MS;
 
 /// The feed's view of one event.
 pub fn feed_event(ev: &SignedEvent, from_peer: Option<&crate::model::ZoneId>) -> FeedEvent {

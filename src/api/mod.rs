@@ -24,6 +24,7 @@ mod conflicts;
 mod feed;
 mod messages;
 mod rps;
+mod serve;
 mod services;
 mod status;
 
@@ -36,12 +37,13 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::handler::Handler;
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use axum::Router;
 pub use config::{ApiConfig, Role, TokenEntry};
 use error::ApiError;
 use metrics::Metrics;
+pub use serve::ConnStats;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -109,6 +111,8 @@ struct Shared {
     shutdown: watch::Receiver<bool>,
     /// Change-feed clients now connected, against `max_feed_clients`.
     feed_clients: Arc<tokio::sync::Semaphore>,
+    /// `/metrics` without a token (`api.metrics_public`).
+    metrics_public: bool,
 }
 
 impl ApiState {
@@ -125,6 +129,7 @@ impl ApiState {
             metrics,
             shutdown,
             feed_clients: Arc::new(tokio::sync::Semaphore::new(cfg.max_feed_clients)),
+            metrics_public: cfg.metrics_public,
         }))
     }
     pub fn zone(&self) -> &ZoneId {
@@ -141,6 +146,10 @@ impl ApiState {
     }
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+    /// True if `/metrics` answers without a token.
+    pub fn metrics_public(&self) -> bool {
+        self.0.metrics_public
     }
 }
 
@@ -183,7 +192,7 @@ impl Routes {
 fn routes() -> Routes {
     Routes::new()
         .get("/healthz", status::healthz)
-        .get("/metrics", metrics::handler)
+        .get("/metrics", guarded_metrics)
         .get("/v1/openapi.json", openapi::handler)
         .get("/v1/status", status::zone_status)
         .get("/v1/peers", status::peers)
@@ -228,13 +237,23 @@ pub fn route_table() -> Vec<(Method, &'static str)> {
     routes().table
 }
 
+/// `/metrics` for a caller with a token (any role), or anyone when
+/// `api.metrics_public`: it names every service, its RPO and the peers.
+async fn guarded_metrics(_: auth::MetricsReader, state: State<ApiState>) -> Response {
+    metrics::handler(state).await
+}
+
 /// The whole application: routes, limits, metrics and JSON fallbacks.
 pub fn app(cfg: &ApiConfig, state: ApiState) -> Router {
     let zone = state.zone().clone();
+    let request_timeout = Duration::from_millis(cfg.request_timeout_ms);
     routes()
         .router
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
+        .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
+            deadline(request_timeout, req, next)
+        }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
         .layer(
@@ -261,6 +280,24 @@ async fn wrong_method() -> ApiError {
         "method_not_allowed",
         "method not allowed on this path; see /v1/openapi.json",
     )
+}
+
+/// Answers 503 `timeout` when a request takes longer than
+/// `api.request_timeout_ms` to produce its answer's head.
+async fn deadline(limit: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "no answer within api.request_timeout_ms ({} ms); a write may still be applied: \
+                 retry with the same Idempotency-Key",
+                limit.as_millis()
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// Records each request's latency under its route template.
@@ -301,12 +338,48 @@ pub struct ApiServer {
     tls: bool,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    stats: Arc<ConnStats>,
+}
+
+/// The TLS acceptor from the configured PEM certificate chain and key:
+/// aws-lc-rs, TLS 1.2 and 1.3, HTTP/1.1 by ALPN.
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, StartError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &std::path::Path, e: &dyn std::fmt::Display| {
+        StartError::Tls(format!("{}: {e}", what.display()))
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad(cert, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(cert, &e))?;
+    if chain.is_empty() {
+        return Err(bad(cert, &"no certificate in the file"));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, &e))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|e| bad(key, &e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 impl ApiServer {
     /// Binds `cfg.listen` (port 0 picks a free port) and serves, over TLS
-    /// when a certificate and key are configured.
+    /// when a certificate and key are configured, with the connection cap
+    /// and timeouts of `cfg` (see `serve.rs`).
     pub async fn start(cfg: &ApiConfig, ctx: ApiContext) -> Result<ApiServer, StartError> {
+        let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+            (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+            _ => None,
+        };
         let (stop, stopped) = watch::channel(false);
         let state = ApiState::new(cfg, ctx, stopped.clone());
         let zone = state.zone().clone();
@@ -315,63 +388,49 @@ impl ApiServer {
             addr: cfg.listen,
             source,
         };
-        match (&cfg.tls_cert, &cfg.tls_key) {
-            (Some(cert), Some(key)) => {
-                // Both ring and aws-lc-rs are linked in; say which one serves.
-                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-                let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                    .await
-                    .map_err(|e| StartError::Tls(e.to_string()))?;
-                let listener = std::net::TcpListener::bind(cfg.listen).map_err(bind_err)?;
-                listener.set_nonblocking(true).map_err(bind_err)?;
-                let addr = listener.local_addr().map_err(bind_err)?;
-                let handle = axum_server::Handle::new();
-                let server = axum_server::from_tcp_rustls(listener, tls)
-                    .handle(handle.clone())
-                    .serve(app.into_make_service());
-                let mut stopped = stopped;
-                let task = tokio::spawn(async move {
-                    tokio::spawn(async move {
-                        let _ = stopped.wait_for(|s| *s).await;
-                        handle.graceful_shutdown(Some(Duration::from_millis(SHUTDOWN_GRACE_MS)));
-                    });
-                    if let Err(e) = server.await {
-                        tracing::error!(zone = %zone, error = %e, "API server failed");
-                    }
-                });
-                tracing::info!(%addr, "API listening (https)");
-                Ok(ApiServer {
-                    addr,
-                    tls: true,
-                    stop,
-                    task,
-                })
-            }
-            _ => {
-                let listener = tokio::net::TcpListener::bind(cfg.listen)
-                    .await
-                    .map_err(bind_err)?;
-                let addr = listener.local_addr().map_err(bind_err)?;
-                let mut stopped = stopped;
-                let server = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(
-                    async move {
-                        let _ = stopped.wait_for(|s| *s).await;
-                    },
-                );
-                let task = tokio::spawn(async move {
-                    if let Err(e) = server.await {
-                        tracing::error!(zone = %zone, error = %e, "API server failed");
-                    }
-                });
-                tracing::info!(%addr, "API listening (http)");
-                Ok(ApiServer {
-                    addr,
-                    tls: false,
-                    stop,
-                    task,
-                })
-            }
-        }
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(bind_err)?;
+        let addr = listener.local_addr().map_err(bind_err)?;
+        let limits = serve::Limits {
+            max_connections: cfg.max_connections,
+            header_read: Duration::from_millis(cfg.header_read_timeout_ms),
+            idle: Duration::from_millis(cfg.idle_timeout_ms),
+            grace: Duration::from_millis(SHUTDOWN_GRACE_MS),
+        };
+        let stats = Arc::new(ConnStats::default());
+        let is_tls = tls.is_some();
+        let task = tokio::spawn(serve::run(
+            listener,
+            tls,
+            app,
+            limits,
+            stopped,
+            zone.clone(),
+            stats.clone(),
+        ));
+        tracing::info!(
+            zone = %zone,
+            %addr,
+            scheme = if is_tls { "https" } else { "http" },
+            max_connections = cfg.max_connections,
+            header_read_timeout_ms = cfg.header_read_timeout_ms,
+            idle_timeout_ms = cfg.idle_timeout_ms,
+            request_timeout_ms = cfg.request_timeout_ms,
+            "API listening"
+        );
+        Ok(ApiServer {
+            addr,
+            tls: is_tls,
+            stop,
+            task,
+            stats,
+        })
+    }
+
+    /// What the connection layer did so far.
+    pub fn conn_stats(&self) -> &ConnStats {
+        &self.stats
     }
 
     pub fn local_addr(&self) -> SocketAddr {

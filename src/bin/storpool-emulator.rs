@@ -13,12 +13,15 @@ use drengine::emulator::{ClusterSpec, Emulator, EmulatorConfig};
 ///
 /// All state is kept in memory: it is lost when the process exits.
 ///
-/// Admin endpoints on every cluster's port (no authentication): GET /_emulator/state,
-/// GET|POST /_emulator/faults, GET /_emulator/stats, POST /_emulator/stats/reset.
+/// Admin endpoints on every cluster's port: GET /_emulator/state, GET|POST /_emulator/faults,
+/// GET /_emulator/stats, POST /_emulator/stats/reset. They take NO authentication (anyone who
+/// reaches the port can read all state and inject faults): they are meant for loopback, so bind
+/// clusters to 127.0.0.1 (or another address only you can reach).
 #[derive(Debug, Parser)]
 #[command(name = "storpool-emulator", version, about, long_about)]
 struct Args {
     /// A cluster as NAME=ADDRESS:PORT (port 0 picks a free one); repeat for more clusters.
+    /// Use a loopback address: the /_emulator/* admin endpoints have no authentication.
     #[arg(long = "cluster", required = true, value_name = "NAME=ADDR:PORT")]
     clusters: Vec<ClusterSpec>,
 

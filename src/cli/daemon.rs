@@ -42,6 +42,7 @@ pub async fn run_node(path: &Path) -> Result<(), CliError> {
     init_tracing();
     let mut config = Config::load(path).map_err(|e| CliError::usage(e.to_string()))?;
     config.engine.clock = crate::engine::Clock::from_env();
+    check_fd_limit(config.api.max_connections);
     let node = Node::start(config)
         .await
         .map_err(|e| CliError::other(e.to_string()))?;
@@ -49,6 +50,47 @@ pub async fn run_node(path: &Path) -> Result<(), CliError> {
     stop_signal().await;
     node.shutdown().await;
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one (a service manager's
+/// soft default, often 1024, is what a connection flood hits first), and
+/// warns when `api.max_connections` would leave less than half of it for the
+/// database, sync and the StorPool client.
+fn check_fd_limit(max_connections: usize) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit (RLIMIT_NOFILE)");
+            return;
+        }
+    };
+    let limit = if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => {
+                tracing::info!(
+                    from = soft,
+                    to = hard,
+                    "raised the open-file limit (RLIMIT_NOFILE)"
+                );
+                hard
+            }
+            Err(e) => {
+                tracing::warn!(soft, hard, error = %e, "cannot raise the open-file limit (RLIMIT_NOFILE)");
+                soft
+            }
+        }
+    } else {
+        soft
+    };
+    if max_connections as u64 > limit / 2 {
+        tracing::warn!(
+            max_connections,
+            open_file_limit = limit,
+            "api.max_connections is above half the open-file limit: a connection flood can \
+             starve sync and the StorPool client; lower it or raise the limit"
+        );
+    }
 }
 
 pub fn keygen(out: Option<&Path>, force: bool) -> Result<(), CliError> {

@@ -151,23 +151,9 @@ impl Config {
                 ));
             }
         }
-        for (i, t) in self.api.tokens.iter().enumerate() {
-            if t.token.len() < 4 {
-                return Err(invalid(
-                    format!("api.tokens[{i}].token"),
-                    "at least 4 characters",
-                ));
-            }
-        }
-        if self.api.tls_cert.is_some() != self.api.tls_key.is_some() {
-            return Err(invalid("api.tls_cert", "tls_cert and tls_key go together"));
-        }
-        if self.api.max_feed_clients == 0 {
-            return Err(invalid("api.max_feed_clients", "must be positive"));
-        }
-        if self.api.max_body_bytes == 0 {
-            return Err(invalid("api.max_body_bytes", "must be positive"));
-        }
+        self.api
+            .validate()
+            .map_err(|(key, message)| invalid(key, message))?;
         if self.sync.max_batch_events == 0 || self.sync.max_batch_bytes == 0 {
             return Err(invalid(
                 "sync.max_batch_events",

@@ -182,6 +182,11 @@ impl NodeHandle {
         self.api.url()
     }
 
+    /// What the API's connection layer did (accepted, replaced, refused).
+    pub fn api_conn_stats(&self) -> &crate::api::ConnStats {
+        self.api.conn_stats()
+    }
+
     pub fn db(&self) -> &Db {
         &self.db
     }

@@ -569,6 +569,11 @@ impl Net {
         self.zone(zone).proc.started_at.expect("zone was started")
     }
 
+    /// The process id of the zone's running node, if it runs.
+    pub fn pid(&self, zone: &str) -> Option<u32> {
+        self.zone(zone).proc.child.as_ref().map(|c| c.id())
+    }
+
     pub fn is_running(&mut self, zone: &str) -> bool {
         self.zone_mut(zone).proc.running()
     }
@@ -748,9 +753,9 @@ impl Net {
             .await
     }
 
-    /// `GET /metrics` (Prometheus text).
+    /// `GET /metrics` (Prometheus text), with the read token.
     pub async fn metrics(&self, zone: &str) -> String {
-        self.call(zone, Method::GET, "/metrics", None, None, &[])
+        self.call(zone, Method::GET, "/metrics", Some(READ_TOKEN), None, &[])
             .await
             .text
     }
