@@ -100,7 +100,8 @@ pub fn document() -> Value {
         // Serialising utoipa's own types cannot fail; say so if it ever does.
         json!({ "openapi": "3.1.0", "info": { "title": format!("unserialisable: {e}"), "version": "" }, "paths": {} })
     });
-    close_objects(&mut doc["components"]["schemas"]);
+    close_objects_and_unsign(&mut doc["components"]["schemas"]);
+    close_objects_and_unsign(&mut doc["paths"]);
     optional_bodies_are_not_null(&mut doc["paths"]);
     name_operations_and_link(&mut doc["paths"]);
     doc
@@ -137,10 +138,27 @@ fn metrics_doc() {}
 /// Every object of the API is closed: requests refuse unknown fields
 /// (`deny_unknown_fields`) and answers carry only what is documented, so
 /// every object schema that lists properties says `additionalProperties:
-/// false` (utoipa writes it only for the `deny_unknown_fields` ones).
-fn close_objects(v: &mut Value) {
+/// false` (utoipa writes it only for the `deny_unknown_fields` ones). And
+/// unsigned integers carry no signed format.
+fn close_objects_and_unsign(v: &mut Value) {
     match v {
         Value::Object(m) => {
+            // utoipa gives u32 / u64 the formats int32 / int64, whose
+            // signed ranges schemathesis enforces (it would call 2^31 an
+            // invalid keep_last); an unsigned field's range is its
+            // minimum and maximum.
+            let unsigned = m.get("type") == Some(&json!("integer"))
+                && m.get("minimum")
+                    .and_then(Value::as_f64)
+                    .is_some_and(|x| x >= 0.0);
+            if unsigned
+                && matches!(
+                    m.get("format").and_then(Value::as_str),
+                    Some("int32" | "int64")
+                )
+            {
+                m.remove("format");
+            }
             if m.get("type") == Some(&json!("object"))
                 && m.contains_key("properties")
                 && !m.contains_key("additionalProperties")
@@ -148,10 +166,10 @@ fn close_objects(v: &mut Value) {
                 m.insert("additionalProperties".into(), json!(false));
             }
             for (_, child) in m.iter_mut() {
-                close_objects(child);
+                close_objects_and_unsign(child);
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(close_objects),
+        Value::Array(a) => a.iter_mut().for_each(close_objects_and_unsign),
         _ => {}
     }
 }

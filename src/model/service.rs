@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retention {
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 4294967295u32)]
     pub keep_last: u32,
+    #[schema(maximum = 18446744073709551615u64)]
     pub keep_for_s: u64,
 }
 

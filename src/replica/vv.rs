@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 )]
 pub struct Dot {
     pub origin: ZoneId,
+    #[schema(maximum = 18446744073709551615u64)]
     pub seq: u64,
 }
 
