@@ -276,7 +276,7 @@ async fn the_served_document_is_the_documented_one_and_every_path_is_routed() {
         .await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.body, drengine::api::openapi::document());
-    assert_eq!(a.body["openapi"], "3.0.3");
+    assert_eq!(a.body["openapi"], "3.1.0");
     // Every documented operation reaches a handler (never the JSON 404/405
     // fallbacks), whatever it then answers.
     for (path, item) in a.body["paths"].as_object().unwrap() {

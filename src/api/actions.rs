@@ -51,6 +51,20 @@ fn service(state: &ApiState, p: &PathParams) -> ApiResult<ServiceId> {
     Ok(id)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/failover",
+    tag = "actions",
+    summary = "Unplanned failover to this zone",
+    params(
+        ("service" = ServiceId, Path, description = "The service id"),
+    ),
+    request_body = Option<FailoverRequest>,
+    responses(
+        (status = 200, description = "Volumes and metadata for the CMP", body = FailoverOutcome),
+        super::openapi::ActionErrors,
+    )
+)]
 pub async fn failover(
     State(state): State<ApiState>,
     caller: Caller,
@@ -67,6 +81,20 @@ pub async fn failover(
     Ok(Json(outcome_view(out)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/migrate",
+    tag = "actions",
+    summary = "Planned migration, first half: in the source zone, after the VM stopped",
+    params(
+        ("service" = ServiceId, Path, description = "The service id"),
+    ),
+    request_body = Option<MigrateRequest>,
+    responses(
+        (status = 200, description = "The final RP", body = MigrationStarted),
+        super::openapi::ActionErrors,
+    )
+)]
 pub async fn start_migration(
     State(state): State<ApiState>,
     caller: Caller,
@@ -90,10 +118,24 @@ pub async fn start_migration(
 }
 
 /// No arguments; the body may be empty or `{}`.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoArgs {}
 
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/migrate/complete",
+    tag = "actions",
+    summary = "Planned migration, second half: in the target zone",
+    params(
+        ("service" = ServiceId, Path, description = "The service id"),
+    ),
+    request_body = Option<NoArgs>,
+    responses(
+        (status = 200, description = "Volumes and metadata for the CMP", body = FailoverOutcome),
+        super::openapi::ActionErrors,
+    )
+)]
 pub async fn complete_migration(
     State(state): State<ApiState>,
     caller: Caller,
@@ -107,6 +149,20 @@ pub async fn complete_migration(
     Ok(Json(outcome_view(out)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/revert",
+    tag = "actions",
+    summary = "Revert the VM's volumes here to an RP",
+    params(
+        ("service" = ServiceId, Path, description = "The service id"),
+    ),
+    request_body = Option<RevertRequest>,
+    responses(
+        (status = 200, description = "The reverted volumes", body = FailoverOutcome),
+        super::openapi::ActionErrors,
+    )
+)]
 pub async fn revert(
     State(state): State<ApiState>,
     caller: Caller,
@@ -120,6 +176,20 @@ pub async fn revert(
     Ok(Json(outcome_view(out)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/test-failover",
+    tag = "actions",
+    summary = "Test failover: clones of an RP here, no activation",
+    params(
+        ("service" = ServiceId, Path, description = "The service id"),
+    ),
+    request_body = Option<FailoverRequest>,
+    responses(
+        (status = 200, description = "The test volumes", body = FailoverOutcome),
+        super::openapi::ActionErrors,
+    )
+)]
 pub async fn test_failover(
     State(state): State<ApiState>,
     caller: Caller,
@@ -136,6 +206,20 @@ pub async fn test_failover(
     Ok(Json(outcome_view(out)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/test-failover/cleanup",
+    tag = "actions",
+    summary = "Remove the volumes of a test failover",
+    params(
+        ("service" = ServiceId, Path, description = "The service id"),
+    ),
+    request_body = Option<NoArgs>,
+    responses(
+        (status = 200, description = "The service", body = ServiceView),
+        super::openapi::ActionErrors,
+    )
+)]
 pub async fn cleanup_test_failover(
     State(state): State<ApiState>,
     caller: Caller,
@@ -155,6 +239,20 @@ pub async fn cleanup_test_failover(
 /// Marks a zone's VM inactive. The write has seen every value of that
 /// zone's slot, so it also settles a concurrent-write conflict on it; run
 /// for each extra active zone, it ends an active-VM conflict, from any zone.
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/deactivate",
+    tag = "conflicts",
+    summary = "Mark a zone's VM inactive (operator); ends an active-VM conflict",
+    params(
+        ("service" = ServiceId, Path, description = "The service id"),
+    ),
+    request_body = Option<DeactivateRequest>,
+    responses(
+        (status = 200, description = "The service", body = ServiceView, headers(("ETag" = String, description = "The service's version token, quoted"))),
+        super::openapi::WriteErrors,
+    )
+)]
 pub async fn deactivate(
     State(state): State<ApiState>,
     caller: Caller,

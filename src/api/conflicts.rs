@@ -13,6 +13,19 @@ use crate::replica::{parse_field_value, service_conflicts, Choice, Command, Conf
 use axum::extract::State;
 use axum::Json;
 
+#[utoipa::path(
+    get,
+    path = "/v1/conflicts",
+    tag = "conflicts",
+    summary = "Every conflict visible in this zone, with all sides",
+    params(
+        ("service" = Option<ServiceId>, Query, description = "Only this service's"),
+    ),
+    responses(
+        (status = 200, description = "Conflicts", body = ConflictList),
+        super::openapi::ListErrors,
+    )
+)]
 pub async fn list(
     State(state): State<ApiState>,
     _c: Caller,
@@ -27,6 +40,20 @@ pub async fn list(
     Ok(Json(ConflictList { conflicts }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/resolve",
+    tag = "conflicts",
+    summary = "Resolve a conflict with a write that has seen every side (operator)",
+    params(
+        ("service" = ServiceId, Path, description = "The service id"),
+    ),
+    request_body = ResolveRequest,
+    responses(
+        (status = 200, description = "The service", body = ServiceView, headers(("ETag" = String, description = "The service's version token, quoted"))),
+        super::openapi::CheckedWriteErrors,
+    )
+)]
 pub async fn resolve(
     State(state): State<ApiState>,
     caller: Caller,

@@ -15,19 +15,22 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 /// The body of every error answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Error)]
 pub struct ErrorBody {
+    #[schema(inline)]
     pub error: ErrorDetail,
 }
 
 /// What went wrong, for people (`message`) and programs (`code`, `field`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// A stable, machine-readable kind, e.g. `invalid_input`, `not_found`.
     pub code: String,
     pub message: String,
     /// The request field at fault (a JSON path, header or parameter name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub field: Option<String>,
 }
 

@@ -69,6 +69,19 @@ fn sse_events(commit: &Commit, service: Option<&ServiceId>) -> Vec<Result<Event,
 }
 
 /// `GET /v1/events[?service=ID]`.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "feed",
+    summary = "Change feed (server-sent events): `event` with a FeedEvent, `resync` after a gap",
+    params(
+        ("service" = Option<ServiceId>, Query, description = "Only this service's events"),
+    ),
+    responses(
+        (status = 200, description = "text/event-stream of FeedEvent JSON", body = String, content_type = "text/event-stream"),
+        super::openapi::FeedErrors,
+    )
+)]
 pub async fn events(
     State(state): State<ApiState>,
     _c: Caller,

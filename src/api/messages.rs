@@ -40,6 +40,21 @@ fn read_message(state: &ApiState, id: &MessageId) -> ApiResult<MessageView> {
 
 /// `direction`: `inbox` (to this zone, the default), `outbox` (from this
 /// zone) or `all`; `acked=false` for the ones still waiting.
+#[utoipa::path(
+    get,
+    path = "/v1/messages",
+    tag = "messages",
+    summary = "Control messages of this zone",
+    params(
+        ("direction" = inline(Option<super::openapi::Direction>), Query, description = "inbox (to this zone, default), outbox or all"),
+        ("acked" = Option<bool>, Query, description = "Only acknowledged (true) or waiting (false) messages"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Newest this many"),
+    ),
+    responses(
+        (status = 200, description = "Messages, oldest first", body = MessageList),
+        super::openapi::ListErrors,
+    )
+)]
 pub async fn list(
     State(state): State<ApiState>,
     _c: Caller,
@@ -78,6 +93,19 @@ pub async fn list(
     Ok(Json(MessageList { messages }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/messages/{message}",
+    tag = "messages",
+    summary = "Show a message",
+    params(
+        ("message" = MessageId, Path, description = "The message id"),
+    ),
+    responses(
+        (status = 200, description = "The message", body = MessageView),
+        super::openapi::ReadErrors,
+    )
+)]
 pub async fn show(
     State(state): State<ApiState>,
     _c: Caller,
@@ -87,6 +115,17 @@ pub async fn show(
     Ok(Json(read_message(&state, &id)?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/messages",
+    tag = "messages",
+    summary = "Send a message to another zone's CMP",
+    request_body(content = SendMessage, example = json!({ "to": "zone-b", "body": "stop vm-1: it failed over to zone-b" })),
+    responses(
+        (status = 201, description = "Sent", body = MessageView),
+        super::openapi::WriteErrors,
+    )
+)]
 pub async fn send(
     State(state): State<ApiState>,
     caller: Caller,
@@ -120,6 +159,19 @@ pub async fn send(
     Ok((StatusCode::CREATED, Json(read_message(&state, &id)?)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/messages/{message}/ack",
+    tag = "messages",
+    summary = "Acknowledge a message addressed to this zone",
+    params(
+        ("message" = MessageId, Path, description = "The message id"),
+    ),
+    responses(
+        (status = 200, description = "Acknowledged", body = MessageView),
+        super::openapi::WriteErrors,
+    )
+)]
 pub async fn ack(
     State(state): State<ApiState>,
     caller: Caller,

@@ -43,6 +43,21 @@ fn read_rp(state: &ApiState, service: &ServiceId, rp: &RpId) -> ApiResult<RpView
     .ok_or_else(|| ApiError::not_found("rp", format!("recovery point {rp} does not exist")))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/services/{service}/rps",
+    tag = "recovery points",
+    summary = "Recovery points with their copy in each zone",
+    params(
+        ("service" = ServiceId, Path, description = "The service id"),
+        ("complete_in" = Option<ZoneId>, Query, description = "Only RPs complete in this zone"),
+        ("held" = Option<bool>, Query, description = "Only held (true) or not held (false) RPs"),
+    ),
+    responses(
+        (status = 200, description = "Recovery points, oldest first", body = RpList),
+        super::openapi::ReadErrors,
+    )
+)]
 pub async fn list(
     State(state): State<ApiState>,
     _c: Caller,
@@ -65,6 +80,20 @@ pub async fn list(
     Ok(Json(RpList { rps }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/services/{service}/rps/{rp}",
+    tag = "recovery points",
+    summary = "Show a recovery point",
+    params(
+        ("service" = ServiceId, Path, description = "The service id"),
+        ("rp" = RpId, Path, description = "The recovery point id"),
+    ),
+    responses(
+        (status = 200, description = "The RP", body = RpView),
+        super::openapi::ReadErrors,
+    )
+)]
 pub async fn show(
     State(state): State<ApiState>,
     _c: Caller,
@@ -76,10 +105,25 @@ pub async fn show(
 }
 
 /// No arguments yet; the body may be empty or `{}`.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NoArgs)]
 pub struct TakeRp {}
 
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/rps",
+    tag = "recovery points",
+    summary = "Take a recovery point now",
+    params(
+        ("service" = ServiceId, Path, description = "The service id"),
+    ),
+    request_body = Option<TakeRp>,
+    responses(
+        (status = 201, description = "Taken", body = RpView),
+        super::openapi::ActionErrors,
+    )
+)]
 pub async fn take(
     State(state): State<ApiState>,
     caller: Caller,
@@ -119,6 +163,20 @@ async fn set_hold(
     Ok(Json(read_rp(&state, &id, &rp)?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/rps/{rp}/hold",
+    tag = "recovery points",
+    summary = "Hold an RP: retention keeps it in every zone",
+    params(
+        ("service" = ServiceId, Path, description = "The service id"),
+        ("rp" = RpId, Path, description = "The recovery point id"),
+    ),
+    responses(
+        (status = 200, description = "Held", body = RpView),
+        super::openapi::WriteErrors,
+    )
+)]
 pub async fn hold(
     State(state): State<ApiState>,
     caller: Caller,
@@ -127,6 +185,20 @@ pub async fn hold(
     set_hold(state, caller, p, true).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/rps/{rp}/release",
+    tag = "recovery points",
+    summary = "Release a hold",
+    params(
+        ("service" = ServiceId, Path, description = "The service id"),
+        ("rp" = RpId, Path, description = "The recovery point id"),
+    ),
+    responses(
+        (status = 200, description = "Released", body = RpView),
+        super::openapi::WriteErrors,
+    )
+)]
 pub async fn release(
     State(state): State<ApiState>,
     caller: Caller,

@@ -128,6 +128,25 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Expect> {
     Ok(Expect::OneOf(tokens))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/services",
+    tag = "services",
+    summary = "List DR services",
+    params(
+        ("in_conflict" = Option<bool>, Query, description = "Only services with (true) or without (false) a conflict"),
+        ("past_rpo" = Option<bool>, Query, description = "Only services past (true) or within (false) their RPO"),
+        ("rpo" = Option<RpoLevel>, Query, description = "Only services whose RPO level is this or worse"),
+        ("deleted" = Option<bool>, Query, description = "List deleted services instead of live ones"),
+        ("zone" = Option<ZoneId>, Query, description = "Only services with a VM in, or recovering to, this zone"),
+        ("after" = Option<ServiceId>, Query, description = "Start after this id (from next_after)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size"),
+    ),
+    responses(
+        (status = 200, description = "A page of services", body = ServiceList),
+        super::openapi::ListErrors,
+    )
+)]
 pub async fn list(
     State(state): State<ApiState>,
     _c: Caller,
@@ -212,6 +231,19 @@ pub async fn list(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/services/{service}",
+    tag = "services",
+    summary = "Show a service",
+    params(
+        ("service" = ServiceId, Path, description = "The service id"),
+    ),
+    responses(
+        (status = 200, description = "The service", body = ServiceView, headers(("ETag" = String, description = "The service's version token, quoted"))),
+        super::openapi::ReadErrors,
+    )
+)]
 pub async fn show(State(state): State<ApiState>, _c: Caller, p: PathParams) -> ApiResult<Response> {
     let id: ServiceId = p.id("service")?;
     let v = view_of(&state, &id)?;
@@ -264,6 +296,26 @@ fn fingerprint(id: &ServiceId, req: &CreateService) -> Vec<u8> {
     blake3::hash(&bytes).as_bytes().to_vec()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/services",
+    tag = "services",
+    summary = "Protect a VM of this zone (idempotent with Idempotency-Key or id)",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 128, description = "Repeats with the same key and body answer the same service"),
+    ),
+    request_body(content = CreateService, example = json!({
+        "cmp_vm_id": "vm-1", "disks": ["vm-1-root", "vm-1-data"], "metadata": "<vm/>",
+        "policy": { "interval_s": 300, "recovery_zone": "zone-b",
+                    "local_retention": { "keep_last": 3, "keep_for_s": 86400 },
+                    "remote_retention": { "keep_last": 3, "keep_for_s": 86400 } }
+    })),
+    responses(
+        (status = 201, description = "Created", body = ServiceView, headers(("ETag" = String, description = "The service's version token, quoted"))),
+        (status = 200, description = "Already created by the same request", body = ServiceView, headers(("ETag" = String, description = "The service's version token, quoted"))),
+        super::openapi::WriteErrors,
+    )
+)]
 pub async fn create(
     State(state): State<ApiState>,
     caller: Caller,
@@ -313,6 +365,21 @@ pub async fn create(
     Ok(res)
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/services/{service}",
+    tag = "services",
+    summary = "Change policy, metadata or this zone's VM slot",
+    params(
+        ("service" = ServiceId, Path, description = "The service id"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The version (ETag) the change is based on; a stale one answers 412"),
+    ),
+    request_body = UpdateService,
+    responses(
+        (status = 200, description = "Updated", body = ServiceView, headers(("ETag" = String, description = "The service's version token, quoted"))),
+        super::openapi::CheckedWriteErrors,
+    )
+)]
 pub async fn update(
     State(state): State<ApiState>,
     caller: Caller,
@@ -347,6 +414,20 @@ pub async fn update(
     Ok(with_etag(StatusCode::OK, v))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/services/{service}",
+    tag = "services",
+    summary = "Delete a service (operator)",
+    params(
+        ("service" = ServiceId, Path, description = "The service id"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The version (ETag) the change is based on; a stale one answers 412"),
+    ),
+    responses(
+        (status = 200, description = "Deleted (tombstone)", body = ServiceView, headers(("ETag" = String, description = "The service's version token, quoted"))),
+        super::openapi::DeleteErrors,
+    )
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     caller: Caller,

@@ -2,16 +2,26 @@
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
-use super::types::{PeerList, PeerStatus, RebuildView, ZoneStatus};
+use super::types::{Health, PeerList, PeerStatus, RebuildView, ZoneStatus};
 use super::ApiState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{json, Value};
 
 /// `GET /healthz`: 200 while the node can write; 503 with the reason once
 /// storage failed (until the node restarts).
-pub async fn healthz(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "node",
+    summary = "Liveness: 200 while the node can write",
+    security(()),
+    responses(
+        (status = 200, description = "Healthy", body = Health),
+        super::openapi::Unavailable,
+    )
+)]
+pub async fn healthz(State(state): State<ApiState>) -> ApiResult<Json<Health>> {
     if state.db().is_poisoned() {
         let why = state
             .db()
@@ -23,7 +33,10 @@ pub async fn healthz(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
             format!("{why}; the node refuses writes until it restarts"),
         ));
     }
-    Ok(Json(json!({"status": "ok", "zone": state.zone()})))
+    Ok(Json(Health {
+        status: "ok".to_string(),
+        zone: state.zone().clone(),
+    }))
 }
 
 /// What the sync layer knows of a peer, in the API's wire shape.
@@ -43,6 +56,16 @@ fn peer_views(state: &ApiState) -> Vec<PeerStatus> {
     state.0.peers.peers().into_iter().map(peer_view).collect()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    tag = "node",
+    summary = "This zone's node: version vector, digest, counts, peers",
+    responses(
+        (status = 200, description = "Status", body = ZoneStatus),
+        super::openapi::Unauthenticated,
+    )
+)]
 pub async fn zone_status(State(state): State<ApiState>, _c: Caller) -> Json<ZoneStatus> {
     let peers = peer_views(&state);
     let (vv, digest, services, conflicts, pending) = state.db().read(|r| {
@@ -78,6 +101,16 @@ pub async fn zone_status(State(state): State<ApiState>, _c: Caller) -> Json<Zone
 /// for a zone whose peers are all gone. Logged with the actor. It may sign
 /// a sequence number its zone already used, if the zone got further than
 /// this node's data; that is the risk the operator takes.
+#[utoipa::path(
+    post,
+    path = "/v1/rebuild/override",
+    tag = "node",
+    summary = "Let a rebuilding node write without a peer's proof (operator; logged)",
+    responses(
+        (status = 200, description = "The rebuild state", body = RebuildView),
+        super::openapi::OperatorErrors,
+    )
+)]
 pub async fn override_rebuild(
     State(state): State<ApiState>,
     caller: Caller,
@@ -86,6 +119,16 @@ pub async fn override_rebuild(
     Ok(Json(state.db().override_rebuild(&caller.name).into()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/peers",
+    tag = "node",
+    summary = "Configured peers and their sync state",
+    responses(
+        (status = 200, description = "Peers", body = PeerList),
+        super::openapi::Unauthenticated,
+    )
+)]
 pub async fn peers(State(state): State<ApiState>, _c: Caller) -> Json<PeerList> {
     Json(PeerList {
         peers: peer_views(&state),

@@ -12,9 +12,10 @@ use crate::model::{CopyState, MessageId, Policy, RpDisk, RpId, ServiceId, VmSlot
 use crate::replica::{Conflict, ConflictTarget, Dot, Hlc, VersionVector};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 /// `POST /v1/services`: protect a VM running in this zone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateService {
     /// The service id; made by the node (random, or derived from this zone
@@ -22,23 +23,27 @@ pub struct CreateService {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<ServiceId>,
     /// The CMP's id of the VM.
+    #[schema(min_length = 1, max_length = 256)]
     pub cmp_vm_id: String,
     /// The VM's disks as StorPool volume names.
+    #[schema(schema_with = super::openapi::disk_list)]
     pub disks: Vec<String>,
     /// Opaque VM configuration, snapshotted into every recovery point.
     #[serde(default)]
+    #[schema(max_length = 65536)]
     pub metadata: String,
     pub policy: Policy,
 }
 
 /// `PATCH /v1/services/{service}`: change some fields. Each present field is
 /// one write; send `If-Match` with the version read to refuse a stale edit.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateService {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<Policy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 65536)]
     pub metadata: Option<String>,
     /// The VM slot of this zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,7 +51,7 @@ pub struct UpdateService {
 }
 
 /// A service as this zone sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ServiceView {
     pub id: ServiceId,
     /// The version token (also the `ETag`): changes with every write to the
@@ -57,6 +62,7 @@ pub struct ServiceView {
     pub created_by: Vec<ZoneId>,
     pub deleted: bool,
     /// The policy reads return (see `conflicts` when zones disagree).
+    #[schema(required = true)]
     pub policy: Option<Policy>,
     pub metadata: String,
     /// Per zone, the VM that stands for the service there.
@@ -65,18 +71,22 @@ pub struct ServiceView {
     pub conflicts: Vec<Conflict>,
     pub rp_count: usize,
     /// The newest RP complete in the recovery zone.
+    #[schema(required = true)]
     pub newest_recoverable_rp: Option<RpId>,
     /// RPO as this zone's engine sees it (absent when the engine is not running).
+    #[schema(required = true)]
     pub rpo: Option<RpoStatus>,
     /// The last permanent StorPool error met for this service.
+    #[schema(required = true)]
     pub last_error: Option<String>,
 }
 
 /// RPO of one service, as this zone's engine sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RpoStatus {
     pub service: ServiceId,
     /// Age of the newest RP complete in the recovery zone, if any is known.
+    #[schema(required = true)]
     pub rpo_age_s: Option<f64>,
     /// The policy's interval: the RPO target.
     pub rpo_target_s: u64,
@@ -87,7 +97,9 @@ pub struct RpoStatus {
 }
 
 /// An RPO graded for alerting, ordered `ok` < `warning` < `critical`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RpoLevel {
     Ok,
@@ -121,15 +133,16 @@ impl std::fmt::Display for RpoLevel {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ServiceList {
     pub services: Vec<ServiceView>,
     /// Pass as `after` to read the next page; absent on the last page.
+    #[schema(required = true)]
     pub next_after: Option<ServiceId>,
 }
 
 /// A recovery point with its copy in each zone.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RpView {
     pub id: RpId,
     pub service: ServiceId,
@@ -145,10 +158,14 @@ pub struct RpView {
 
 /// One zone's copy of an RP: `pending`, `transferring`, `complete`,
 /// `failed` (with StorPool's error name) or `deleted`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = CopyState)]
 pub struct CopyView {
+    #[schema(schema_with = super::openapi::copy_state_name)]
     pub state: String,
+    /// For `failed`: StorPool's error name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub error: Option<String>,
 }
 
@@ -168,13 +185,13 @@ impl From<&CopyState> for CopyView {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RpList {
     pub rps: Vec<RpView>,
 }
 
 /// `POST /v1/services/{service}/failover` and `/test-failover`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailoverRequest {
     /// The RP to recover from; the newest complete here when absent.
@@ -183,21 +200,21 @@ pub struct FailoverRequest {
 }
 
 /// `POST /v1/services/{service}/migrate`: start a planned migration here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MigrateRequest {
     pub target: ZoneId,
 }
 
 /// `POST /v1/services/{service}/revert`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevertRequest {
     pub rp: RpId,
 }
 
 /// `POST /v1/services/{service}/deactivate`: mark a zone's VM inactive.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeactivateRequest {
     /// The zone whose VM is marked inactive; this zone when absent.
@@ -207,11 +224,12 @@ pub struct DeactivateRequest {
 
 /// `POST /v1/services/{service}/resolve`: settle one conflict with a write
 /// that has seen every side.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveRequest {
     /// The conflicting field as listed (`policy`, `metadata`, `slots.<zone>`,
     /// `rps.<rp>.hold`), or `active_vms`.
+    #[schema(value_type = String)]
     pub field: ConflictTarget,
     /// Keep the value of this side.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -229,7 +247,7 @@ pub struct ResolveRequest {
 }
 
 /// One volume made for a failover, migration, revert or test failover.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FailoverVolume {
     /// The VM's disk (volume name in the protected zone).
     pub disk: String,
@@ -241,7 +259,7 @@ pub struct FailoverVolume {
 
 /// What a failover (completed migration, revert, test failover) hands back
 /// to the CMP: the volumes to run the VM on and the metadata to rebuild it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FailoverOutcome {
     pub service: ServiceId,
     pub zone: ZoneId,
@@ -253,7 +271,7 @@ pub struct FailoverOutcome {
 
 /// `POST /v1/services/{service}/migrate`: the first half of a planned
 /// migration, run in the source zone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MigrationStarted {
     pub service: ServiceId,
     pub target: ZoneId,
@@ -262,27 +280,28 @@ pub struct MigrationStarted {
     pub final_rp: RpId,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ConflictList {
     pub conflicts: Vec<Conflict>,
 }
 
 /// `POST /v1/messages`: a message to another zone's CMP.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
     pub to: ZoneId,
+    #[schema(max_length = 16384)]
     pub body: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Ack {
     /// The actor (token name) in the target zone that acknowledged.
     pub by: String,
     pub at: Hlc,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MessageView {
     pub id: MessageId,
     pub from: ZoneId,
@@ -291,20 +310,22 @@ pub struct MessageView {
     pub actor: String,
     pub sent: Hlc,
     pub body: String,
+    #[schema(required = true)]
     pub acked: Option<Ack>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MessageList {
     pub messages: Vec<MessageView>,
 }
 
 /// One configured peer and its sync state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PeerStatus {
     pub zone: ZoneId,
     pub connected: bool,
     /// Round-trip time from libp2p ping, milliseconds.
+    #[schema(required = true)]
     pub rtt_ms: Option<f64>,
     /// The peer's version vector as last reported.
     pub their_vv: VersionVector,
@@ -313,16 +334,17 @@ pub struct PeerStatus {
     /// Events the peer has that we lack.
     pub ahead_events: u64,
     /// Milliseconds since we last heard from the peer.
+    #[schema(required = true)]
     pub last_seen_ms_ago: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PeerList {
     pub peers: Vec<PeerStatus>,
 }
 
 /// `GET /v1/status`: this zone's node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ZoneStatus {
     pub zone: ZoneId,
     pub version: String,
@@ -344,10 +366,11 @@ pub struct ZoneStatus {
 /// Where a node stands on signing new events after it started: it accepts
 /// writes (and its engine acts) only once it holds every event its zone is
 /// known to have signed, so that no sequence number is ever signed twice.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RebuildView {
     /// `rebuilding` (writes answer 503 `rebuilding`), `ready`, or
     /// `overridden` (an operator let it write without that proof).
+    #[schema(schema_with = super::openapi::rebuild_state_name)]
     pub state: String,
     /// This zone's events the node has.
     pub own_seq: u64,
@@ -368,8 +391,16 @@ impl From<crate::replica::RebuildStatus> for RebuildView {
     }
 }
 
+/// `GET /healthz`: the node can write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` (a node that cannot write answers 503).
+    pub status: String,
+    pub zone: ZoneId,
+}
+
 /// One committed event on the change feed (`GET /v1/events`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FeedEvent {
     pub origin: ZoneId,
     pub seq: u64,
@@ -378,22 +409,27 @@ pub struct FeedEvent {
     /// The op kind, e.g. `create_service`, `set_slot`, `send_message`.
     pub op: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub service: Option<ServiceId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub rp: Option<RpId>,
     /// For messages: the addressee zone, and the message id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub to: Option<ZoneId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub message: Option<MessageId>,
     /// The peer it arrived from; absent for this node's own writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub from_peer: Option<ZoneId>,
 }
 
 /// Sent on the change feed, as an SSE event named `resync`, when the client
 /// fell behind and events were skipped: re-read what it cares about.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Resync {
     pub skipped_commits: u64,
 }

@@ -34,8 +34,10 @@ fn check_chars(
 
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr, $extra:expr) => {
+        #[derive(
+            Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+        )]
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
 
@@ -82,20 +84,24 @@ macro_rules! string_id {
 
 string_id!(
     /// A zone (site): lower-case letters, digits and `-`, up to 63 characters.
+    #[schema(pattern = "^[A-Za-z0-9-]{1,63}$")]
     ZoneId, "zone", 63, &['-']
 );
 string_id!(
     /// A DR service, the same in every zone. Letters, digits, `-`, `_`, `.`.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     ServiceId, "service", 64, &['-', '_', '.']
 );
 string_id!(
     /// A recovery point of one service. Always `<origin zone>.<suffix>`, so
     /// that ids made by different zones can never collide and the owner of an
     /// RP can be read off its id alone.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
     RpId, "rp", 128, &['-', '_', '.']
 );
 string_id!(
     /// A control message between CMPs: `<origin zone>.<seq>` of its event.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,96}$")]
     MessageId, "message", 96, &['-', '_', '.']
 );
 

@@ -5,18 +5,21 @@ use serde::{Deserialize, Serialize};
 
 /// How long recovery points are kept in one zone. An RP is kept while it is
 /// among the newest `keep_last` or younger than `keep_for_s`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retention {
+    #[schema(minimum = 1, maximum = 4294967295u32)]
     pub keep_last: u32,
+    #[schema(maximum = 18446744073709551615u64)]
     pub keep_for_s: u64,
 }
 
 /// The DR policy of one VM.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// How often a recovery point is taken.
+    #[schema(minimum = 1, maximum = 604800)]
     pub interval_s: u64,
     /// Where recovery points are replicated and where the VM fails over to.
     pub recovery_zone: ZoneId,
@@ -73,7 +76,7 @@ impl Policy {
 }
 
 /// The VM that stands for a service in one zone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VmSlot {
     /// The CMP's id of the VM.
@@ -114,7 +117,7 @@ impl VmSlot {
 }
 
 /// One disk of a recovery point: the VM's volume and the snapshot taken of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RpDisk {
     pub volume: String,

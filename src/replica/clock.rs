@@ -7,7 +7,18 @@ use std::fmt;
 /// A hybrid logical clock stamp: physical milliseconds since the Unix epoch
 /// plus a counter for events within the same millisecond.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 pub struct Hlc {
     pub wall_ms: u64,

@@ -127,7 +127,7 @@ impl ConflictKind {
 }
 
 /// One side of a conflict: a value and where it came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConflictSide {
     /// The zone the side is about (for active VMs) or that wrote it.
     pub zone: ZoneId,

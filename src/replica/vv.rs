@@ -5,9 +5,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The identity of an event: its origin zone and its seq there.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct Dot {
     pub origin: ZoneId,
+    #[schema(maximum = 18446744073709551615u64)]
     pub seq: u64,
 }
 
@@ -19,7 +22,7 @@ impl std::fmt::Display for Dot {
 
 /// Per zone, the highest seq such that every event `1..=seq` of that zone
 /// has been applied. Zones at 0 are not stored, so equal vectors encode equally.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VersionVector(BTreeMap<ZoneId, u64>);
 
 impl VersionVector {
