@@ -220,8 +220,10 @@ impl Deployment {
     /// engine ([`quick_engine`]) on its cluster; without one the engine is
     /// off. Tests change the fields they care about.
     pub fn config(&self, zone: &str) -> Config {
-        let mut api = drengine::node::config::ApiConfig::default();
-        api.listen = "127.0.0.1:0".parse().expect("an address");
+        let api = drengine::node::config::ApiConfig {
+            listen: "127.0.0.1:0".parse().expect("an address"),
+            ..Default::default()
+        };
         let (engine, storpool) = match &self.emulator {
             Some(emu) => (
                 quick_engine(),
