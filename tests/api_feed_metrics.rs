@@ -209,8 +209,10 @@ async fn metrics_parse_and_count_events_and_requests() {
     // The event counter follows the commit feed asynchronously.
     let url = format!("{}/metrics", n.url);
     let http = n.http.clone();
-    assert!(
-        wait_until(Duration::from_secs(10), || {
+    wait_until(
+        "the local event counted on /metrics",
+        Duration::from_secs(10),
+        || {
             let http = http.clone();
             let url = url.clone();
             async move {
@@ -225,9 +227,9 @@ async fn metrics_parse_and_count_events_and_requests() {
                     .unwrap();
                 text.contains("drengine_events_applied_total{zone=\"zone-a\",source=\"local\"} 1\n")
             }
-        })
-        .await
-    );
+        },
+    )
+    .await;
     let count = get("drengine_api_request_duration_seconds_count{method=\"GET\",route=\"/v1/services\",status=\"200\"}");
     assert_eq!(count, Some(1.0), "{text}");
     assert_eq!(

@@ -366,7 +366,7 @@ async fn list_filters_and_pages() {
 
 #[tokio::test]
 async fn bad_bodies_answer_4xx_naming_the_field() {
-    let n = start_node_with("max_body_bytes = 4096").await;
+    let n = start_node_with(|c| c.api.max_body_bytes = 4096).await;
     let cases: Vec<(Vec<u8>, u16, &str)> = vec![
         (b"{\"cmp_vm_id\": ".to_vec(), 400, "cmp_vm_id"),
         (b"not json".to_vec(), 400, "body"),
@@ -553,24 +553,12 @@ async fn a_failed_commit_stops_writes_cleanly_until_restart() {
         .unwrap();
     assert!(metrics.contains("drengine_writer_failed_bool{zone=\"zone-a\"} 1"));
     // A restart reads exactly what was acknowledged.
-    let dir = n.dir.path().join("data");
+    let path = n.dep.db_path("zone-a");
     let directory = n.directory();
     drop(db);
     n.node.shutdown().await;
-    let store = {
-        let path = dir.join(drengine::node::DB_FILE);
-        let zone = drengine::model::ZoneId::new("zone-a").unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match drengine::store::Store::open(&path, &zone) {
-                Ok(s) => break s,
-                Err(e) => {
-                    assert!(std::time::Instant::now() < deadline, "{e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-            }
-        }
-    };
+    let zone = drengine::model::ZoneId::new("zone-a").unwrap();
+    let store = open_store(&path, &zone).await;
     let replica = store
         .load_replica(
             drengine::model::ZoneId::new("zone-a").unwrap(),

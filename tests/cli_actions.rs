@@ -4,10 +4,12 @@
 //! Checks `--json` answers and exit codes (0 ok, 3 not found, 4 conflict or
 //! precondition, 5 unreachable).
 
+mod support;
+
 use serde_json::{json, Value};
-use std::future::Future;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::wait_until;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -69,18 +71,6 @@ async fn drengine(api: &str, args: &[&str]) -> Out {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-async fn wait_until<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + WAIT;
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -192,7 +182,7 @@ impl Devnet {
 
 /// Polls `rp list --complete-in ZONE` in that zone until `rp` is listed.
 async fn wait_complete(api: &str, svc: &str, rp: &str, zone: &str) {
-    wait_until(&format!("RP {rp} complete in {zone}"), || async {
+    wait_until(&format!("RP {rp} complete in {zone}"), WAIT, || async {
         let out = drengine(api, &["rp", "list", svc, "--complete-in", zone]).await;
         out.code == 0
             && out.json()["rps"]
@@ -323,7 +313,7 @@ async fn dr_actions_through_the_cli_on_a_devnet_with_the_engine() {
     let again = drengine(b, &["failover", &svc]).await.ok();
     assert_eq!(again, failed_over);
     for api in [a, b, c] {
-        wait_until("the active-VM conflict in every zone", || async {
+        wait_until("the active-VM conflict in every zone", WAIT, || async {
             let out = drengine(api, &["conflicts", "--service", &svc]).await;
             out.code == 0
                 && active_vm_conflicts(&out.json())
@@ -378,14 +368,14 @@ async fn dr_actions_through_the_cli_on_a_devnet_with_the_engine() {
         .ok();
     assert_eq!(resolved["slots"]["zone-a"]["active"], false, "{resolved}");
     for api in [a, b, c] {
-        wait_until("no conflict left", || async {
+        wait_until("no conflict left", WAIT, || async {
             let out = drengine(api, &["conflicts"]).await;
             out.code == 0 && out.json()["conflicts"] == json!([])
         })
         .await;
     }
     // Zone-b runs the VM alone now, so it protects towards zone-a.
-    wait_until("replication reversed towards zone-a", || async {
+    wait_until("replication reversed towards zone-a", WAIT, || async {
         let out = drengine(b, &["service", "show", &svc]).await;
         out.code == 0 && out.json()["policy"]["recovery_zone"] == "zone-a"
     })
@@ -416,7 +406,7 @@ async fn dr_actions_through_the_cli_on_a_devnet_with_the_engine() {
     assert_eq!(started["target"], "zone-a");
     let final_rp = started["final_rp"].as_str().expect("final rp").to_string();
     assert!(final_rp.starts_with("zone-b."), "{final_rp}");
-    wait_until("the final RP known in zone-a", || async {
+    wait_until("the final RP known in zone-a", WAIT, || async {
         drengine(a, &["rp", "show", &svc, &final_rp]).await.code == 0
     })
     .await;

@@ -12,14 +12,7 @@ use drengine::model::{RpId, ServiceId};
 use engine_support::*;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_errors_and_slow_transfers_end_consistent_with_rpo_met() {
@@ -59,7 +52,7 @@ async fn transient_errors_and_slow_transfers_end_consistent_with_rpo_met() {
     let faulty_phase = async {
         wait_until(
             "three scheduled RPs of every service under faults",
-            60_000,
+            Duration::from_secs(60),
             || async {
                 let mut taken = taken.borrow_mut();
                 services.iter().all(|id| {
@@ -80,7 +73,8 @@ async fn transient_errors_and_slow_transfers_end_consistent_with_rpo_met() {
         "faults were met"
     );
     for zone in ab {
-        net.emu
+        net.dep
+            .emulator()
             .set_faults(
                 zone,
                 &FaultUpdate {
@@ -92,16 +86,20 @@ async fn transient_errors_and_slow_transfers_end_consistent_with_rpo_met() {
     }
     let healed_at = now_ms();
     let recovery = async {
-        wait_until("RPO met again in both zones", 60_000, || async {
-            ab.iter().all(|zone| {
-                let all = net.engine(zone).rpo_all();
-                all.len() == services.len() && all.iter().all(|r| !r.past_rpo)
-            }) && services.iter().all(|id| {
-                net.service("a", id)
-                    .newest_complete_rp(&z("b"))
-                    .is_some_and(|rp| rp.taken.wall_ms > healed_at)
-            })
-        })
+        wait_until(
+            "RPO met again in both zones",
+            Duration::from_secs(60),
+            || async {
+                ab.iter().all(|zone| {
+                    let all = net.engine(zone).rpo_all();
+                    all.len() == services.len() && all.iter().all(|r| !r.past_rpo)
+                }) && services.iter().all(|id| {
+                    net.service("a", id)
+                        .newest_complete_rp(&z("b"))
+                        .is_some_and(|rp| rp.taken.wall_ms > healed_at)
+                })
+            },
+        )
         .await;
     };
     tokio::select! {
@@ -125,26 +123,21 @@ async fn transient_errors_and_slow_transfers_end_consistent_with_rpo_met() {
     for zone in ab {
         net.open(&z(zone)).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    wait_until("no copy in flight", Duration::from_secs(30), || async {
         net.sync(&ab).await;
         for zone in ab {
             net.engine(zone).reconcile_once().await.unwrap();
         }
         net.sync(&ab).await;
-        let settled = services.iter().all(|id| {
+        services.iter().all(|id| {
             net.service("a", id).rps.values().all(|rp| {
                 ab.iter().all(|zone| {
                     rp.copy_state(&z(zone)) != Some(&drengine::model::CopyState::Transferring)
                 })
             })
-        });
-        if settled {
-            break;
-        }
-        assert!(Instant::now() < deadline, "copies still in flight");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        })
+    })
+    .await;
     for zone in ab {
         net.assert_consistent(zone).await;
     }
@@ -169,7 +162,7 @@ async fn permanent_errors_show_on_the_service() {
     let shown = |net: &Net| net.engine("a").status(&id).unwrap().last_error;
     assert!(shown(&net).unwrap().contains("objectDoesNotExist"));
     // The scheduled RP (every second) meets it too, and backs off.
-    wait_until("a scheduled RP failed", 10_000, || async {
+    wait_until("a scheduled RP failed", Duration::from_secs(10), || async {
         net.engine("a").reconcile_once().await.unwrap().failed > 0
     })
     .await;
@@ -177,10 +170,14 @@ async fn permanent_errors_show_on_the_service() {
     assert!(net.rp_snapshots("a").await.is_empty());
     // The volume is back: the next scheduled RP clears the error.
     net.volumes("a", &["vm1-d0"]).await;
-    wait_until("an RP taken and the error cleared", 10_000, || async {
-        let _ = net.engine("a").reconcile_once().await;
-        !net.service("a", &id).rps.is_empty() && shown(&net).is_none()
-    })
+    wait_until(
+        "an RP taken and the error cleared",
+        Duration::from_secs(10),
+        || async {
+            let _ = net.engine("a").reconcile_once().await;
+            !net.service("a", &id).rps.is_empty() && shown(&net).is_none()
+        },
+    )
     .await;
     net.assert_consistent("a").await;
 }

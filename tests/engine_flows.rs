@@ -9,7 +9,8 @@ use drengine::replica::{ConflictKind, Op};
 use engine_support::*;
 
 fn stuck(net: &Net, stuck: bool) {
-    net.emu
+    net.dep
+        .emulator()
         .set_faults(
             "a",
             &FaultUpdate {

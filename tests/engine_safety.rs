@@ -67,7 +67,7 @@ async fn a_forged_rp_cannot_make_the_recovery_zone_adopt_or_delete_a_snapshot() 
                 }],
                 metadata: "forged".into(),
                 taken: Hlc {
-                    wall_ms: system_ms(),
+                    wall_ms: now_ms(),
                     logical: 0,
                 },
             },
@@ -241,7 +241,7 @@ async fn the_schedule_and_rpo_survive_a_clock_jump_ahead_and_back() {
     .await;
     let ahead = net.service("b", &id);
     let r1 = ahead.newest_complete_rp(&z("b")).unwrap().clone();
-    assert!(r1.taken.wall_ms > system_ms() + MAX_CLOCK_DRIFT_MS);
+    assert!(r1.taken.wall_ms > now_ms() + MAX_CLOCK_DRIFT_MS);
     let rpo = net.engine("b").status(&id).unwrap().rpo;
     assert_eq!(rpo.rpo_age_s, None, "an RP from the future has no age");
     assert!(rpo.past_rpo, "and is no evidence of protection");
@@ -258,7 +258,7 @@ async fn the_schedule_and_rpo_survive_a_clock_jump_ahead_and_back() {
     };
     let seq_at_jump = last_seq(&net);
     clock.set_offset_ms(0);
-    let back_at = system_ms();
+    let back_at = now_ms();
     net.settle("an RP after the jump back", &ab, |n| {
         last_seq(n) > seq_at_jump
     })

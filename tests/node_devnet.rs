@@ -43,25 +43,27 @@ async fn a_write_in_zone_a_reaches_zone_c_over_two_hops_and_a_partition_shows_it
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().expect("id").to_string();
 
-    let seen_in_c = wait_until(Duration::from_secs(20), || {
+    wait_until("the service in zone-c", Duration::from_secs(20), || {
         let url = format!("{}/v1/services/{id}", api[2]);
         async move { call(reqwest::Method::GET, url, None).await.0 == 200 }
     })
     .await;
-    assert!(seen_in_c, "the service never reached zone-c");
 
     // zone-b sees both neighbours connected.
-    let connected = wait_until(Duration::from_secs(20), || {
-        let url = format!("{}/v1/peers", api[1]);
-        async move {
-            let (_, v) = call(reqwest::Method::GET, url, None).await;
-            v["peers"]
-                .as_array()
-                .is_some_and(|p| p.len() == 2 && p.iter().all(|p| p["connected"] == true))
-        }
-    })
+    wait_until(
+        "zone-b's two peers connected",
+        Duration::from_secs(20),
+        || {
+            let url = format!("{}/v1/peers", api[1]);
+            async move {
+                let (_, v) = call(reqwest::Method::GET, url, None).await;
+                v["peers"]
+                    .as_array()
+                    .is_some_and(|p| p.len() == 2 && p.iter().all(|p| p["connected"] == true))
+            }
+        },
+    )
     .await;
-    assert!(connected, "zone-b's peers did not connect");
 
     // Cut zone-b off from zone-a, then edit the same field on both sides.
     let a = ZoneId::new("zone-a").expect("zone");
@@ -88,12 +90,15 @@ async fn a_write_in_zone_a_reaches_zone_c_over_two_hops_and_a_partition_shows_it
     devnet.nodes[1].sync().unblock(&[a]).await.expect("unblock");
     devnet.nodes[0].sync().unblock(&[b]).await.expect("unblock");
     let digest = |i: usize| devnet.nodes[i].db().read(|r| r.digest());
-    let converged = wait_until(Duration::from_secs(30), || {
-        let same = digest(0) == digest(1) && digest(1) == digest(2);
-        async move { same }
-    })
+    wait_until(
+        "equal digests after the heal",
+        Duration::from_secs(30),
+        || {
+            let same = digest(0) == digest(1) && digest(1) == digest(2);
+            async move { same }
+        },
+    )
     .await;
-    assert!(converged, "digests differ after heal");
     // Every zone lists the concurrent edit with both sides.
     for url in &api {
         let (status, list) = call(reqwest::Method::GET, format!("{url}/v1/conflicts"), None).await;
@@ -157,7 +162,7 @@ async fn protect_replicate_fail_over_while_cut_off_and_resolve_through_the_api()
     assert_eq!(status, 201, "{rp}");
     let rp_id = rp["id"].as_str().expect("rp id").to_string();
 
-    let complete_in_b = wait_until(Duration::from_secs(60), || {
+    wait_until("the RP complete in zone-b", Duration::from_secs(60), || {
         let url = format!("{}/v1/services/{id}/rps/{rp_id}", api[1]);
         async move {
             let (_, v) = call(reqwest::Method::GET, url, None).await;
@@ -165,7 +170,6 @@ async fn protect_replicate_fail_over_while_cut_off_and_resolve_through_the_api()
         }
     })
     .await;
-    assert!(complete_in_b, "the RP never completed in zone-b");
 
     // Zone-a is cut off; zone-b fails over.
     let a = ZoneId::new("zone-a").expect("zone");
@@ -193,28 +197,30 @@ async fn protect_replicate_fail_over_while_cut_off_and_resolve_through_the_api()
 
     devnet.nodes[1].sync().unblock(&[a]).await.expect("unblock");
     devnet.nodes[0].sync().unblock(&[b]).await.expect("unblock");
-    let active_conflict_everywhere = wait_until(Duration::from_secs(30), || {
-        let api = api.clone();
-        async move {
-            for url in &api {
-                let (_, v) = call(reqwest::Method::GET, format!("{url}/v1/conflicts"), None).await;
-                let listed = v["conflicts"].as_array().is_some_and(|cs| {
-                    cs.iter().any(|c| {
-                        c["kind"] == "active_vms" && c["sides"].as_array().map(Vec::len) == Some(2)
-                    })
-                });
-                if !listed {
-                    return false;
+    wait_until(
+        "the active_vms conflict listed in every zone",
+        Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            async move {
+                for url in &api {
+                    let (_, v) =
+                        call(reqwest::Method::GET, format!("{url}/v1/conflicts"), None).await;
+                    let listed = v["conflicts"].as_array().is_some_and(|cs| {
+                        cs.iter().any(|c| {
+                            c["kind"] == "active_vms"
+                                && c["sides"].as_array().map(Vec::len) == Some(2)
+                        })
+                    });
+                    if !listed {
+                        return false;
+                    }
                 }
+                true
             }
-            true
-        }
-    })
+        },
+    )
     .await;
-    assert!(
-        active_conflict_everywhere,
-        "the active-VM conflict is not listed in every zone"
-    );
 
     // Resolved in zone-a: its VM is marked inactive.
     let (status, body) = call(
@@ -224,19 +230,23 @@ async fn protect_replicate_fail_over_while_cut_off_and_resolve_through_the_api()
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let resolved = wait_until(Duration::from_secs(30), || {
-        let api = api.clone();
-        async move {
-            for url in &api {
-                let (_, v) = call(reqwest::Method::GET, format!("{url}/v1/conflicts"), None).await;
-                if v["conflicts"].as_array().is_none_or(|c| !c.is_empty()) {
-                    return false;
+    wait_until(
+        "the conflict cleared everywhere",
+        Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            async move {
+                for url in &api {
+                    let (_, v) =
+                        call(reqwest::Method::GET, format!("{url}/v1/conflicts"), None).await;
+                    if v["conflicts"].as_array().is_none_or(|c| !c.is_empty()) {
+                        return false;
+                    }
                 }
+                true
             }
-            true
-        }
-    })
+        },
+    )
     .await;
-    assert!(resolved, "the conflict did not clear everywhere");
     devnet.shutdown().await;
 }

@@ -38,13 +38,6 @@ const HOUR_MS: i64 = 3_600_000;
 /// on demand.
 const QUIET_S: u64 = 86_400;
 
-fn system_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_millis() as u64
-}
-
 fn secs(d: Duration) -> String {
     format!("{:.3}s", d.as_secs_f64())
 }
@@ -56,7 +49,7 @@ fn zone(z: &str) -> ZoneId {
 /// A service id whose first scheduled RP (interval [`QUIET_S`]) is more
 /// than three hours away, even for a clock an hour ahead.
 fn quiet_id(prefix: &str) -> ServiceId {
-    let now = system_ms();
+    let now = now_ms();
     (0..)
         .map(|i| ServiceId::new(format!("{prefix}-{i}")).expect("service id"))
         .find(|id| schedule::next_due_ms(id, QUIET_S, None, now, now) > now + 3 * 3_600_000)
@@ -314,7 +307,7 @@ async fn forged_rps_from_a_configured_peer_touch_nothing_the_engine_did_not_make
                         disks: vec![d.clone()],
                         metadata: "<vm name='forged'/>".into(),
                         taken: Hlc {
-                            wall_ms: system_ms(),
+                            wall_ms: now_ms(),
                             logical: 0,
                         },
                     },
@@ -554,7 +547,7 @@ async fn net_with_skewed(
 }
 
 fn is_future(rp: &RpView) -> bool {
-    rp.taken.wall_ms > system_ms() + MAX_CLOCK_DRIFT_MS
+    rp.taken.wall_ms > now_ms() + MAX_CLOCK_DRIFT_MS
 }
 
 /// zone-a takes an RP every 2 s. Its clock jumps an hour ahead: its RPs
@@ -600,7 +593,7 @@ async fn the_schedule_and_rpo_survive_a_running_nodes_clock_jump() {
         eprintln!(
             "figure: clock +1h -> first RP stamped ahead {} (taken {} ms ahead)",
             secs(t_jump.elapsed()),
-            ahead.taken.wall_ms.saturating_sub(system_ms())
+            ahead.taken.wall_ms.saturating_sub(now_ms())
         );
         // zone-b: its newest complete RP is from the future, and it shows
         // the service past its RPO with the age of the RP before, not 0.
@@ -638,7 +631,7 @@ async fn the_schedule_and_rpo_survive_a_running_nodes_clock_jump() {
             .map(|r| r.id)
             .collect();
         set_skew(&skew, 0);
-        let back_at = system_ms();
+        let back_at = now_ms();
         let t_back = Instant::now();
         let next = wait_for("an RP of known age after the jump back", WAIT, || async {
             rps(&net, "zone-a", &id)

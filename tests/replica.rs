@@ -1,5 +1,7 @@
 //! The replicated state's rules, one user story per test.
 
+mod support;
+
 use drengine::model::{CopyState, Policy, Retention, RpDisk, RpId, ServiceId, VmSlot, ZoneId};
 use drengine::replica::{
     version_token, Command, ConflictField, ConflictKind, Directory, Expect, Op, Received, Rejected,
@@ -7,6 +9,8 @@ use drengine::replica::{
 };
 use drengine::store::{Db, Store};
 use ed25519_dalek::SigningKey;
+use std::time::Duration;
+use support::{open_store, wait_until};
 
 fn z(s: &str) -> ZoneId {
     ZoneId::new(s).unwrap()
@@ -483,32 +487,25 @@ async fn acknowledged_writes_survive_restart_and_concurrent_writers_share_commit
     assert_eq!(db.store().log_len().unwrap(), 65);
     drop(db);
     // The writer thread holds the database until it sees the channel close.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let reopened = loop {
-        match Store::open(&path, &z("zone-a")) {
-            Ok(store) => {
-                let db = Db::open(store, zs.replica(0)).unwrap();
-                db.override_rebuild("test");
-                db.override_rebuild("test");
-                break db;
-            }
-            Err(_) if std::time::Instant::now() < deadline => {
-                tokio::task::yield_now().await;
-            }
-            Err(e) => panic!("{e}"),
-        }
-    };
+    let reopened = Db::open(open_store(&path, &z("zone-a")).await, zs.replica(0)).unwrap();
+    reopened.override_rebuild("test");
+    reopened.override_rebuild("test");
     assert_eq!(reopened.read(|r| r.digest()), digest);
     // A database of another zone is refused.
     drop(reopened);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match Store::open(&path, &z("zone-b")) {
-            Err(drengine::store::StoreError::WrongZone { .. }) => break,
-            Err(_) if std::time::Instant::now() < deadline => tokio::task::yield_now().await,
-            other => panic!("{:?}", other.map(|_| ())),
-        }
-    }
+    wait_until(
+        "the file refused as another zone's",
+        Duration::from_secs(10),
+        || async {
+            match Store::open(&path, &z("zone-b")) {
+                Err(drengine::store::StoreError::WrongZone { .. }) => true,
+                // Still held by the closing writer.
+                Err(_) => false,
+                other => panic!("{:?}", other.map(|_| ())),
+            }
+        },
+    )
+    .await;
 }
 
 /// A conditional write compares and writes in the writer thread: the check

@@ -3,8 +3,10 @@
 //! Each test starts its own emulator in-process on free ports. Waits are conditions with
 //! deadlines, never bare sleeps.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod support;
+use support::wait_until;
 
 use drengine::emulator::{DownMode, Emulator, EmulatorConfig, EmulatorHandle, FaultUpdate};
 use drengine::storpool::names::global_id_ref;
@@ -33,22 +35,6 @@ fn client(h: &EmulatorHandle, cluster: &str) -> StorPoolClient {
     cfg.backoff_max_ms = 20;
     cfg.timeout_ms = 5_000;
     StorPoolClient::new(cfg).expect("valid config")
-}
-
-/// Polls `cond` until it holds or `deadline_ms` passes.
-async fn wait_until<F, Fut>(what: &str, deadline_ms: u64, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_millis(deadline_ms);
-    loop {
-        if cond().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn new_volume(c: &StorPoolClient, name: &str, size: u64) -> VolumeCreated {
@@ -255,15 +241,19 @@ async fn group_backup_is_recovering_while_in_flight_and_complete_later() {
         .any(|e| e.backing_up && e.location == "zone-b"));
 
     // Later: complete.
-    wait_until("both backups complete in zone-b", 30_000, || {
-        let b = b.clone();
-        let gids = gids.clone();
-        async move {
-            let all = b.snapshots_list().await.unwrap();
-            gids.iter()
-                .all(|g| all.iter().any(|s| &s.global_id == g && s.is_complete()))
-        }
-    })
+    wait_until(
+        "both backups complete in zone-b",
+        Duration::from_secs(30),
+        || {
+            let b = b.clone();
+            let gids = gids.clone();
+            async move {
+                let all = b.snapshots_list().await.unwrap();
+                gids.iter()
+                    .all(|g| all.iter().any(|s| &s.global_id == g && s.is_complete()))
+            }
+        },
+    )
     .await;
     assert!(a
         .exports_list()
@@ -360,7 +350,7 @@ async fn export_remote_list_fetch_and_unexport() {
         Some(error_names::INVALID_PARAM)
     );
 
-    wait_until("copy complete in b", 30_000, || {
+    wait_until("copy complete in b", Duration::from_secs(30), || {
         let b = b.clone();
         let gid = gid.clone();
         async move {
@@ -554,16 +544,20 @@ async fn stuck_link_holds_transfers_until_released() {
         },
     )
     .unwrap();
-    wait_until("backup complete once unstuck", 30_000, || {
-        let b = b.clone();
-        let gid = gid.clone();
-        async move {
-            b.snapshot(&global_id_ref(&gid))
-                .await
-                .unwrap()
-                .is_complete()
-        }
-    })
+    wait_until(
+        "backup complete once unstuck",
+        Duration::from_secs(30),
+        || {
+            let b = b.clone();
+            let gid = gid.clone();
+            async move {
+                b.snapshot(&global_id_ref(&gid))
+                    .await
+                    .unwrap()
+                    .is_complete()
+            }
+        },
+    )
     .await;
     h.shutdown().await;
 }
@@ -609,7 +603,7 @@ async fn a_cluster_that_stops_answering_gives_transport_errors_until_back() {
         },
     )
     .unwrap();
-    wait_until("cluster answers again", 10_000, || {
+    wait_until("cluster answers again", Duration::from_secs(10), || {
         let a = a.clone();
         async move { a.volumes_list().await.is_ok() }
     })
@@ -662,10 +656,14 @@ async fn mutations_survive_a_restart_of_the_api() {
     // A request written into a connection the dying API drops gets no answer, and a mutation
     // without an answer is not retried (it may have been applied). Let the restart close the
     // idle connection first, as it would while the node is between two reconciler passes.
-    wait_until("the restart closed open connections", 5_000, || {
-        let open = h.open_connections("a");
-        async move { open == 0 }
-    })
+    wait_until(
+        "the restart closed open connections",
+        Duration::from_secs(5),
+        || {
+            let open = h.open_connections("a");
+            async move { open == 0 }
+        },
+    )
     .await;
     // The pooled connection is closed by the restart; the new connection is refused until the
     // API is back, which the client retries (nothing was sent), so the create goes through once.

@@ -18,14 +18,14 @@ async fn five_zones_in_a_line_propagate_a_write_end_to_end() {
         // Each zone lists only its right-hand neighbour: links are symmetric,
         // so the neighbour accepts and syncs back.
         let peers: Vec<&str> = names.get(i + 1).into_iter().copied().collect();
-        nodes.push(dep.start(dep.config(n, &peers, |_| {})).await);
+        nodes.push(dep.start(dep.config_with(n, &peers, |_| {})).await);
     }
     for i in 0..names.len() - 1 {
         nodes[i].dial(&nodes[i + 1]).await;
     }
     for i in 0..names.len() - 1 {
         let (l, r) = (&nodes[i], &nodes[i + 1]);
-        wait_until("neighbours connected", TIMEOUT, || {
+        wait_until("neighbours connected", TIMEOUT, || async {
             l.connected_to(r.zone().as_str()) && r.connected_to(l.zone().as_str())
         })
         .await;
@@ -34,12 +34,12 @@ async fn five_zones_in_a_line_propagate_a_write_end_to_end() {
     assert!(!nodes[0].connected_to("e"));
 
     create_service(&nodes[0], "vm-a", "b").await;
-    wait_until("a's write reaches e", TIMEOUT, || {
+    wait_until("a's write reaches e", TIMEOUT, || async {
         nodes[4].has_service("vm-a")
     })
     .await;
     create_service(&nodes[4], "vm-e", "d").await;
-    wait_until("e's write reaches a", TIMEOUT, || {
+    wait_until("e's write reaches a", TIMEOUT, || async {
         nodes[0].has_service("vm-e")
     })
     .await;
@@ -51,7 +51,7 @@ async fn five_zones_in_a_line_propagate_a_write_end_to_end() {
         tokio::join!(set_metadata(a, "vm-a", &ma), set_metadata(e, "vm-e", &me));
     }
     let digest = || nodes.iter().map(|n| n.digest()).collect::<Vec<_>>();
-    wait_until("all five digests equal", TIMEOUT, || {
+    wait_until("all five digests equal", TIMEOUT, || async {
         let d = digest();
         d.iter().all(|x| x == &d[0])
     })
@@ -60,14 +60,14 @@ async fn five_zones_in_a_line_propagate_a_write_end_to_end() {
     assert_eq!(nodes[2].metadata("vm-e"), vec!["e 49".to_string()]);
 
     // Peer status: c sees b and d, connected, with RTT soon, and in step.
-    wait_until("rtt measured", TIMEOUT, || {
+    wait_until("rtt measured", TIMEOUT, || async {
         nodes[2].sync.peers().iter().all(|p| p.rtt_ms.is_some())
     })
     .await;
     let peers = nodes[2].sync.peers();
     let zones: Vec<&str> = peers.iter().map(|p| p.zone.as_str()).collect();
     assert_eq!(zones, vec!["b", "d"]);
-    wait_until("peers in step", TIMEOUT, || {
+    wait_until("peers in step", TIMEOUT, || async {
         nodes[2]
             .sync
             .peers()

@@ -16,14 +16,14 @@ async fn writes_on_both_sides_of_a_partition_converge_after_the_heal() {
     init_tracing();
     let dep = Deployment::new(&["a", "b", "c"]);
     // A triangle: a dials b and c, b dials c.
-    let a = dep.start(dep.config("a", &["b", "c"], |_| {})).await;
-    let b = dep.start(dep.config("b", &["c"], |_| {})).await;
-    let c = dep.start(dep.config("c", &[], |_| {})).await;
+    let a = dep.start(dep.config_with("a", &["b", "c"], |_| {})).await;
+    let b = dep.start(dep.config_with("b", &["c"], |_| {})).await;
+    let c = dep.start(dep.config_with("c", &[], |_| {})).await;
     a.dial(&b).await;
     a.dial(&c).await;
     b.dial(&c).await;
     create_service(&a, "vm1", "b").await;
-    wait_until("vm1 everywhere", TIMEOUT, || {
+    wait_until("vm1 everywhere", TIMEOUT, || async {
         b.has_service("vm1") && c.has_service("vm1")
     })
     .await;
@@ -32,7 +32,7 @@ async fn writes_on_both_sides_of_a_partition_converge_after_the_heal() {
     a.sync.block(&[zone("b"), zone("c")]).await.unwrap();
     b.sync.block(&[zone("a")]).await.unwrap();
     c.sync.block(&[zone("a")]).await.unwrap();
-    wait_until("a is cut off", TIMEOUT, || {
+    wait_until("a is cut off", TIMEOUT, || async {
         !a.connected_to("b") && !a.connected_to("c") && !b.connected_to("a") && !c.connected_to("a")
     })
     .await;
@@ -58,7 +58,7 @@ async fn writes_on_both_sides_of_a_partition_converge_after_the_heal() {
         set_metadata(&a, "vm-a", &format!("a {i}")).await;
         set_metadata(&c, "vm-c", &format!("c {i}")).await;
     }
-    wait_until("b and c agree during the cut", TIMEOUT, || {
+    wait_until("b and c agree during the cut", TIMEOUT, || async {
         b.digest() == c.digest()
     })
     .await;
@@ -74,7 +74,7 @@ async fn writes_on_both_sides_of_a_partition_converge_after_the_heal() {
     ] {
         n.sync.unblock(&zs).await.unwrap();
     }
-    wait_until("equal digests after the heal", TIMEOUT, || {
+    wait_until("equal digests after the heal", TIMEOUT, || async {
         let d = a.digest();
         b.digest() == d && c.digest() == d
     })
@@ -113,15 +113,15 @@ async fn writes_on_both_sides_of_a_partition_converge_after_the_heal() {
 async fn a_stopped_node_restarted_from_its_file_catches_up() {
     init_tracing();
     let dep = Deployment::new(&["a", "b"]);
-    let a = dep.start(dep.config("a", &["b"], |_| {})).await;
-    let b = dep.start(dep.config("b", &[], |_| {})).await;
+    let a = dep.start(dep.config_with("a", &["b"], |_| {})).await;
+    let b = dep.start(dep.config_with("b", &[], |_| {})).await;
     a.dial(&b).await;
     create_service(&b, "vm-b", "a").await;
-    wait_until("a has vm-b", TIMEOUT, || a.has_service("vm-b")).await;
+    wait_until("a has vm-b", TIMEOUT, || async { a.has_service("vm-b") }).await;
 
     let b_cfg = b.cfg.clone();
     b.stop().await;
-    wait_until("a sees b gone", TIMEOUT, || !a.connected_to("b")).await;
+    wait_until("a sees b gone", TIMEOUT, || async { !a.connected_to("b") }).await;
     create_service(&a, "vm-a", "b").await;
     for i in 0..200 {
         set_metadata(&a, "vm-a", &format!("v{i}")).await;
@@ -131,7 +131,10 @@ async fn a_stopped_node_restarted_from_its_file_catches_up() {
     let b = dep.start(b_cfg).await;
     assert!(b.has_service("vm-b"), "b kept its state across the restart");
     a.dial(&b).await;
-    wait_until("b caught up", TIMEOUT, || a.digest() == b.digest()).await;
+    wait_until("b caught up", TIMEOUT, || async {
+        a.digest() == b.digest()
+    })
+    .await;
     assert_eq!(b.metadata("vm-a"), ["v199"]);
     // It caught up from the log, by events, not by snapshot.
     assert_eq!(b.sync.counters().snapshots_imported, 0);
@@ -146,10 +149,10 @@ async fn a_node_behind_the_compaction_point_is_brought_up_by_snapshot() {
     let dep = Deployment::new(&["a", "b", "c"]);
     // Small batches, so the snapshot goes in several parts.
     let a = dep
-        .start(dep.config("a", &["b", "c"], |s| s.max_batch_bytes = 64))
+        .start(dep.config_with("a", &["b", "c"], |s| s.max_batch_bytes = 64))
         .await;
-    let b = dep.start(dep.config("b", &[], |_| {})).await;
-    let c = dep.start(dep.config("c", &[], |_| {})).await;
+    let b = dep.start(dep.config_with("b", &[], |_| {})).await;
+    let c = dep.start(dep.config_with("c", &[], |_| {})).await;
     a.dial(&b).await;
     a.dial(&c).await;
     create_service(&a, "vm-a", "b").await;
@@ -158,7 +161,7 @@ async fn a_node_behind_the_compaction_point_is_brought_up_by_snapshot() {
     for i in 0..50 {
         set_metadata(&a, "vm-a", &format!("v{i}")).await;
     }
-    wait_until("all equal", TIMEOUT, || {
+    wait_until("all equal", TIMEOUT, || async {
         let d = a.digest();
         b.digest() == d && c.digest() == d
     })
@@ -193,12 +196,12 @@ async fn a_node_behind_the_compaction_point_is_brought_up_by_snapshot() {
         "{refused:?}"
     );
     a.dial(&c).await;
-    wait_until("c rebuilt from a's snapshot", TIMEOUT, || {
+    wait_until("c rebuilt from a's snapshot", TIMEOUT, || async {
         a.digest() == c.digest()
     })
     .await;
     // (The counter moves just after the import is durable.)
-    wait_until("import counted", TIMEOUT, || {
+    wait_until("import counted", TIMEOUT, || async {
         c.sync.counters().snapshots_imported == 1
     })
     .await;
@@ -207,7 +210,7 @@ async fn a_node_behind_the_compaction_point_is_brought_up_by_snapshot() {
     // And events flow as usual afterwards, both ways.
     set_metadata(&a, "vm-a", "after").await;
     set_metadata(&c, "vm-c", "c again").await;
-    wait_until("all equal again", TIMEOUT, || {
+    wait_until("all equal again", TIMEOUT, || async {
         let d = a.digest();
         b.digest() == d && c.digest() == d
     })
@@ -221,16 +224,19 @@ async fn a_node_behind_the_compaction_point_is_brought_up_by_snapshot() {
 async fn a_line_compacts_even_when_the_far_zone_never_writes() {
     init_tracing();
     let dep = Deployment::new(&["a", "b", "c"]);
-    let a = dep.start(dep.config("a", &["b"], |_| {})).await;
-    let b = dep.start(dep.config("b", &["c"], |_| {})).await;
-    let c = dep.start(dep.config("c", &[], |_| {})).await;
+    let a = dep.start(dep.config_with("a", &["b"], |_| {})).await;
+    let b = dep.start(dep.config_with("b", &["c"], |_| {})).await;
+    let c = dep.start(dep.config_with("c", &[], |_| {})).await;
     a.dial(&b).await;
     b.dial(&c).await;
     create_service(&a, "vm-a", "b").await;
     for i in 0..20 {
         set_metadata(&a, "vm-a", &format!("v{i}")).await;
     }
-    wait_until("c has everything", TIMEOUT, || c.digest() == a.digest()).await;
+    wait_until("c has everything", TIMEOUT, || async {
+        c.digest() == a.digest()
+    })
+    .await;
     // a never hears from c directly and c never writes: only what b tells a
     // (in handshakes) lets a know c has a's events.
     wait_compacted(&a, TIMEOUT).await;

@@ -24,17 +24,20 @@ async fn a_peer_not_in_the_directory_is_refused() {
     let b = dep
         .start(dep.config_in("b", &["a"], &["a", "b"], |_| {}))
         .await;
-    let x = dep.start(dep.config("x", &["a"], |_| {})).await;
+    let x = dep.start(dep.config_with("x", &["a"], |_| {})).await;
     b.dial(&a).await;
     x.dial(&a).await;
     create_service(&x, "vm-x", "a").await;
-    wait_until("a refused x", TIMEOUT, || {
+    wait_until("a refused x", TIMEOUT, || async {
         a.sync.counters().dropped(DropReason::UnknownPeer) >= 1
     })
     .await;
-    wait_until("b connected to a", TIMEOUT, || a.connected_to("b")).await;
+    wait_until("b connected to a", TIMEOUT, || async {
+        a.connected_to("b")
+    })
+    .await;
     // x keeps being refused as it redials; it never gets a session.
-    wait_until("a refused x again", TIMEOUT, || {
+    wait_until("a refused x again", TIMEOUT, || async {
         a.sync.counters().dropped(DropReason::UnknownPeer) >= 2
     })
     .await;
@@ -47,7 +50,10 @@ async fn a_peer_not_in_the_directory_is_refused() {
         .any(|p| p.zone.as_str() == "a" && p.their_vv.total() > 0));
     // The configured peer syncs normally all the while.
     create_service(&b, "vm-b", "a").await;
-    wait_until("b's write reaches a", TIMEOUT, || a.has_service("vm-b")).await;
+    wait_until("b's write reaches a", TIMEOUT, || async {
+        a.has_service("vm-b")
+    })
+    .await;
     for n in [a, b, x] {
         n.stop().await;
     }
@@ -87,13 +93,13 @@ async fn forged_and_malformed_input_is_dropped_counted_and_harmless() {
         s.max_batch_bytes = 64 * 1024;
         s.max_message_bytes = 400 * 1024;
     };
-    let a = dep.start(dep.config("a", &["b"], small)).await;
-    let b = dep.start(dep.config("b", &["c"], small)).await;
-    let c = dep.start(dep.config("c", &[], small)).await;
+    let a = dep.start(dep.config_with("a", &["b"], small)).await;
+    let b = dep.start(dep.config_with("b", &["c"], small)).await;
+    let c = dep.start(dep.config_with("c", &[], small)).await;
     a.dial(&b).await;
     b.dial(&c).await;
     create_service(&a, "vm1", "b").await;
-    wait_until("vm1 reaches c", TIMEOUT, || c.has_service("vm1")).await;
+    wait_until("vm1 reaches c", TIMEOUT, || async { c.has_service("vm1") }).await;
 
     let forged_op = |m: &str| Op::SetMetadata {
         service: service("vm1"),
@@ -169,11 +175,11 @@ async fn forged_and_malformed_input_is_dropped_counted_and_harmless() {
 
     // The link keeps working: a's next real write goes through b to c.
     set_metadata(&a, "vm1", "after the attack").await;
-    wait_until("the real write reaches c", TIMEOUT, || {
+    wait_until("the real write reaches c", TIMEOUT, || async {
         c.metadata("vm1") == vec!["after the attack".to_string()]
     })
     .await;
-    wait_until("equal digests", TIMEOUT, || {
+    wait_until("equal digests", TIMEOUT, || async {
         a.digest() == b.digest() && b.digest() == c.digest()
     })
     .await;

@@ -2,12 +2,17 @@
 //! data directory, tokens of every role, and a small HTTP client.
 #![allow(dead_code)]
 
-use drengine::node::config::{generate_key, Config};
+#[path = "../support/mod.rs"]
+mod support;
+
+use drengine::node::config::{Config, Role, TokenEntry};
 use drengine::node::{Node, NodeHandle};
 use drengine::replica::{Directory, Replica};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[allow(unused_imports)]
+pub use support::{now_ms, open_store, wait_for, wait_until, Deployment};
 
 pub const READ_TOKEN: &str = "read-token";
 pub const CMP_TOKEN: &str = "cmp-token";
@@ -17,69 +22,57 @@ pub const OP_TOKEN: &str = "op-token";
 pub struct TestNode {
     pub node: NodeHandle,
     pub url: String,
-    pub dir: tempfile::TempDir,
-    /// Secret keys of every zone, so tests can play other zones' replicas.
-    pub keys: Vec<(String, ed25519_dalek::SigningKey)>,
+    /// Every zone's keys and files; tests play other zones' replicas with it.
+    pub dep: Deployment,
     pub http: reqwest::Client,
 }
 
 pub const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
 
-/// Starts zone-a's node (engine off) with `extra_api` TOML lines in [api].
-pub async fn start_node_with(extra_api: &str) -> TestNode {
-    let dir = tempfile::tempdir().unwrap();
-    let mut keys = Vec::new();
-    let mut zones = String::new();
-    for z in ZONES {
-        let (secret, public) = generate_key();
-        let bytes: [u8; 32] = hex::decode(&secret).unwrap().try_into().unwrap();
-        keys.push((z.to_string(), ed25519_dalek::SigningKey::from_bytes(&bytes)));
-        if z == "zone-a" {
-            std::fs::write(dir.path().join("zone-a.key"), &secret).unwrap();
-        }
-        zones.push_str(&format!(
-            "\n[[zones]]\nid = \"{z}\"\npublic_key = \"{public}\"\n"
-        ));
-    }
-    let text = format!(
-        r#"zone = "zone-a"
-data_dir = "data"
-key_file = "zone-a.key"
+/// One token of every role, named `reader`, `cmp-1` and `alice` (the actor
+/// of their writes).
+pub fn tokens() -> Vec<TokenEntry> {
+    [
+        ("reader", READ_TOKEN, Role::Read),
+        ("cmp-1", CMP_TOKEN, Role::Cmp),
+        ("alice", OP_TOKEN, Role::Operator),
+    ]
+    .into_iter()
+    .map(|(name, token, role)| TokenEntry {
+        name: name.into(),
+        token: token.into(),
+        role,
+    })
+    .collect()
+}
 
-[api]
-listen = "127.0.0.1:0"
-tokens = [
-  {{ name = "reader", token = "{READ_TOKEN}", role = "read" }},
-  {{ name = "cmp-1", token = "{CMP_TOKEN}", role = "cmp" }},
-  {{ name = "alice", token = "{OP_TOKEN}", role = "operator" }},
-]
-{extra_api}
-
-[sync]
-peers = ["zone-b"]
-
-[engine]
-enabled = false
-{zones}"#
-    );
-    let path = dir.path().join("zone-a.toml");
-    std::fs::write(&path, text).unwrap();
-    let config = Config::load(&path).unwrap();
+/// Starts `zone`'s node of `dep` on HTTP with [`tokens`], its config
+/// changed by `tweak`. It signs at once (an operator override of the
+/// rebuild wait): no peer runs here to confirm it.
+pub async fn start_zone(
+    dep: &Deployment,
+    zone: &str,
+    tweak: impl FnOnce(&mut Config),
+) -> NodeHandle {
+    let mut config = dep.config(zone);
+    config.api.tokens = tokens();
+    tweak(&mut config);
+    config.validate().unwrap();
     let node = Node::start(config).await.unwrap();
-    // zone-a runs alone here: no peer will ever confirm it.
     node.db().override_rebuild("test");
-    let url = node.api_url();
-    TestNode {
-        node,
-        url,
-        dir,
-        keys,
-        http: reqwest::Client::new(),
-    }
+    node
+}
+
+/// Starts zone-a's node (engine off; zone-a linked to zone-b, which never
+/// runs) with its config changed by `tweak`.
+pub async fn start_node_with(tweak: impl FnOnce(&mut Config)) -> TestNode {
+    let dep = Deployment::new(&ZONES).link("zone-a", "zone-b");
+    let node = start_zone(&dep, "zone-a", tweak).await;
+    TestNode::new(node, dep)
 }
 
 pub async fn start_node() -> TestNode {
-    start_node_with("").await
+    start_node_with(|_| {}).await
 }
 
 /// An answer: status, headers and JSON body (Null if not JSON).
@@ -115,6 +108,15 @@ impl Answer {
 }
 
 impl TestNode {
+    pub fn new(node: NodeHandle, dep: Deployment) -> TestNode {
+        TestNode {
+            url: node.api_url(),
+            node,
+            dep,
+            http: reqwest::Client::new(),
+        }
+    }
+
     pub async fn call(
         &self,
         method: Method,
@@ -191,17 +193,11 @@ impl TestNode {
 
     /// A replica of another zone that can sign events, knowing every zone.
     pub fn replica(&self, zone: &str) -> Replica {
-        let key = self.keys.iter().find(|(z, _)| z == zone).unwrap().1.clone();
-        Replica::new(zone.parse().unwrap(), Some(key), self.directory())
+        self.dep.replica(zone)
     }
 
     pub fn directory(&self) -> Directory {
-        Directory::new(
-            self.keys
-                .iter()
-                .map(|(z, k)| (z.parse().unwrap(), k.verifying_key()))
-                .collect(),
-        )
+        self.dep.directory()
     }
 
     /// Feeds every event of this node into `other` (as if synced).
@@ -217,13 +213,6 @@ impl TestNode {
             other.receive(ev, now_ms());
         }
     }
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 pub fn policy() -> Value {
@@ -242,24 +231,6 @@ pub fn create_body(vm: &str) -> Value {
         "metadata": format!("<vm name='{vm}'/>"),
         "policy": policy()
     })
-}
-
-/// Polls `cond` until it holds or the deadline passes.
-pub async fn wait_until<F, Fut>(timeout: Duration, mut cond: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond().await {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Reads server-sent events from a streaming answer.

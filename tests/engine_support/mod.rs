@@ -5,23 +5,27 @@
 //! conditions with deadlines, never bare sleeps.
 #![allow(dead_code)]
 
-use drengine::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+#[path = "../support/mod.rs"]
+mod support;
+
+use drengine::emulator::EmulatorConfig;
 use drengine::engine::{naming, Clock, Engine};
 use drengine::model::{CopyState, Policy, Retention, RpId, ServiceId, VmSlot, ZoneId};
-use drengine::node::config::{Config, EngineConfig, ZoneEntry};
-use drengine::replica::{Op, Replica, Service};
-use drengine::store::{Db, Store};
+use drengine::node::config::{Config, EngineConfig};
+use drengine::replica::{Op, Service};
+use drengine::store::Db;
 use drengine::storpool::{SnapshotInfo, StorPoolClient, VolumeCreate, VolumeInfo};
-use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[allow(unused_imports)]
+pub use support::{now_ms, quick_engine, wait_for, wait_until, Deployment};
 
-pub const TOKEN: &str = "4242";
+pub const TOKEN: &str = support::SP_TOKEN;
 pub const MIB: u64 = 1024 * 1024;
+/// How long [`Net::settle`] relays and steps engines before it gives up.
+pub const SETTLE_WAIT: Duration = Duration::from_secs(30);
 
 pub fn z(s: &str) -> ZoneId {
     ZoneId::new(s).unwrap()
@@ -34,24 +38,13 @@ pub fn svc(s: &str) -> ServiceId {
 /// A service id whose first scheduled RP (interval `interval_s`) is at least
 /// ten minutes away, so that a test counting RPs meets only its own.
 pub fn quiet_service(prefix: &str, interval_s: u64) -> ServiceId {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let now = now_ms();
     (0..)
         .map(|i| svc(&format!("{prefix}{i}")))
         .find(|id| {
             drengine::engine::schedule::next_due_ms(id, interval_s, None, now, now) > now + 600_000
         })
         .unwrap()
-}
-
-/// The system clock in Unix ms.
-pub fn system_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 /// A wall clock a test can move: the system clock plus an offset.
@@ -67,29 +60,13 @@ impl SkewedClock {
     }
 
     pub fn now_ms(&self) -> u64 {
-        system_ms().saturating_add_signed(self.offset_ms.load(Ordering::SeqCst))
+        now_ms().saturating_add_signed(self.offset_ms.load(Ordering::SeqCst))
     }
 
     /// The engine clock that reads this one.
     pub fn clock(&self) -> Clock {
         let c = self.clone();
         Clock::from_fn(move || c.now_ms())
-    }
-}
-
-/// Polls `cond` until it holds or `deadline_ms` passes.
-pub async fn wait_until<F, Fut>(what: &str, deadline_ms: u64, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_millis(deadline_ms);
-    loop {
-        if cond().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -101,10 +78,9 @@ pub struct Node {
 }
 
 pub struct Net {
-    pub dir: tempfile::TempDir,
-    pub emu: EmulatorHandle,
+    /// The zones, their keys and files, and the emulator.
+    pub dep: Deployment,
     pub zones: Vec<ZoneId>,
-    keys: BTreeMap<ZoneId, SigningKey>,
     pub engine_cfg: EngineConfig,
     /// Zones whose engines read a clock of the test's instead of the
     /// system's (takes effect when the zone is opened or started).
@@ -115,38 +91,15 @@ pub struct Net {
     pub nodes: BTreeMap<ZoneId, Node>,
 }
 
-/// Engine settings that make tests quick: short ticks and back-offs.
-pub fn quick_engine() -> EngineConfig {
-    EngineConfig {
-        tick_ms: 20,
-        retry_initial_ms: 20,
-        retry_max_ms: 200,
-        copy_poll_initial_ms: 10,
-        copy_poll_max_ms: 100,
-        dep_check_interval_ms: 50,
-        shutdown_grace_ms: 2_000,
-        ..EngineConfig::default()
-    }
-}
-
 impl Net {
     /// Zones `names`, an emulator cluster for each (tweaked by `emu`), and
     /// a node per zone.
     pub async fn new(names: &[&str], emu: impl FnOnce(&mut EmulatorConfig)) -> Net {
-        let mut cfg = EmulatorConfig::local(names, TOKEN);
-        emu(&mut cfg);
-        let emu = Emulator::start(cfg).await.expect("emulator starts");
-        eprintln!("emulator seed {}", emu.seed());
-        let zones: Vec<ZoneId> = names.iter().map(|n| z(n)).collect();
-        let keys = zones
-            .iter()
-            .map(|zone| (zone.clone(), SigningKey::generate(&mut rand::rngs::OsRng)))
-            .collect();
+        let dep = Deployment::with_emulator(names, emu).await;
+        let zones = dep.zones();
         let mut net = Net {
-            dir: tempfile::tempdir().unwrap(),
-            emu,
+            dep,
             zones: zones.clone(),
-            keys,
             engine_cfg: quick_engine(),
             clocks: BTreeMap::new(),
             engine_client_retries: 5,
@@ -159,32 +112,12 @@ impl Net {
     }
 
     pub fn config(&self, zone: &ZoneId) -> Config {
-        Config {
-            zone: zone.clone(),
-            data_dir: self.dir.path().to_path_buf(),
-            key_file: self.dir.path().join(format!("{zone}.key")),
-            zones: self
-                .zones
-                .iter()
-                .map(|zone| ZoneEntry {
-                    id: zone.clone(),
-                    public_key: drengine::node::config::PublicKey(self.keys[zone].verifying_key()),
-                    sync_addr: None,
-                    storpool_location: None,
-                })
-                .collect(),
-            api: Default::default(),
-            sync: Default::default(),
-            engine: EngineConfig {
-                clock: self.clocks.get(zone).cloned().unwrap_or_default(),
-                ..self.engine_cfg.clone()
-            },
-            storpool: self.emu.storpool_config(zone.as_str()).unwrap(),
-        }
-    }
-
-    fn db_path(&self, zone: &ZoneId) -> PathBuf {
-        self.dir.path().join(format!("{zone}.redb"))
+        let mut cfg = self.dep.config(zone.as_str());
+        cfg.engine = EngineConfig {
+            clock: self.clocks.get(zone).cloned().unwrap_or_default(),
+            ..self.engine_cfg.clone()
+        };
+        cfg
     }
 
     /// A StorPool client of `zone`'s cluster that retries quickly.
@@ -193,7 +126,7 @@ impl Net {
     }
 
     fn sp_with_retries(&self, zone: &ZoneId, max_retries: u32) -> StorPoolClient {
-        let mut cfg = self.emu.storpool_config(zone.as_str()).unwrap();
+        let mut cfg = self.dep.emulator().storpool_config(zone.as_str()).unwrap();
         cfg.backoff_initial_ms = 1;
         cfg.backoff_max_ms = 20;
         cfg.timeout_ms = 5_000;
@@ -210,20 +143,7 @@ impl Net {
     pub async fn open(&mut self, zone: &ZoneId) {
         self.nodes.remove(zone);
         let config = self.config(zone);
-        let directory = config.directory();
-        let path = self.db_path(zone);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let store = loop {
-            match Store::open(&path, zone) {
-                Ok(s) => break s,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "cannot reopen {path:?}: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        };
-        let replica = Replica::new(zone.clone(), Some(self.keys[zone].clone()), directory);
-        let db = Db::open(store, replica).unwrap();
+        let db = self.dep.open_db(&config).await;
         // These tests step zones one at a time, with no peer to confirm them.
         db.override_rebuild("test");
         let engine = Engine::open(db.clone(), self.engine_sp(zone), config.engine_setup()).unwrap();
@@ -297,19 +217,18 @@ impl Net {
 
     /// Relays among `zones` and steps their engines until `cond` holds.
     pub async fn settle(&self, what: &str, zones: &[&str], cond: impl Fn(&Net) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        wait_until(what, SETTLE_WAIT, || async {
             self.sync(zones).await;
             if cond(self) {
-                return;
+                return true;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
             for zone in zones {
                 // A failing pass backs the service off; the loop tries again.
                 let _ = self.engine(zone).reconcile_once().await;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+            false
+        })
+        .await;
     }
 
     /// Creates volumes in `zone`'s cluster.

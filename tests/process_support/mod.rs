@@ -23,6 +23,9 @@
 //! the test is panicking it first prints the tail of every log.
 #![allow(dead_code)]
 
+#[path = "../support/mod.rs"]
+mod support;
+
 use drengine::model::ZoneId;
 use drengine::node::config::{read_signing_key, Config};
 use drengine::replica::{Event, Hlc, Op, Replica, SignedEvent, VersionVector};
@@ -89,44 +92,10 @@ where
 // ---------------------------------------------------------------------------
 // Waiting
 
-/// Polls `cond` every 20 ms until it holds; panics naming `what` after
-/// `timeout`. Returns how long it took.
-pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut cond: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let t = Instant::now();
-    let deadline = t + timeout;
-    loop {
-        if cond().await {
-            return t.elapsed();
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Polls `cond` every 20 ms until it gives a value; panics naming `what`
-/// after `timeout`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut cond: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = cond().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+/// Poll a condition (or a value) within a deadline; on timeout they panic
+/// naming what was awaited and how long it took (the shared test support).
+#[allow(unused_imports)]
+pub use support::{now_ms, wait_for, wait_until};
 
 // ---------------------------------------------------------------------------
 // HTTP answers and metrics

@@ -2,14 +2,18 @@
 //! real libp2p on loopback (port 0), and waiting on conditions with deadlines.
 #![allow(dead_code)]
 
+#[path = "../support/mod.rs"]
+mod support;
+
 use drengine::model::{Policy, Retention, ServiceId, VmSlot, ZoneId};
-use drengine::node::config::{Config, EngineConfig, SyncConfig, ZoneEntry};
-use drengine::replica::{Op, Replica};
-use drengine::store::{Db, Store};
-use drengine::sync::{Sync, SyncHandle};
-use ed25519_dalek::SigningKey;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use drengine::node::config::{Config, SyncConfig};
+use drengine::replica::Op;
+use drengine::store::Db;
+use drengine::sync::Sync;
+use drengine::sync::SyncHandle;
+use std::time::Duration;
+#[allow(unused_imports)]
+pub use support::{now_ms, wait_for, wait_until, Deployment};
 
 pub fn zone(s: &str) -> ZoneId {
     ZoneId::new(s).unwrap()
@@ -27,26 +31,11 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Polls `cond` every few milliseconds until it holds or `timeout` passes.
-pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// Compacts `node`'s log until every event is below the floor (every zone
 /// has every event) and only the events its state still holds (which a
 /// snapshot carries) are left, failing after `timeout`.
 pub async fn wait_compacted(node: &Node, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
+    wait_until("the log to compact away", timeout, || async {
         node.db.compact().await.expect("compact");
         let (vv, kept) = node.db.read(|r| {
             let (mut keep, heads) = r.snapshot_dots();
@@ -54,133 +43,64 @@ pub async fn wait_compacted(node: &Node, timeout: Duration) {
             (r.vv().clone(), keep.len() as u64)
         });
         let floor = node.db.store().floor().expect("floor");
-        if floor == vv && node.db.store().log_len().expect("log length") == kept {
-            return;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for the log to compact away");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+        floor == vv && node.db.store().log_len().expect("log length") == kept
+    })
+    .await;
 }
 
-/// A deployment: the directory of zones with their keys, and a tempdir.
-pub struct Deployment {
-    pub dir: tempfile::TempDir,
-    pub zones: Vec<(ZoneId, SigningKey)>,
-}
-
-impl Deployment {
-    pub fn new(names: &[&str]) -> Self {
-        let zones = names
-            .iter()
-            .map(|n| (zone(n), SigningKey::generate(&mut rand::rngs::OsRng)))
-            .collect();
-        Deployment {
-            dir: tempfile::tempdir().unwrap(),
-            zones,
-        }
-    }
-
-    pub fn key(&self, z: &str) -> SigningKey {
-        self.zones
-            .iter()
-            .find(|(id, _)| id.as_str() == z)
-            .unwrap()
-            .1
-            .clone()
-    }
-
-    pub fn db_path(&self, z: &str) -> PathBuf {
-        self.dir.path().join(format!("{z}.redb"))
-    }
-
+/// What the sync tests do with a [`Deployment`]: configs with explicit
+/// peers and sync limits, and zones started as a database and its sync
+/// layer (no API, no engine).
+#[allow(async_fn_in_trait)]
+pub trait SyncDeployment {
     /// The config of zone `z` dialling `peers`, with sync limits `tweak`ed.
-    pub fn config(&self, z: &str, peers: &[&str], tweak: impl FnOnce(&mut SyncConfig)) -> Config {
-        let all: Vec<&str> = self.zones.iter().map(|(id, _)| id.as_str()).collect();
+    fn config_with(&self, z: &str, peers: &[&str], tweak: impl FnOnce(&mut SyncConfig)) -> Config;
+    /// Like `config_with`, with a directory of only the zones `directory`.
+    fn config_in(
+        &self,
+        z: &str,
+        peers: &[&str],
+        directory: &[&str],
+        tweak: impl FnOnce(&mut SyncConfig),
+    ) -> Config;
+    /// Starts zone `z`: its database and its sync layer. The node signs
+    /// at once (an operator override of the rebuild wait): these tests are
+    /// about sync, and some write before any peer could confirm them.
+    async fn start(&self, cfg: Config) -> Node;
+    /// Starts zone `z` as a node really starts: it signs nothing until a
+    /// peer confirmed it holds its zone's newest event.
+    async fn start_unproven(&self, cfg: Config) -> Node;
+}
+
+impl SyncDeployment for Deployment {
+    fn config_with(&self, z: &str, peers: &[&str], tweak: impl FnOnce(&mut SyncConfig)) -> Config {
+        let all: Vec<String> = self.zones().iter().map(|id| id.to_string()).collect();
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
         self.config_in(z, peers, &all, tweak)
     }
 
-    /// Like `config`, with a directory of only the zones `directory`.
-    pub fn config_in(
+    fn config_in(
         &self,
         z: &str,
         peers: &[&str],
         directory: &[&str],
         tweak: impl FnOnce(&mut SyncConfig),
     ) -> Config {
-        let mut sync = SyncConfig {
-            listen: "/ip4/127.0.0.1/tcp/0".into(),
-            peers: peers.iter().map(|p| zone(p)).collect(),
-            anti_entropy_interval_ms: 500,
-            redial_initial_ms: 50,
-            redial_max_ms: 500,
-            ..SyncConfig::default()
-        };
-        tweak(&mut sync);
-        let cfg = Config {
-            zone: zone(z),
-            data_dir: self.dir.path().to_path_buf(),
-            key_file: self.dir.path().join(format!("{z}.key")),
-            zones: self
-                .zones
-                .iter()
-                .filter(|(id, _)| directory.contains(&id.as_str()))
-                .map(|(id, key)| ZoneEntry {
-                    id: id.clone(),
-                    public_key: drengine::node::config::PublicKey(key.verifying_key()),
-                    sync_addr: None,
-                    storpool_location: None,
-                })
-                .collect(),
-            api: Default::default(),
-            sync,
-            engine: EngineConfig {
-                enabled: false,
-                ..Default::default()
-            },
-            storpool: Default::default(),
-        };
+        let mut cfg = self.config(z);
+        cfg.sync.peers = peers.iter().map(|p| zone(p)).collect();
+        tweak(&mut cfg.sync);
+        cfg.zones.retain(|e| directory.contains(&e.id.as_str()));
         cfg.validate().unwrap();
         cfg
     }
 
-    /// Opens zone `z`'s database (retrying while a previous owner of the
-    /// file is still closing it).
-    pub async fn open_db(&self, cfg: &Config) -> Db {
-        let path = self.db_path(cfg.zone.as_str());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match Store::open(&path, &cfg.zone) {
-                Ok(store) => {
-                    let replica = Replica::new(
-                        cfg.zone.clone(),
-                        Some(self.key(cfg.zone.as_str())),
-                        cfg.directory(),
-                    );
-                    return Db::open(store, replica).unwrap();
-                }
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => panic!("cannot open {}: {e}", path.display()),
-            }
-        }
-    }
-
-    /// Starts zone `z`: its database and its sync layer. The node signs
-    /// at once (an operator override of the rebuild wait): these tests are
-    /// about sync, and some write before any peer could confirm them.
-    pub async fn start(&self, cfg: Config) -> Node {
+    async fn start(&self, cfg: Config) -> Node {
         let node = self.start_unproven(cfg).await;
         node.db.override_rebuild("test");
         node
     }
 
-    /// Starts zone `z` as a node really starts: it signs nothing until a
-    /// peer confirmed it holds its zone's newest event.
-    pub async fn start_unproven(&self, cfg: Config) -> Node {
+    async fn start_unproven(&self, cfg: Config) -> Node {
         let db = self.open_db(&cfg).await;
         let sync = Sync::start(&cfg.sync_setup(), self.key(cfg.zone.as_str()), db.clone())
             .await
