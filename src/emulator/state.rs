@@ -420,7 +420,15 @@ fn delete_date(
         if a < 0 {
             return Err(ApiError::invalid("deleteAfter must not be negative"));
         }
-        return Ok(Some((a > 0).then_some(now.unix_s + a)));
+        if a == 0 {
+            return Ok(Some(None));
+        }
+        let at = now.unix_s.checked_add(a).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "deleteAfter {a} is too large: now plus it is past the largest date"
+            ))
+        })?;
+        return Ok(Some(Some(at)));
     }
     if let Some(t) = target {
         if t != 0 && t < now.unix_s {
