@@ -187,7 +187,8 @@ async fn a_flooding_and_stalling_peer_cannot_grow_a_nodes_memory_past_its_limits
                     sent_events.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 }
                 passes += 1;
-                if stop.load(Ordering::Relaxed) {
+                // The second pass finds the share full of lower seqs: refused.
+                if passes >= 2 && stop.load(Ordering::Relaxed) {
                     return passes;
                 }
             }
