@@ -701,7 +701,12 @@ async fn a_huge_delete_after_is_refused_with_a_clear_error() {
     .unwrap();
 
     // Through the typed client: the largest value the field holds.
-    for huge in [i64::MAX, i64::MAX - 1, i64::MAX / 2 + 1] {
+    for huge in [
+        i64::MAX,
+        i64::MAX - 1,
+        i64::MAX / 2 + 1,
+        200 * 366 * 24 * 3600,
+    ] {
         let e = a
             .snapshot_update(
                 "svc1.rp0.disk0",
