@@ -1405,8 +1405,8 @@ fn run(seed: u64) -> Result<Stats, String> {
             ));
         }
         // Every acknowledged event is covered, and nothing more.
-        let total: u64 = vv.total();
-        if total != sim.acked.len() as u64 {
+        let total: u128 = vv.total();
+        if total != sim.acked.len() as u128 {
             return Err(format!(
                 "{} counts {total} events, {} were acknowledged",
                 node.zone,

@@ -679,3 +679,98 @@ async fn mutations_survive_a_restart_of_the_api() {
     assert_eq!(names, ["before", "after"]);
     h.shutdown().await;
 }
+
+/// `deleteAfter` is added to the emulator's clock: a huge value (one the
+/// sum would overflow with) is refused with a clear 400 `invalidParam`,
+/// never a panic or a wrapped date, and the emulator keeps answering.
+#[tokio::test]
+async fn a_huge_delete_after_is_refused_with_a_clear_error() {
+    let h = emulator(EmulatorConfig::local(&["a"], TOKEN)).await;
+    let a = client(&h, "a");
+    new_volume(&a, "vm1-disk0", 8 * MIB).await;
+    a.volume_snapshot(
+        "vm1-disk0",
+        &VolumeSnapshot {
+            name: Some("svc1.rp0.disk0".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    // Through the typed client: the largest value the field holds.
+    for huge in [
+        i64::MAX,
+        i64::MAX - 1,
+        i64::MAX / 2 + 1,
+        200 * 366 * 24 * 3600,
+    ] {
+        let e = a
+            .snapshot_update(
+                "svc1.rp0.disk0",
+                &SnapshotUpdate {
+                    delete_after: Some(huge),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.api_name(), Some("invalidParam"), "{huge}: {e}");
+        assert!(e.to_string().contains("deleteAfter"), "{huge}: {e}");
+    }
+    let snap = a.snapshot("svc1.rp0.disk0").await.unwrap();
+    assert_eq!(snap.target_delete_date, None, "nothing was scheduled");
+
+    // Raw JSON, as any client could send it: u64::MAX (past what the
+    // field holds) and i64::MAX, on the snapshot and the volume calls.
+    let cfg = h.storpool_config("a").unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://{}:{}/ctrl/1.0", cfg.host, cfg.port);
+    for (call, arg, fields) in [
+        ("SnapshotUpdate", "svc1.rp0.disk0", ""),
+        (
+            "VolumeSnapshot",
+            "vm1-disk0",
+            r#""name": "svc1.rp9.disk0", "#,
+        ),
+    ] {
+        for huge in [u64::MAX.to_string(), i64::MAX.to_string()] {
+            let body = format!(r#"{{{fields}"deleteAfter": {huge}}}"#);
+            let resp = http
+                .post(format!("{base}/{call}/{arg}"))
+                .header("Authorization", format!("Storpool v1:{TOKEN}"))
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap();
+            eprintln!("{call} deleteAfter={huge}: {status} {text}");
+            assert_eq!(status, 400, "{call} deleteAfter={huge}: {text}");
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["error"]["name"], "invalidParam", "{text}");
+        }
+    }
+    assert!(
+        a.snapshot_opt("svc1.rp9.disk0").await.unwrap().is_none(),
+        "a refused snapshot call creates nothing"
+    );
+    // Still answering, and an ordinary deleteAfter still works.
+    a.snapshot_update(
+        "svc1.rp0.disk0",
+        &SnapshotUpdate {
+            delete_after: Some(3600),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(a
+        .snapshot("svc1.rp0.disk0")
+        .await
+        .unwrap()
+        .target_delete_date
+        .is_some());
+    h.shutdown().await;
+}

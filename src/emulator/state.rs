@@ -409,6 +409,9 @@ fn check_template(t: &Option<String>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The largest `deleteAfter` accepted: a hundred years, in seconds.
+const MAX_DELETE_AFTER_S: i64 = 100 * 366 * 24 * 3600;
+
 /// Resolves `targetDeleteDate` / `deleteAfter` into a deletion date. `Ok(None)` = no change,
 /// `Ok(Some(None))` = cancel, `Ok(Some(Some(d)))` = delete at `d`.
 fn delete_date(
@@ -420,7 +423,20 @@ fn delete_date(
         if a < 0 {
             return Err(ApiError::invalid("deleteAfter must not be negative"));
         }
-        return Ok(Some((a > 0).then_some(now.unix_s + a)));
+        if a == 0 {
+            return Ok(Some(None));
+        }
+        // Past a century it is a mistake (or an attack on the sum below).
+        let at = now
+            .unix_s
+            .checked_add(a)
+            .filter(|_| a <= MAX_DELETE_AFTER_S)
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "deleteAfter {a} is too large: at most {MAX_DELETE_AFTER_S} seconds"
+                ))
+            })?;
+        return Ok(Some(Some(at)));
     }
     if let Some(t) = target {
         if t != 0 && t < now.unix_s {

@@ -186,6 +186,15 @@ impl Config {
             ("sync.compact_interval_ms", self.sync.compact_interval_ms),
             ("sync.ack_timeout_ms", self.sync.ack_timeout_ms),
             ("sync.ping_interval_ms", self.sync.ping_interval_ms),
+            ("sync.read_timeout_ms", self.sync.read_timeout_ms),
+            (
+                "sync.max_snapshot_bytes_per_peer",
+                self.sync.max_snapshot_bytes_per_peer as u64,
+            ),
+            (
+                "sync.max_snapshot_bytes_total",
+                self.sync.max_snapshot_bytes_total as u64,
+            ),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be positive"));

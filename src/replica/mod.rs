@@ -13,6 +13,7 @@ mod command;
 mod conflict;
 mod event;
 mod mvr;
+mod pending;
 mod rebuild;
 mod rules;
 mod snapshot;
@@ -33,6 +34,10 @@ pub use event::{
     MAX_EVENT_BYTES, MAX_RPS_PER_PURGE,
 };
 pub use mvr::{Mvr, Versioned};
+pub use pending::{
+    PendingLimits, PendingStats, MAX_PENDING_AGE_MS, MAX_PENDING_BYTES, MAX_PENDING_EVENTS,
+    MAX_PENDING_ORIGIN_BYTES, MAX_PENDING_ORIGIN_EVENTS, PENDING_ENTRY_OVERHEAD_BYTES,
+};
 pub use rebuild::{RebuildState, RebuildStatus};
 pub use rules::{authorize, Rejected};
 pub use snapshot::{merge, snapshot_dots, Snapshot, SnapshotError};
@@ -42,10 +47,6 @@ pub use vv::{Dot, VersionVector};
 use crate::model::{InvalidInput, MessageId, ServiceId, ZoneId, MAX_METADATA_BYTES};
 use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Most events held while they wait for their causal past. Past this,
-/// early events are dropped; anti-entropy fetches them again later.
-pub const MAX_PENDING_EVENTS: usize = 8192;
 
 /// Why a local write was refused. Nothing was written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -131,7 +132,7 @@ pub struct Replica {
     clock: HlcClock,
     state: State,
     vv: VersionVector,
-    pending: BTreeMap<Dot, SignedEvent>,
+    pending: pending::Pending,
     /// Per zone, the newest version vector it is known to have had.
     known: BTreeMap<ZoneId, VersionVector>,
     dirty: Dirty,
@@ -151,7 +152,7 @@ impl Replica {
             clock: HlcClock::default(),
             state: State::default(),
             vv: VersionVector::new(),
-            pending: BTreeMap::new(),
+            pending: pending::Pending::default(),
             known: BTreeMap::new(),
             dirty: Dirty::default(),
         }
@@ -193,6 +194,14 @@ impl Replica {
     }
     pub fn pending_len(&self) -> usize {
         self.pending.len()
+    }
+    /// What the early-event buffer holds and has dropped.
+    pub fn pending_stats(&self) -> PendingStats {
+        self.pending.stats()
+    }
+    /// Bounds of the early-event buffer other than the defaults (tests).
+    pub fn set_pending_limits(&mut self, limits: PendingLimits) {
+        self.pending.set_limits(limits);
     }
     pub fn service(&self, id: &ServiceId) -> Option<&Service> {
         self.state.services.get(id)
@@ -358,17 +367,21 @@ impl Replica {
     }
 
     /// Takes in an event from a peer: verifies it, applies it if its causal
-    /// past is here (and then whatever it unblocks), or buffers it.
+    /// past is here (and then whatever it unblocks), or buffers it (within
+    /// the buffer's bounds, see `pending`; events that waited too long are
+    /// dropped here first).
     pub fn receive(&mut self, ev: SignedEvent, now_ms: u64) -> Received {
         let dot = ev.dot();
-        if self.vv.covers(&dot) || self.pending.contains_key(&dot) {
+        if self.vv.covers(&dot) || self.pending.contains(&dot) {
             return Received::Duplicate;
         }
         if let Err(e) = ev.verify(&self.directory) {
             return Received::Refused(e);
         }
-        if !self.is_ready(&ev.event) {
-            if self.pending.len() >= MAX_PENDING_EVENTS {
+        self.pending.expire(now_ms);
+        if let Some(waits_for) = self.waits_for(&ev.event) {
+            let bytes = pending::entry_bytes(&ev);
+            if !self.pending.make_room(&dot, bytes) {
                 return Received::BufferFull;
             }
             // Verified, so signed evidence already: its origin signed this
@@ -376,7 +389,7 @@ impl Replica {
             // of that zone does not sign the seq again while the event may
             // still be applied here once its causal past arrives.
             self.saw_signed_event(&ev.event);
-            self.pending.insert(dot, ev);
+            self.pending.insert(ev, bytes, waits_for, now_ms);
             return Received::Buffered;
         }
         let mut applied = Vec::new();
@@ -389,30 +402,55 @@ impl Replica {
         Received::Applied(applied)
     }
 
-    fn is_ready(&self, ev: &Event) -> bool {
-        self.vv.get(&ev.origin) + 1 == ev.seq
-            && ev
-                .deps
-                .iter()
-                .all(|(z, s)| z == &ev.origin || self.vv.get(z) >= s)
+    /// The first dot of `ev`'s causal past not applied here (for an event
+    /// this replica does not cover), or `None` if it can be applied now.
+    /// Its origin's previous event comes first, then its deps in order.
+    fn waits_for(&self, ev: &Event) -> Option<Dot> {
+        let have = self.vv.get(&ev.origin);
+        if have.checked_add(1) != Some(ev.seq) {
+            return Some(Dot {
+                origin: ev.origin.clone(),
+                seq: ev.seq.saturating_sub(1),
+            });
+        }
+        ev.deps
+            .iter()
+            .find(|(z, s)| *z != &ev.origin && self.vv.get(z) < *s)
+            .map(|(z, s)| Dot {
+                origin: z.clone(),
+                seq: s,
+            })
     }
 
+    fn is_ready(&self, ev: &Event) -> bool {
+        !self.vv.covers(&ev.dot()) && self.waits_for(ev).is_none()
+    }
+
+    /// Applies the buffered events that became applicable: only those
+    /// woken by an apply (they waited for its dot), each looked at again
+    /// and either applied or indexed under what it waits for now.
     fn drain_pending(&mut self, now_ms: u64, applied: &mut Vec<Applied>) {
-        loop {
-            let next = self
-                .pending
-                .iter()
-                .find(|(_, e)| self.is_ready(&e.event))
-                .map(|(d, _)| d.clone());
-            let Some(dot) = next else { break };
-            let Some(ev) = self.pending.remove(&dot) else {
-                break;
+        while let Some(dot) = self.pending.pop_woken() {
+            if self.vv.covers(&dot) {
+                self.pending.take(&dot);
+                continue;
+            }
+            let Some(ev) = self.pending.get(&dot) else {
+                continue;
             };
-            let rejected = self.apply(&ev.event, now_ms);
-            applied.push(Applied {
-                event: ev,
-                rejected,
-            });
+            match self.waits_for(&ev.event) {
+                Some(w) => self.pending.rewait(&dot, w),
+                None => {
+                    let Some(ev) = self.pending.take(&dot) else {
+                        continue;
+                    };
+                    let rejected = self.apply(&ev.event, now_ms);
+                    applied.push(Applied {
+                        event: ev,
+                        rejected,
+                    });
+                }
+            }
         }
     }
 
@@ -429,6 +467,7 @@ impl Replica {
             };
         }
         self.vv.set(ev.origin.clone(), ev.seq);
+        self.pending.wake(&ev.dot());
         self.saw_signed_event(ev);
         verdict.err()
     }
@@ -607,11 +646,247 @@ impl Replica {
             self.clock.observe(h.event.hlc, now_ms);
             self.saw_signed_event(&h.event);
         }
-        self.pending.retain(|d, _| !self.vv.covers(d));
+        self.pending.drop_covered(&self.vv);
+        self.pending.wake_all();
         self.dirty.services = self.state.services.keys().cloned().collect();
         self.dirty.messages = self.state.messages.keys().cloned().collect();
         let mut applied = Vec::new();
         self.drain_pending(now_ms, &mut applied);
         Ok(applied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn z(s: &str) -> ZoneId {
+        ZoneId::new(s).unwrap()
+    }
+
+    struct Zones {
+        keys: BTreeMap<ZoneId, SigningKey>,
+        directory: Directory,
+    }
+
+    fn zones() -> Zones {
+        let keys: BTreeMap<ZoneId, SigningKey> = ["zone-a", "zone-b", "zone-c"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (z(n), SigningKey::from_bytes(&[i as u8 + 1; 32])))
+            .collect();
+        let directory = Directory::new(
+            keys.iter()
+                .map(|(z, k)| (z.clone(), k.verifying_key()))
+                .collect(),
+        );
+        Zones { keys, directory }
+    }
+
+    impl Zones {
+        /// Event `seq` of `origin` with `deps` (its own entry `seq - 1`),
+        /// a message carrying `body_bytes` bytes.
+        fn event(
+            &self,
+            origin: &str,
+            seq: u64,
+            deps: &[(&str, u64)],
+            body_bytes: usize,
+        ) -> SignedEvent {
+            let mut vv = VersionVector::new();
+            for (zn, s) in deps {
+                vv.set(z(zn), *s);
+            }
+            vv.set(z(origin), seq.saturating_sub(1));
+            Event {
+                origin: z(origin),
+                seq,
+                deps: vv,
+                hlc: Hlc {
+                    wall_ms: 1,
+                    logical: 0,
+                },
+                actor: "test".into(),
+                op: Op::SendMessage {
+                    to: z("zone-a"),
+                    body: "x".repeat(body_bytes),
+                },
+            }
+            .sign(&self.keys[&z(origin)])
+        }
+
+        fn replica(&self) -> Replica {
+            Replica::new(z("zone-a"), None, self.directory.clone())
+        }
+    }
+
+    fn applied_dots(r: Received) -> Vec<u64> {
+        match r {
+            Received::Applied(a) => a.iter().map(|a| a.event.event.seq).collect(),
+            other => panic!("not applied: {other:?}"),
+        }
+    }
+
+    const T0: u64 = 1_700_000_000_000;
+
+    #[test]
+    fn a_flood_behind_a_withheld_event_keeps_the_nearest_events_of_that_origin_only() {
+        let zs = zones();
+        let mut r = zs.replica();
+        let limits = PendingLimits {
+            max_origin_events: 10,
+            ..PendingLimits::default()
+        };
+        r.set_pending_limits(limits);
+        // zone-c withholds its seq 1 and floods 2..=100, newest first: each
+        // lower seq takes the place of a higher one.
+        for seq in (2..=100).rev() {
+            let got = r.receive(zs.event("zone-c", seq, &[], 16), T0);
+            assert!(matches!(got, Received::Buffered), "{seq}: {got:?}");
+        }
+        assert_eq!(r.pending_len(), 10);
+        assert_eq!(r.pending_stats().evicted, 89);
+        // In order, past the share: refused, nothing evicted.
+        let mut r2 = zs.replica();
+        r2.set_pending_limits(limits);
+        let mut full = 0;
+        for seq in 2..=100 {
+            if let Received::BufferFull = r2.receive(zs.event("zone-c", seq, &[], 16), T0) {
+                full += 1;
+            }
+        }
+        assert_eq!((r2.pending_len(), full), (10, 89));
+        // Another origin's early event still has room.
+        assert!(matches!(
+            r.receive(zs.event("zone-b", 2, &[], 16), T0),
+            Received::Buffered
+        ));
+        // The withheld event unblocks exactly the kept ones, in order.
+        for r in [&mut r, &mut r2] {
+            let got = applied_dots(r.receive(zs.event("zone-c", 1, &[], 16), T0));
+            assert_eq!(got, (1..=11).collect::<Vec<_>>());
+            assert_eq!(r.vv().get(&z("zone-c")), 11);
+        }
+        assert_eq!(r.pending_len(), 1, "zone-b's still waits");
+        assert_eq!(r2.pending_len(), 0);
+    }
+
+    #[test]
+    fn the_buffer_is_bounded_in_bytes_per_origin_and_in_total() {
+        let zs = zones();
+        let mut r = zs.replica();
+        let one = pending::entry_bytes(&zs.event("zone-c", 2, &[], 10_000));
+        r.set_pending_limits(PendingLimits {
+            max_origin_bytes: 3 * one,
+            max_bytes: 5 * one,
+            ..PendingLimits::default()
+        });
+        let mut buffered = BTreeMap::<&str, usize>::new();
+        for origin in ["zone-c", "zone-b"] {
+            for seq in 2..=10 {
+                if let Received::Buffered = r.receive(zs.event(origin, seq, &[], 10_000), T0) {
+                    *buffered.entry(origin).or_default() += 1;
+                }
+            }
+        }
+        // zone-c got its share of 3; zone-b its 2 left of the total of 5.
+        assert_eq!(buffered["zone-c"], 3);
+        assert_eq!(buffered["zone-b"], 2);
+        let stats = r.pending_stats();
+        assert_eq!(stats.events, 5);
+        assert!(stats.bytes <= 5 * one, "{stats:?}");
+        // An event larger than a whole share never fits.
+        assert!(matches!(
+            r.receive(zs.event("zone-a", 2, &[], 4 * 10_000), T0),
+            Received::BufferFull
+        ));
+    }
+
+    #[test]
+    fn early_events_expire_and_come_back_as_new() {
+        let zs = zones();
+        let mut r = zs.replica();
+        let early = zs.event("zone-c", 3, &[], 16);
+        assert!(matches!(r.receive(early.clone(), T0), Received::Buffered));
+        assert!(matches!(
+            r.receive(early.clone(), T0 + 1),
+            Received::Duplicate
+        ));
+        // Anything received after the age limit first drops what is too old.
+        let later = T0 + MAX_PENDING_AGE_MS;
+        assert!(matches!(
+            r.receive(zs.event("zone-b", 2, &[], 16), later),
+            Received::Buffered
+        ));
+        assert_eq!(r.pending_stats().expired, 1);
+        assert_eq!(r.pending_len(), 1);
+        // Sent again (anti-entropy), it is buffered again and applies.
+        assert!(matches!(r.receive(early, later), Received::Buffered));
+        assert!(matches!(
+            r.receive(zs.event("zone-c", 2, &[], 16), later),
+            Received::Buffered
+        ));
+        assert_eq!(
+            applied_dots(r.receive(zs.event("zone-c", 1, &[], 16), later)),
+            vec![1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn an_applied_event_wakes_what_waited_for_it_across_origins() {
+        let zs = zones();
+        let mut r = zs.replica();
+        // b:1 needs c:2; c:2 needs c:1; b:2 needs b:1 and c:1.
+        let b1 = zs.event("zone-b", 1, &[("zone-c", 2)], 16);
+        let b2 = zs.event("zone-b", 2, &[("zone-c", 1)], 16);
+        let c2 = zs.event("zone-c", 2, &[], 16);
+        for e in [b2, b1, c2] {
+            assert!(matches!(r.receive(e, T0), Received::Buffered));
+        }
+        let got = match r.receive(zs.event("zone-c", 1, &[], 16), T0) {
+            Received::Applied(a) => a
+                .iter()
+                .map(|a| a.event.dot().to_string())
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(got, ["zone-c:1", "zone-c:2", "zone-b:1", "zone-b:2"]);
+        assert_eq!(r.pending_len(), 0);
+    }
+
+    #[test]
+    fn u64_max_seqs_and_vector_entries_neither_panic_nor_wrap() {
+        let zs = zones();
+        let mut vv = VersionVector::new();
+        vv.set(z("zone-c"), u64::MAX);
+        let mut r = Replica::restore(
+            z("zone-a"),
+            None,
+            zs.directory.clone(),
+            State::default(),
+            vv,
+            Hlc::default(),
+        );
+        // vv + 1 would overflow: an event of zone-c is covered, never ready.
+        let c = zs.event("zone-c", 5, &[], 16);
+        assert_eq!(r.replay(&c, T0), Err(c.dot()));
+        assert!(matches!(
+            r.receive(zs.event("zone-c", u64::MAX, &[], 16), T0),
+            Received::Duplicate
+        ));
+        // An event that names u64::MAX in its deps, or is seq u64::MAX.
+        let mut fresh = zs.replica();
+        let b = zs.event("zone-b", 1, &[("zone-c", u64::MAX)], 16);
+        assert!(matches!(fresh.receive(b.clone(), T0), Received::Buffered));
+        assert!(matches!(r.receive(b, T0), Received::Applied(_)));
+        let top = zs.event("zone-b", u64::MAX, &[], 16);
+        assert!(matches!(fresh.receive(top, T0), Received::Buffered));
+        assert_eq!(fresh.pending_len(), 2);
+        // Their sums still order causally.
+        let deps = fresh.pending.get(&Dot {
+            origin: z("zone-b"),
+            seq: u64::MAX,
+        });
+        assert!(deps.is_some_and(|e| e.event.deps.total() == u128::from(u64::MAX - 1)));
     }
 }

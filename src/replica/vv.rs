@@ -74,17 +74,56 @@ impl VersionVector {
         self.0.iter().map(|(z, s)| (z, *s))
     }
 
-    /// Total number of events this vector counts.
-    pub fn total(&self) -> u64 {
-        self.0.values().sum()
+    /// The seq of `zone`'s next event after this vector: `None` if the
+    /// entry is already `u64::MAX` (entries come from peers; never `+ 1`).
+    pub fn next_seq(&self, zone: &ZoneId) -> Option<u64> {
+        self.get(zone).checked_add(1)
     }
 
-    /// How many events `other` has that this vector lacks.
+    /// Total number of events this vector counts. Exact (a `u128` cannot
+    /// overflow on fewer than 2^64 zones), so sorting by it is a causal
+    /// order even for entries a peer set to `u64::MAX`.
+    pub fn total(&self) -> u128 {
+        self.0.values().map(|s| u128::from(*s)).sum()
+    }
+
+    /// How many events `other` has that this vector lacks (saturating at
+    /// `u64::MAX`).
     pub fn missing_from(&self, other: &VersionVector) -> u64 {
         other
             .0
             .iter()
             .map(|(z, s)| s.saturating_sub(self.get(z)))
-            .sum()
+            .fold(0, u64::saturating_add)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn z(s: &str) -> ZoneId {
+        ZoneId::new(s).unwrap()
+    }
+
+    #[test]
+    fn sums_and_increments_of_u64_max_entries_do_not_overflow() {
+        let mut max = VersionVector::new();
+        max.set(z("zone-a"), u64::MAX);
+        max.set(z("zone-b"), u64::MAX);
+        max.set(z("zone-c"), 1);
+        assert_eq!(max.total(), 2 * u128::from(u64::MAX) + 1);
+        assert_eq!(VersionVector::new().missing_from(&max), u64::MAX);
+        assert_eq!(max.missing_from(&VersionVector::new()), 0);
+        assert_eq!(max.next_seq(&z("zone-a")), None);
+        assert_eq!(max.next_seq(&z("zone-c")), Some(2));
+        assert_eq!(max.next_seq(&z("zone-d")), Some(1));
+        let mut below = VersionVector::new();
+        below.set(z("zone-a"), u64::MAX - 1);
+        assert!(below.total() < max.total());
+        assert!(max.covers(&Dot {
+            origin: z("zone-a"),
+            seq: u64::MAX
+        }));
     }
 }

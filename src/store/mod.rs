@@ -515,7 +515,10 @@ impl Store {
         let mut cursors = Vec::new();
         let mut heap = BinaryHeap::new();
         for (zone, upto) in ours.iter() {
-            let from = theirs.get(zone) + 1;
+            // A peer's vector may say u64::MAX: then it lacks nothing here.
+            let Some(from) = theirs.next_seq(zone) else {
+                continue;
+            };
             if from > upto {
                 continue;
             }
@@ -675,10 +678,13 @@ impl Store {
     ) -> Result<Vec<SignedEvent>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let log = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
-        let mut range = log
-            .range((origin.as_str(), after_seq + 1)..=(origin.as_str(), u64::MAX))
-            .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
+        let Some(from) = after_seq.checked_add(1) else {
+            return Ok(out);
+        };
+        let mut range = log
+            .range((origin.as_str(), from)..=(origin.as_str(), u64::MAX))
+            .map_err(|e| self.err(e))?;
         while out.len() < max_events {
             match self.next_event(&mut range)? {
                 Some((ev, _)) => out.push(ev),
@@ -727,7 +733,7 @@ fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
 
 /// The head of one origin's cursor in the causal merge.
 struct Head {
-    depth: u64,
+    depth: u128,
     event: SignedEvent,
     bytes: usize,
     cursor: usize,
@@ -742,7 +748,7 @@ impl Head {
             cursor,
         }
     }
-    fn key(&self) -> (u64, &ZoneId, u64) {
+    fn key(&self) -> (u128, &ZoneId, u64) {
         (self.depth, &self.event.event.origin, self.event.event.seq)
     }
 }
@@ -898,6 +904,25 @@ mod tests {
         let digest = replica.digest();
         drop(store);
         assert_eq!(f.load(&f.open()).digest(), digest);
+    }
+
+    #[test]
+    fn a_peer_vector_of_u64_max_asks_for_nothing_and_does_not_wrap() {
+        let f = Fixture::new();
+        let store = f.open();
+        let mut replica = f.load(&store);
+        f.write(&store, &mut replica, 3);
+        let ours = replica.vv().clone();
+        let all = store.events_missing(&VersionVector::new(), &ours, 100, 1 << 20);
+        assert_eq!(all.unwrap().events.len(), 3);
+        let mut theirs = VersionVector::new();
+        for (z, _) in ours.iter() {
+            theirs.set(z.clone(), u64::MAX);
+        }
+        let none = store.events_missing(&theirs, &ours, 100, 1 << 20).unwrap();
+        assert!(none.events.is_empty());
+        let (z, _) = ours.iter().next().unwrap();
+        assert!(store.events_of(z, u64::MAX, 10).unwrap().is_empty());
     }
 
     #[test]

@@ -46,6 +46,17 @@ pub struct SyncConfig {
     /// Largest state snapshot sent to or accepted from a peer (it travels
     /// in parts of `max_batch_bytes`).
     pub max_snapshot_bytes: usize,
+    /// Most bytes of snapshots in reassembly one peer may make this node
+    /// hold, across all its streams. A part beyond it is refused
+    /// (`snapshot_over_budget`) and that snapshot dropped.
+    pub max_snapshot_bytes_per_peer: usize,
+    /// Most bytes of snapshots in reassembly from all peers together.
+    pub max_snapshot_bytes_total: usize,
+    /// How long a peer's inbound stream may stall: a frame, once begun,
+    /// must be whole within it, and while a snapshot is being reassembled
+    /// its next part must begin within it. Past it the stream is closed and
+    /// what it held dropped (`stalled`); the sender's session reopens.
+    pub read_timeout_ms: u64,
 }
 
 impl Default for SyncConfig {
@@ -63,6 +74,9 @@ impl Default for SyncConfig {
             ack_timeout_ms: 30_000,
             ping_interval_ms: 2_000,
             max_snapshot_bytes: 1 << 30,
+            max_snapshot_bytes_per_peer: 1 << 30,
+            max_snapshot_bytes_total: 1 << 30,
+            read_timeout_ms: 30_000,
         }
     }
 }

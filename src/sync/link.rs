@@ -178,7 +178,7 @@ impl Outbound {
                 };
                 *waiting = true;
                 let part = *sent;
-                *sent += 1;
+                *sent = sent.saturating_add(1);
                 return Step::Send(Msg::Snapshot {
                     id: *id,
                     part,
@@ -207,7 +207,7 @@ impl Outbound {
 
     fn take_id(&mut self) -> u64 {
         let id = self.next_id;
-        self.next_id += 1;
+        self.next_id = self.next_id.wrapping_add(1);
         id
     }
 
@@ -298,7 +298,7 @@ impl Outbound {
                     ..
                 },
                 Msg::SnapshotPartAck { id: acked, part },
-            ) if *id == acked && part + 1 == *sent && !rest.is_empty() => {
+            ) if *id == acked && part.checked_add(1) == Some(*sent) && !rest.is_empty() => {
                 if let Phase::Snapshot { waiting, .. } = &mut self.phase {
                     *waiting = false;
                 }
@@ -511,6 +511,21 @@ mod tests {
             }
             o.on_reply(Msg::SnapshotPartAck { id, part }).unwrap();
         }
+    }
+
+    #[test]
+    fn a_part_ack_of_u32_max_is_unexpected_not_an_overflow() {
+        let floor = vv(&[("a", 10)]);
+        let ours = vv(&[("a", 12)]);
+        let (mut o, known) = greeted(&ours, vv(&[("a", 3)]));
+        assert_eq!(o.poll(&ours, &known, &floor), Step::SendSnapshot);
+        o.snapshot(Some(vec![1, 2, 3]), 1);
+        let Step::Send(Msg::Snapshot { id, .. }) = o.poll(&ours, &known, &floor) else {
+            panic!("expected a part")
+        };
+        assert!(o
+            .on_reply(Msg::SnapshotPartAck { id, part: u32::MAX })
+            .is_err());
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //! (ingest, import_snapshot); every event is verified there before it is
 //! stored, applied or relayed.
 
+mod assembly;
 mod config;
 mod link;
 mod net;
@@ -124,6 +125,8 @@ pub(crate) struct Shared {
     stats: Stats,
     listen_addrs: Mutex<Vec<Multiaddr>>,
     inbound: Mutex<Vec<(ZoneId, JoinHandle<()>)>>,
+    /// Bytes of snapshots in reassembly, per peer and in total.
+    snapshot_budget: Arc<assembly::Budget>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -290,7 +293,6 @@ impl Sync {
             zone,
             local_peer_id,
             db,
-            cfg,
             zones_by_peer,
             book: Mutex::new(book),
             blocked: RwLock::new(BTreeSet::new()),
@@ -298,6 +300,11 @@ impl Sync {
             stats: Stats::default(),
             listen_addrs: Mutex::new(Vec::new()),
             inbound: Mutex::new(Vec::new()),
+            snapshot_budget: assembly::Budget::new(
+                cfg.max_snapshot_bytes_per_peer,
+                cfg.max_snapshot_bytes_total,
+            ),
+            cfg,
         });
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE_LEN);
         let control = net::start(shared.clone(), &key, listen, addrs, rx).await?;
@@ -398,6 +405,25 @@ impl SyncHandle {
     pub async fn shutdown(&self) {
         // Already stopped is fine: shutdown is idempotent.
         let _ = self.command(|done| Command::Shutdown { done }).await;
+    }
+
+    /// Opens a fresh sync stream to `zone` and hands it over as it is, to
+    /// write and read anything, at any pace. For tests of how peers treat
+    /// streams that stall.
+    #[doc(hidden)]
+    pub async fn open_raw(&self, zone: &ZoneId) -> Result<libp2p::Stream, SyncError> {
+        let peer_id = lock(&self.shared.book)
+            .get(zone)
+            .map(|e| e.peer_id)
+            .ok_or_else(|| SyncError::UnknownZone(zone.clone()))?;
+        let mut control = self.control.clone();
+        control
+            .open_stream(peer_id, net::protocol())
+            .await
+            .map_err(|e| SyncError::Stream {
+                zone: zone.clone(),
+                message: e.to_string(),
+            })
     }
 
     /// Opens a fresh sync stream to `zone`, writes each of `frames` (raw

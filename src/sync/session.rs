@@ -7,6 +7,7 @@
 //! dropped is logged, counted and answered with `Dropped`, so the sender
 //! never waits on it and the stream keeps working.
 
+use super::assembly::Assembly;
 use super::link::{Known, Outbound, Step};
 use super::stats::DropReason;
 use super::wire::{self, FrameError, Msg, Read};
@@ -305,8 +306,29 @@ async fn inbound_session(
     let (rd, wr) = stream.split();
     let mut io = Io { rd, wr };
     let mut inbound = Inbound::default();
+    let read_timeout = Duration::from_millis(shared.cfg.read_timeout_ms);
     loop {
-        let read = wire::read_frame(&mut io.rd, shared.cfg.max_message_bytes).await?;
+        // A frame once begun must be whole within the read timeout; while a
+        // snapshot is being reassembled, so must the next part begin. An
+        // idle stream holding nothing may stay open.
+        let idle = inbound.assembly.as_ref().map(|_| read_timeout);
+        let read = match wire::read_frame_within(
+            &mut io.rd,
+            shared.cfg.max_message_bytes,
+            idle,
+            read_timeout,
+        )
+        .await
+        {
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                shared.stats.drop(DropReason::Stalled, 1);
+                let held = inbound.assembly.as_ref().map_or(0, |a| a.bytes().len());
+                tracing::warn!(zone = %shared.zone, peer_zone = %zone, error = %e, snapshot_bytes_dropped = held, timeout_ms = shared.cfg.read_timeout_ms, "peer stalled on a sync stream; closing it");
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let answer = match read {
             Read::Eof => return Ok(()),
             Read::Bad { error, bytes } => {
@@ -340,14 +362,6 @@ struct Inbound {
     floor: Option<crate::replica::VersionVector>,
     /// A snapshot arriving in parts.
     assembly: Option<Assembly>,
-}
-
-/// A snapshot arriving in parts.
-struct Assembly {
-    id: u64,
-    parts: u32,
-    next: u32,
-    bytes: Vec<u8>,
 }
 
 /// The answer to one request from `zone`.
@@ -417,34 +431,41 @@ async fn answer(
                     });
                 }
             }
+            // Whatever happens to this part, the assembly it belonged to
+            // is taken out here: dropped (and its bytes given back) unless
+            // it is put back below.
             let mut a = match inbound.assembly.take() {
-                _ if part == 0 => Assembly {
-                    id,
-                    parts,
-                    next: 0,
-                    bytes: Vec::new(),
-                },
-                Some(a) if a.id == id && a.parts == parts && a.next == part => a,
+                _ if part == 0 => {
+                    Assembly::new(shared.snapshot_budget.clone(), zone.clone(), id, parts)
+                }
+                Some(a) if a.expects(id, part, parts) => a,
                 _ => {
                     return Ok(unexpected(format!(
                         "snapshot {id} part {part} of {parts} out of order"
                     )))
                 }
             };
-            if a.bytes.len() + bytes.len() > shared.cfg.max_snapshot_bytes {
-                return Ok(unexpected(format!(
-                    "snapshot {id} is over the {} byte limit",
-                    shared.cfg.max_snapshot_bytes
-                )));
+            if parts == 0 {
+                return Ok(unexpected(format!("snapshot {id} has no parts")));
             }
-            a.bytes.extend_from_slice(&bytes);
-            a.next += 1;
-            if a.next < a.parts {
+            if let Err(e) = a.add(part, parts, id, &bytes, shared.cfg.max_snapshot_bytes) {
+                if !e.is_over_budget() {
+                    return Ok(unexpected(e.to_string()));
+                }
+                shared.stats.drop(DropReason::SnapshotOverBudget, 1);
+                let (peer_bytes, total_bytes) = shared.snapshot_budget.reserved(zone);
+                tracing::warn!(zone = %shared.zone, peer_zone = %zone, id, part, parts, error = %e, peer_bytes, total_bytes, "dropped a snapshot over its byte budget");
+                return Ok(Msg::Dropped {
+                    reason: e.to_string(),
+                    vv: shared.ours(),
+                });
+            }
+            if !a.is_complete() {
                 tracing::debug!(zone = %shared.zone, peer_zone = %zone, id, part, parts, "snapshot part received");
                 inbound.assembly = Some(a);
                 return Ok(Msg::SnapshotPartAck { id, part });
             }
-            import(shared, zone, id, &a.bytes).await
+            import(shared, zone, id, a.bytes()).await
         }
         other => Ok(unexpected(format!(
             "{} is an answer, not a request",

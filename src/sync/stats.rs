@@ -47,10 +47,17 @@ pub enum DropReason {
     /// origin, a vector entry not backed by its zone's own event, a value
     /// the rules refuse.
     SnapshotForged,
+    /// A snapshot part over `max_snapshot_bytes`, or over the bytes the
+    /// peer (`max_snapshot_bytes_per_peer`) or all peers
+    /// (`max_snapshot_bytes_total`) may have in reassembly.
+    SnapshotOverBudget,
+    /// A stream that stopped inside a frame or a snapshot for longer than
+    /// `read_timeout_ms`: closed, and what it held dropped.
+    Stalled,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 18] = [
         DropReason::UnknownPeer,
         DropReason::Blocked,
         DropReason::Oversized,
@@ -67,6 +74,8 @@ impl DropReason {
         DropReason::SnapshotMalformed,
         DropReason::SnapshotUnsolicited,
         DropReason::SnapshotForged,
+        DropReason::SnapshotOverBudget,
+        DropReason::Stalled,
     ];
 
     /// The label used in metrics and logs.
@@ -88,6 +97,8 @@ impl DropReason {
             DropReason::SnapshotMalformed => "snapshot_malformed",
             DropReason::SnapshotUnsolicited => "snapshot_unsolicited",
             DropReason::SnapshotForged => "snapshot_forged",
+            DropReason::SnapshotOverBudget => "snapshot_over_budget",
+            DropReason::Stalled => "stalled",
         }
     }
 

@@ -165,11 +165,48 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if n == 0 {
         return Ok(Read::Eof);
     }
+    read_rest(r, len_buf, n, max_message_bytes).await
+}
+
+/// [`read_frame`] with deadlines, for input from peers: the next frame
+/// must begin within `idle` (if given) and, once begun, be whole within
+/// `body`, so a peer that stops sending cannot hold what it sent so far.
+/// A missed deadline is an [`std::io::ErrorKind::TimedOut`] error.
+pub async fn read_frame_within<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max_message_bytes: usize,
+    idle: Option<std::time::Duration>,
+    body: std::time::Duration,
+) -> std::io::Result<Read> {
+    let timed_out = |what: &str| std::io::Error::new(std::io::ErrorKind::TimedOut, what);
+    let mut len_buf = [0u8; 4];
+    let n = match idle {
+        Some(idle) => tokio::time::timeout(idle, r.read(&mut len_buf))
+            .await
+            .map_err(|_| timed_out("no frame began within the idle timeout"))??,
+        None => r.read(&mut len_buf).await?,
+    };
+    if n == 0 {
+        return Ok(Read::Eof);
+    }
+    tokio::time::timeout(body, read_rest(r, len_buf, n, max_message_bytes))
+        .await
+        .map_err(|_| timed_out("a frame was not whole within the read timeout"))?
+}
+
+/// The rest of a frame whose first `n` length bytes are in `len_buf`. The
+/// payload grows as it arrives (a length prefix alone reserves nothing).
+async fn read_rest<R: AsyncRead + Unpin>(
+    r: &mut R,
+    mut len_buf: [u8; 4],
+    n: usize,
+    max_message_bytes: usize,
+) -> std::io::Result<Read> {
     if n < 4 {
         r.read_exact(&mut len_buf[n..]).await?;
     }
     let len = u32::from_be_bytes(len_buf) as usize;
-    let bytes = len + 4;
+    let bytes = len.saturating_add(4);
     if len > max_message_bytes {
         skip(r, len).await?;
         return Ok(Read::Bad {
@@ -180,8 +217,11 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             bytes,
         });
     }
-    let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload).await?;
+    let mut payload = Vec::with_capacity(len.min(SKIP_CHUNK_BYTES));
+    (&mut *r).take(len as u64).read_to_end(&mut payload).await?;
+    if payload.len() != len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
     Ok(match decode_payload(&payload) {
         Ok(msg) => Read::Msg { msg, bytes },
         Err(error) => Read::Bad { error, bytes },
@@ -205,7 +245,7 @@ async fn skip<R: AsyncRead + Unpin>(r: &mut R, mut len: usize) -> std::io::Resul
     while len > 0 {
         let n = scratch.len().min(len);
         r.read_exact(&mut scratch[..n]).await?;
-        len -= n;
+        len = len.saturating_sub(n);
     }
     Ok(())
 }

@@ -499,6 +499,16 @@ impl Net {
             .unwrap_or_else(|| panic!("no zone {zone}"))
     }
 
+    /// The process id of the zone's running node.
+    pub fn pid(&self, zone: &str) -> u32 {
+        self.zone(zone)
+            .proc
+            .child
+            .as_ref()
+            .map(|c| c.id())
+            .unwrap_or_else(|| panic!("{zone} is not running"))
+    }
+
     /// The zone's API base URL, e.g. `http://127.0.0.1:12345`.
     pub fn api(&self, zone: &str) -> &str {
         &self.zone(zone).api
@@ -1217,5 +1227,67 @@ impl HostilePeer {
     pub async fn stop(self) {
         self.sync.shutdown().await;
         drop(self.db);
+    }
+}
+
+/// A field of `/proc/PID/status` in KiB (`VmRSS`: resident now, `VmHWM`:
+/// the most it was resident), or `None` if the process is gone.
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// A sync stream the hostile peer opened to its target and holds, to write
+/// frames and read answers at its own pace (or stall).
+pub struct RawStream {
+    stream: libp2p::Stream,
+    max_message_bytes: usize,
+}
+
+impl HostilePeer {
+    /// Opens a sync stream to the target and keeps it open.
+    pub async fn open_stream(&self) -> RawStream {
+        RawStream {
+            stream: self
+                .sync
+                .open_raw(&self.target)
+                .await
+                .expect("open a sync stream to the target"),
+            max_message_bytes: self.config.sync.max_message_bytes,
+        }
+    }
+}
+
+impl RawStream {
+    /// Writes raw bytes (a frame, or part of one). False if the stream is
+    /// closed.
+    pub async fn send(&mut self, bytes: &[u8]) -> bool {
+        wire::write_raw(&mut self.stream, bytes).await.is_ok()
+    }
+
+    /// The next answer within `timeout`; `None` if the stream ended (or
+    /// failed) first. Panics if nothing came within `timeout`.
+    pub async fn answer(&mut self, timeout: Duration) -> Option<Msg> {
+        let read = tokio::time::timeout(
+            timeout,
+            wire::read_frame(&mut self.stream, self.max_message_bytes),
+        )
+        .await
+        .expect("an answer, or the stream's end, within the timeout");
+        match read {
+            Ok(wire::Read::Msg { msg, .. }) => Some(msg),
+            Ok(wire::Read::Bad { error, .. }) => panic!("the target sent a bad frame: {error}"),
+            Ok(wire::Read::Eof) | Err(_) => None,
+        }
+    }
+
+    /// Writes a frame and reads its answer.
+    pub async fn exchange(&mut self, frame: &[u8], timeout: Duration) -> Option<Msg> {
+        if !self.send(frame).await {
+            return None;
+        }
+        self.answer(timeout).await
     }
 }

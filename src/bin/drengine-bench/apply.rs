@@ -105,7 +105,7 @@ pub fn apply(args: &[String]) -> anyhow::Result<()> {
         mem.receive(ev, 0);
     }
     let mem_s = t.elapsed().as_secs_f64();
-    anyhow::ensure!(mem.vv().total() == total as u64, "not all events applied");
+    anyhow::ensure!(mem.vv().total() == total as u128, "not all events applied");
 
     let dir = tempfile::tempdir()?;
     let store = Store::open(&dir.path().join("bench.redb"), &ZoneId::new("reader")?)?;
