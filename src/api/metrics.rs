@@ -333,6 +333,33 @@ fn registry(state: &ApiState) -> Registry {
         "StorPool API errors met by the engine",
         counter(state.engine().storpool_errors_total()),
     );
+    if let Some((engine, storpool)) = state.engine().metrics() {
+        r.register(
+            "drengine_rps_taken",
+            "Recovery points this zone took (scheduled, on demand, final)",
+            engine.rps_taken,
+        );
+        r.register(
+            "drengine_rps_failed",
+            "Attempts to take a recovery point that failed (StorPool or the database)",
+            engine.rps_failed,
+        );
+        r.register(
+            "drengine_copy_transfer_seconds",
+            "From an RP being taken to its copy being complete in this zone",
+            engine.copy_transfer,
+        );
+        r.register(
+            "drengine_storpool_call_duration_seconds",
+            "StorPool API call latency by call (every attempt)",
+            storpool.calls,
+        );
+        r.register(
+            "drengine_storpool_call_errors",
+            "Failed StorPool API attempts by call and StorPool error name (at most 32 names; then other)",
+            storpool.errors,
+        );
+    }
 
     let connected = Family::<PeerLabels, Gauge>::default();
     let behind = Family::<PeerLabels, Gauge>::default();

@@ -31,6 +31,7 @@ pub(crate) struct Inner {
     pub permits: Arc<tokio::sync::Semaphore>,
     /// Reconciler passes skipped while the node could not act.
     pub ticks_skipped: std::sync::atomic::AtomicU64,
+    pub metrics: super::metrics::EngineMetrics,
 }
 
 impl Inner {
@@ -46,6 +47,7 @@ impl Inner {
             locks: Mutex::new(HashMap::new()),
             permits,
             ticks_skipped: std::sync::atomic::AtomicU64::new(0),
+            metrics: super::metrics::EngineMetrics::default(),
         }
     }
 

@@ -28,6 +28,7 @@ mod config;
 mod core;
 mod flows;
 pub mod journal;
+pub mod metrics;
 pub mod naming;
 mod plan;
 mod reconciler;
@@ -311,6 +312,13 @@ impl Engine {
         if let Some(i) = &self.inner {
             i.sp.set_crash_point(point);
         }
+    }
+
+    /// The engine's own counters and the StorPool client's, for `/metrics`
+    /// (none while the engine is off).
+    pub fn metrics(&self) -> Option<(metrics::EngineMetrics, crate::storpool::StorPoolMetrics)> {
+        let i = self.inner.as_ref()?;
+        Some((i.metrics.clone(), i.sp.client.metrics().clone()))
     }
 
     /// StorPool calls this engine made so far.

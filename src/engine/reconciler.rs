@@ -130,6 +130,25 @@ impl Inner {
         purpose: Purpose,
         actor: &str,
     ) -> Result<RpId, Fail> {
+        let r = self.take_rp_steps(id, purpose, actor).await;
+        match &r {
+            Ok(_) => {
+                self.metrics.rps_taken.inc();
+            }
+            Err(Fail::Refused(_)) => {}
+            Err(_) => {
+                self.metrics.rps_failed.inc();
+            }
+        }
+        r
+    }
+
+    async fn take_rp_steps(
+        &self,
+        id: &ServiceId,
+        purpose: Purpose,
+        actor: &str,
+    ) -> Result<RpId, Fail> {
         if let Some(intent) = self.local_get::<TakeIntent>(&journal::take_key(id))? {
             match self.finish_take(id, intent).await {
                 Ok(_) | Err(Fail::Refused(_)) => {}
@@ -544,7 +563,12 @@ impl Inner {
         match self.copy_progress(id, &rp).await? {
             Progress::Complete => {
                 self.record_copy(id, rp_id, CopyState::Complete, Vec::new())
-                    .await
+                    .await?;
+                // An RP stamped from the future has no known transfer time.
+                if let Some(ms) = crate::replica::age_ms(rp.taken.wall_ms, self.now_ms()) {
+                    self.metrics.copy_transfer.observe(ms as f64 / 1000.0);
+                }
+                Ok(())
             }
             Progress::Foreign => self.refuse_copy(id, &rp, Vec::new()).await,
             Progress::Arriving => {

@@ -102,6 +102,7 @@ struct Inner {
     requests_total: AtomicU64,
     errors_total: AtomicU64,
     retries_total: AtomicU64,
+    metrics: super::metrics::StorPoolMetrics,
 }
 
 impl std::fmt::Debug for StorPoolClient {
@@ -150,6 +151,7 @@ impl StorPoolClient {
                 requests_total: AtomicU64::new(0),
                 errors_total: AtomicU64::new(0),
                 retries_total: AtomicU64::new(0),
+                metrics: super::metrics::StorPoolMetrics::default(),
             }),
         })
     }
@@ -168,6 +170,12 @@ impl StorPoolClient {
     /// for `drengine_storpool_errors_total`.
     pub fn errors_total(&self) -> u64 {
         self.inner.errors_total.load(Ordering::Relaxed)
+    }
+
+    /// Latency by call and failed attempts by call and error name, shared
+    /// by every clone of this client.
+    pub fn metrics(&self) -> &super::metrics::StorPoolMetrics {
+        &self.inner.metrics
     }
 
     /// Retries made so far, for `drengine_storpool_retries_total`.
@@ -455,7 +463,9 @@ impl StorPoolClient {
         loop {
             let started = Instant::now();
             let result = self.attempt::<T>(call, &url, body.as_deref()).await;
-            let elapsed_ms = started.elapsed().as_millis() as u64;
+            let elapsed = started.elapsed();
+            self.inner.metrics.observe(call.name, elapsed.as_secs_f64());
+            let elapsed_ms = elapsed.as_millis() as u64;
             let err = match result {
                 Ok(v) => {
                     debug!(call = call.name, arg, elapsed_ms, retry, "storpool call ok");
@@ -464,6 +474,7 @@ impl StorPoolClient {
                 Err(e) => e,
             };
             self.inner.errors_total.fetch_add(1, Ordering::Relaxed);
+            self.inner.metrics.failed(call.name, &err);
             if !self.retryable(call, &err) || retry >= cfg.max_retries {
                 warn!(call = call.name, arg, elapsed_ms, retry, error = %err, "storpool call failed");
                 return Err(err);

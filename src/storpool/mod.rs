@@ -12,10 +12,12 @@
 mod client;
 mod config;
 mod error;
+pub mod metrics;
 pub mod names;
 pub mod types;
 
 pub use client::{StorPoolClient, API_PREFIX};
 pub use config::{StorPoolConfig, DEFAULT_API_PORT};
 pub use error::{names as error_names, StorPoolError};
+pub use metrics::StorPoolMetrics;
 pub use types::*;
