@@ -515,7 +515,11 @@ impl Store {
         let mut cursors = Vec::new();
         let mut heap = BinaryHeap::new();
         for (zone, upto) in ours.iter() {
-            let from = theirs.get(zone) + 1;
+            // `theirs` is what a peer said it has: a claim of u64::MAX has
+            // nothing after it (not, wrapped, the whole log from seq 0).
+            let Some(from) = theirs.get(zone).checked_add(1) else {
+                continue;
+            };
             if from > upto {
                 continue;
             }
@@ -858,6 +862,21 @@ mod tests {
                 store.commit(replica, [&ev], &[]).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn a_peer_claiming_the_last_seq_is_sent_nothing_of_that_zone() {
+        let f = Fixture::new();
+        let store = f.open();
+        let mut replica = f.load(&store);
+        f.write(&store, &mut replica, 3);
+        let mut theirs = VersionVector::new();
+        theirs.set(f.zone.clone(), u64::MAX);
+        let missing = store
+            .events_missing(&theirs, replica.vv(), usize::MAX, usize::MAX)
+            .unwrap();
+        assert!(missing.events.is_empty(), "{:?}", missing.events);
+        assert!(!missing.more);
     }
 
     #[test]
