@@ -19,6 +19,8 @@ cargo test --release --all-targets 2>&1 | tee "$log"
 pylog="$(mktemp)"
 scripts/conformance.sh 2>&1 | tee "$pylog"
 scripts/api-schema.sh
+# A short round of every fuzz target (scripts/fuzz.sh SECS for a longer one).
+scripts/fuzz.sh 10
 
 # Rust: every "test result: ok. N passed; M failed"; Python: pytest's last summary.
 {
