@@ -101,7 +101,14 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        Config::parse(&text, path)
+    }
+
+    /// [`Config::load`] of a file's text already read: parses, resolves
+    /// relative paths against `path`'s directory and validates. The fuzz
+    /// target `config` calls it so that it needs no file per input.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;

@@ -867,6 +867,21 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_claiming_the_last_seq_is_sent_nothing_of_that_zone() {
+        let f = Fixture::new();
+        let store = f.open();
+        let mut replica = f.load(&store);
+        f.write(&store, &mut replica, 3);
+        let mut theirs = VersionVector::new();
+        theirs.set(f.zone.clone(), u64::MAX);
+        let missing = store
+            .events_missing(&theirs, replica.vv(), usize::MAX, usize::MAX)
+            .unwrap();
+        assert!(missing.events.is_empty(), "{:?}", missing.events);
+        assert!(!missing.more);
+    }
+
+    #[test]
     fn a_restart_replays_the_log_above_the_checkpoint() {
         let f = Fixture::new();
         for every in [1, 4, 5, 1000] {
