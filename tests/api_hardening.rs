@@ -52,7 +52,7 @@ async fn metrics_need_a_token_of_any_role_unless_opened_on_loopback() {
     }
     n.node.shutdown().await;
 
-    let open = start_node_with("metrics_public = true").await;
+    let open = start_node_with(|c| c.api.metrics_public = true).await;
     let a = open.call(Method::GET, "/metrics", None, None, &[]).await;
     assert_eq!(a.status, StatusCode::OK);
     // Only /metrics is opened.
@@ -154,7 +154,7 @@ async fn a_non_loopback_plain_listen_with_the_switch_serves() {
 
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_cut_off() {
-    let n = start_node_with("header_read_timeout_ms = 300").await;
+    let n = start_node_with(|c| c.api.header_read_timeout_ms = 300).await;
     let addr = addr_of(&n.url);
     // Half a request, then silence.
     let mut half = TcpStream::connect(&addr).await.unwrap();
@@ -183,7 +183,7 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
 
 #[tokio::test]
 async fn at_the_cap_a_half_sent_connection_makes_room_and_busy_ones_refuse() {
-    let n = start_node_with("max_connections = 4").await;
+    let n = start_node_with(|c| c.api.max_connections = 4).await;
     let addr = addr_of(&n.url);
     let stats = n.node.api_conn_stats();
     // Four half-sent requests fill the cap.
@@ -193,12 +193,12 @@ async fn at_the_cap_a_half_sent_connection_makes_room_and_busy_ones_refuse() {
         s.write_all(b"GET /v1/status HTTP/1.1\r\n").await.unwrap();
         stalled.push(s);
     }
-    assert!(
-        wait_until(Duration::from_secs(10), || async {
-            stats.accepted.load(Ordering::Relaxed) >= 4
-        })
-        .await
-    );
+    wait_until(
+        "4 connections accepted",
+        Duration::from_secs(10),
+        || async { stats.accepted.load(Ordering::Relaxed) >= 4 },
+    )
+    .await;
     // A real request still gets in, on a fresh connection each time: the
     // oldest stalled one makes room. (Each client is kept, and with it its
     // connection, so each request needs a slot of its own.)
@@ -252,22 +252,24 @@ async fn at_the_cap_a_half_sent_connection_makes_room_and_busy_ones_refuse() {
     assert!(stats.refused.load(Ordering::Relaxed) > refused_before);
     // Once one closes there is room again.
     drop(busy.pop());
-    assert!(
-        wait_until(Duration::from_secs(10), || async {
+    wait_until(
+        "room for a connection again",
+        Duration::from_secs(10),
+        || async {
             reqwest::Client::new()
                 .get(format!("{}/healthz", n.url))
                 .send()
                 .await
                 .is_ok_and(|r| r.status() == StatusCode::OK)
-        })
-        .await
-    );
+        },
+    )
+    .await;
     n.node.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_request_past_its_deadline_answers_503_timeout() {
-    let n = start_node_with("request_timeout_ms = 300").await;
+    let n = start_node_with(|c| c.api.request_timeout_ms = 300).await;
     let addr = addr_of(&n.url);
     // A body announced but never sent: the handler waits for it.
     let mut s = TcpStream::connect(&addr).await.unwrap();
@@ -330,11 +332,10 @@ async fn https_serves_with_the_right_ca_and_refuses_a_wrong_one() {
     let pki = tempfile::tempdir().unwrap();
     let (ca, cert, key) = make_pki(pki.path(), "right");
     let (wrong_ca, _, _) = make_pki(pki.path(), "wrong");
-    let n = start_node_with(&format!(
-        "tls_cert = {:?}\ntls_key = {:?}",
-        cert.display().to_string(),
-        key.display().to_string()
-    ))
+    let n = start_node_with(|c| {
+        c.api.tls_cert = Some(cert.clone());
+        c.api.tls_key = Some(key.clone());
+    })
     .await;
     assert!(n.url.starts_with("https://127.0.0.1:"), "{}", n.url);
 

@@ -78,7 +78,7 @@ async fn a_flooding_and_stalling_peer_cannot_grow_a_nodes_memory_past_its_limits
     net.wait_ready(&ZONES).await;
     let mut ids = BTreeSet::from([net.protect("zone-b", "vm-0").await]);
     net.wait_services(&ZONES, &ids).await;
-    let pid = net.pid("zone-a");
+    let pid = net.pid("zone-a").expect("zone-a runs");
     let base_rss = proc_status_kib(pid, "VmRSS").expect("zone-a runs");
     let base_hwm = proc_status_kib(pid, "VmHWM").expect("zone-a runs");
     println!(

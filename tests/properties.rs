@@ -116,13 +116,16 @@ fn policy_s() -> impl Strategy<Value = Policy> {
 }
 
 fn slot_s() -> impl Strategy<Value = VmSlot> {
-    (".{0,12}", prop::collection::vec(name_s(), 0..3), any::<bool>()).prop_map(
-        |(cmp_vm_id, disks, active)| VmSlot {
+    (
+        ".{0,12}",
+        prop::collection::vec(name_s(), 0..3),
+        any::<bool>(),
+    )
+        .prop_map(|(cmp_vm_id, disks, active)| VmSlot {
             cmp_vm_id,
             disks,
             active,
-        },
-    )
+        })
 }
 
 fn copy_s() -> impl Strategy<Value = CopyState> {
@@ -240,14 +243,14 @@ fn msg_s() -> impl Strategy<Value = Msg> {
         )
             .prop_map(|(id, vv, events)| Msg::Events { id, vv, events }),
         (any::<u64>(), vv_s()).prop_map(|(id, vv)| Msg::Ack { id, vv }),
-        (any::<u64>(), any::<u32>(), any::<u32>(), bytes()).prop_map(
-            |(id, part, parts, bytes)| Msg::Snapshot {
+        (any::<u64>(), any::<u32>(), any::<u32>(), bytes()).prop_map(|(id, part, parts, bytes)| {
+            Msg::Snapshot {
                 id,
                 part,
                 parts,
-                bytes
+                bytes,
             }
-        ),
+        }),
         (any::<u64>(), any::<u32>()).prop_map(|(id, part)| Msg::SnapshotPartAck { id, part }),
         (any::<u64>(), any::<bool>(), vv_s()).prop_map(|(id, imported, vv)| Msg::SnapshotAck {
             id,
@@ -445,11 +448,7 @@ impl History {
 fn op_for(r: &Replica, w: &Write, t: u64) -> Option<Op> {
     let me = r.zone().clone();
     let svc = |i: &u8| ServiceId::new(format!("svc-{i}")).unwrap();
-    let other = ZONES
-        .iter()
-        .map(|z| zone(z))
-        .find(|z| z != &me)
-        .unwrap();
+    let other = ZONES.iter().map(|z| zone(z)).find(|z| z != &me).unwrap();
     let policy = |recovery: ZoneId| Policy {
         interval_s: 60,
         recovery_zone: recovery,
@@ -566,9 +565,7 @@ fn op_for(r: &Replica, w: &Write, t: u64) -> Option<Op> {
 /// A delivery order: each event of `log` once, in the order of `keys`
 /// (cycled), and some again (`dups` names positions to repeat).
 fn shuffled(log: &[SignedEvent], keys: &[u32], dups: &[usize]) -> Vec<SignedEvent> {
-    let mut order: Vec<(u32, usize)> = (0..log.len())
-        .map(|i| (keys[i % keys.len()], i))
-        .collect();
+    let mut order: Vec<(u32, usize)> = (0..log.len()).map(|i| (keys[i % keys.len()], i)).collect();
     order.sort();
     let mut out: Vec<SignedEvent> = order.iter().map(|(_, i)| log[*i].clone()).collect();
     for d in dups {
@@ -659,7 +656,14 @@ fn register_history(steps: &[(usize, Option<u16>, usize)]) -> Vec<(VersionVector
                 let origin = zone(ZONES[*z]);
                 let seq = vvs[*z].get(&origin) + 1;
                 let deps = vvs[*z].clone();
-                writes.push((deps, Dot { origin: origin.clone(), seq }, *v));
+                writes.push((
+                    deps,
+                    Dot {
+                        origin: origin.clone(),
+                        seq,
+                    },
+                    *v,
+                ));
                 vvs[*z].set(origin, seq);
             }
             None => {

@@ -499,16 +499,6 @@ impl Net {
             .unwrap_or_else(|| panic!("no zone {zone}"))
     }
 
-    /// The process id of the zone's running node.
-    pub fn pid(&self, zone: &str) -> u32 {
-        self.zone(zone)
-            .proc
-            .child
-            .as_ref()
-            .map(|c| c.id())
-            .unwrap_or_else(|| panic!("{zone} is not running"))
-    }
-
     /// The zone's API base URL, e.g. `http://127.0.0.1:12345`.
     pub fn api(&self, zone: &str) -> &str {
         &self.zone(zone).api
