@@ -1448,29 +1448,26 @@ impl Net {
     /// `POST /_emulator/faults` for the zone's cluster (see
     /// `src/emulator/faults.rs`), sent through another cluster's port (a
     /// cluster that refuses connections cannot be told to come back up
-    /// through its own); answers the emulator's JSON.
+    /// through its own), the first that answers; answers the emulator's JSON.
     pub async fn storpool_faults(&self, zone: &str, mut change: Value) -> Value {
-        let via = self
-            .zones
-            .iter()
-            .find(|z| z.name != zone)
-            .expect("another zone");
         change["cluster"] = json!(zone);
-        let url = format!("{}/_emulator/faults", via.storpool);
-        let res = self
-            .http
-            .post(url)
-            .json(&change)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("emulator faults for {zone}: {e}"));
-        let status = res.status();
-        let v: Value = res.json().await.unwrap_or(Value::Null);
-        assert!(
-            status.is_success(),
-            "emulator faults {change} for {zone}: {status} {v}"
-        );
-        v
+        let mut errors = Vec::new();
+        for via in self.zones.iter().filter(|z| z.name != zone) {
+            let url = format!("{}/_emulator/faults", via.storpool);
+            match self.http.post(url).json(&change).send().await {
+                Ok(res) => {
+                    let status = res.status();
+                    let v: Value = res.json().await.unwrap_or(Value::Null);
+                    assert!(
+                        status.is_success(),
+                        "emulator faults {change} for {zone}: {status} {v}"
+                    );
+                    return v;
+                }
+                Err(e) => errors.push(format!("via {}: {e}", via.name)),
+            }
+        }
+        panic!("emulator faults for {zone}: no cluster answered: {errors:?}");
     }
 
     /// Whether the zone has a process (started, not stopped or killed by
