@@ -19,12 +19,9 @@
 //!   live (not deleted) RP snapshots (`drrp:…`) are exactly the snapshots
 //!   of the RP copies the state says are complete in that zone: none leaked
 //!   (made, then left behind by a crash, a retention pass or a purge), none
-//!   lost (a complete copy whose snapshot is gone). A leaked snapshot of
+//!   lost (a complete copy whose snapshot is gone), including snapshots of
 //!   an RP the state no longer has at all (purged by its origin while this
-//!   zone pulled it: the puller's intent is local, so the origin cannot
-//!   wait for it, and `pull` drops the intent of a purged RP without
-//!   deleting what it made) is an open engine gap: counted and printed as a
-//!   WARNING with the seed, failed only with `DRENGINE_CHAOS_STRICT=1`.
+//!   zone pulled it).
 //!
 //! `DRENGINE_CHAOS_SEED` (random by default, printed first) seeds every
 //! choice: the driver's faults and timings and each client's operations.
@@ -862,23 +859,12 @@ struct SnapshotAudit {
     complete: usize,
     live: usize,
     leaked: BTreeSet<String>,
-    /// Leaked snapshots of RPs the state no longer has (purged): a known
-    /// engine gap (a pull racing its RP's purge), failed only with
-    /// `DRENGINE_CHAOS_STRICT=1`.
-    leaked_purged: BTreeSet<String>,
     lost: BTreeSet<String>,
 }
 
 async fn audit(net: &Net, zone: &str, view: &ZoneView) -> SnapshotAudit {
     let mut a = SnapshotAudit::default();
     let mut complete = BTreeSet::new();
-    // `drrp:<svc>:<rp>:` of every RP in the state.
-    let mut known = BTreeSet::new();
-    for (svc, rps) in &view.rps {
-        for rp in rps {
-            known.insert(format!("drrp:{svc}:{}:", rp["id"].as_str().unwrap_or("")));
-        }
-    }
     for (svc, rps) in &view.rps {
         let sid = ServiceId::new(svc.clone()).expect("service id");
         for rp in rps {
@@ -909,23 +895,9 @@ async fn audit(net: &Net, zone: &str, view: &ZoneView) -> SnapshotAudit {
         .map(String::from)
         .collect();
     a.live = live.len();
-    for name in live.difference(&complete) {
-        let prefix = name.rsplit_once(':').map_or("", |(p, _)| p);
-        if known.contains(&format!("{prefix}:")) || !strict_purged_leaks_allowed() {
-            a.leaked.insert(name.clone());
-        } else {
-            a.leaked_purged.insert(name.clone());
-        }
-    }
+    a.leaked = live.difference(&complete).cloned().collect();
     a.lost = complete.difference(&live).cloned().collect();
     a
-}
-
-/// Whether snapshots left behind by an RP that was purged while a zone
-/// pulled it are only counted (the default), not failed
-/// (`DRENGINE_CHAOS_STRICT=1`).
-fn strict_purged_leaks_allowed() -> bool {
-    std::env::var("DRENGINE_CHAOS_STRICT").map_or(true, |v| v != "1")
 }
 
 /// The values `view` holds for a register of a service: the one a read
@@ -1449,16 +1421,4 @@ async fn seeded_chaos_over_processes_loses_no_acknowledged_write() {
         first.conflicts.as_array().map_or(0, Vec::len),
         first.digest
     );
-    let purged_leaks: BTreeMap<&String, &BTreeSet<String>> = audits
-        .iter()
-        .filter(|(_, a)| !a.leaked_purged.is_empty())
-        .map(|(z, a)| (z, &a.leaked_purged))
-        .collect();
-    println!(
-        "figure: snapshots left behind by purged RPs (known engine gap, DRENGINE_CHAOS_STRICT=1 fails on it): {}",
-        purged_leaks.values().map(|s| s.len()).sum::<usize>()
-    );
-    if !purged_leaks.is_empty() {
-        println!("WARNING: seed {seed}: RP snapshots left behind after their RP was purged: {purged_leaks:?}");
-    }
 }
