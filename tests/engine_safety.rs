@@ -9,6 +9,7 @@ use drengine::model::{CopyState, RpDisk, RpId, ServiceId};
 use drengine::replica::{Hlc, Op, MAX_CLOCK_DRIFT_MS};
 use drengine::storpool::{SnapshotUpdate, Tags, VolumeSnapshot};
 use engine_support::*;
+use std::time::{Duration, Instant};
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -347,4 +348,56 @@ async fn failover_and_retention_follow_causal_order_not_a_clock_that_ran_ahead()
         .await
         .unwrap();
     assert_eq!(out.rp, r3);
+}
+
+/// The origin may purge an RP before it learns that the recovery zone is
+/// copying it (the puller's intent is only local): zone-b records its copy
+/// transferring while zone-a, not having heard of it, deletes its own copy
+/// by retention and purges the RP. Once the purge reaches zone-b, its copy
+/// is deleted there too (the pull intent still names it), not left behind.
+#[tokio::test]
+async fn a_copy_of_an_rp_purged_under_it_is_deleted() {
+    let net = Net::new(&["a", "b"], |_| {}).await;
+    let id = quiet_service("vm", 3600);
+    net.protect("a", &id, &["d0", "d1"], "b", 3600, 1).await;
+    net.sync(&["a", "b"]).await;
+    let rp1 = net.engine("a").take_rp(&id, "cmp").await.unwrap();
+    net.relay(&z("a"), &z("b")).await;
+    // zone-b copies rp1; zone-a hears nothing of it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while net.service("b", &id).rps[&rp1]
+        .copy_state(&z("b"))
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "zone-b never started its copy");
+        let _ = net.engine("b").reconcile_once().await;
+    }
+    let of_rp1 = |snaps: Vec<drengine::storpool::SnapshotInfo>| {
+        snaps
+            .into_iter()
+            .filter(|s| s.tags.get(naming::TAG_RP).map(String::as_str) == Some(rp1.as_str()))
+            .count()
+    };
+    assert_eq!(of_rp1(net.rp_snapshots("b").await), 2);
+    // zone-a takes rp2; retention (keep 1) deletes its rp1 and purges it.
+    let _rp2 = net.engine("a").take_rp(&id, "cmp").await.unwrap();
+    while !net.purged("a", &id, &rp1) {
+        assert!(Instant::now() < deadline, "zone-a never purged rp1");
+        let _ = net.engine("a").reconcile_once().await;
+    }
+    // The purge reaches zone-b: its copy of rp1 goes.
+    loop {
+        net.sync(&["a", "b"]).await;
+        if net.purged("b", &id, &rp1) && of_rp1(net.rp_snapshots("b").await) == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "zone-b kept {} snapshots of the purged rp1",
+            of_rp1(net.rp_snapshots("b").await)
+        );
+        let _ = net.engine("b").reconcile_once().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    net.assert_consistent("b").await;
 }

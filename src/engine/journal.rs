@@ -51,10 +51,20 @@ pub struct TakeIntent {
     pub actor: String,
 }
 
-/// About to copy an RP from its origin zone (`SnapshotFromRemote` per disk).
+/// About to copy an RP from its origin zone (`SnapshotFromRemote` per disk),
+/// kept for as long as the copy is here: it is removed with the write that
+/// records the copy deleted or failed. The origin may purge the RP before it
+/// learns of this copy (it cannot see this row); the row then still says
+/// which snapshots the engine made here, so that they are deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PullIntent {
     pub rp: RpId,
+    /// How many disks the RP has: the copy is the snapshots named
+    /// `rp_snapshot_name(service, rp, 0..disks)`. Absent in rows written
+    /// before it was recorded (then the names are probed up to the first
+    /// one missing).
+    #[serde(default)]
+    pub disks: Option<usize>,
 }
 
 /// About to create the volumes a VM runs on (failover, migration).

@@ -112,11 +112,22 @@ pub fn plan_service(s: &Service, zone: &ZoneId, now_ms: u64, rows: &Rows, mem: &
         resume_take: rows.take.contains(id),
         ..Work::default()
     };
+    // A pull intent stays while its copy is here (transferring or
+    // complete); it needs work when the copy is not recorded yet, when the
+    // copy was recorded gone, or when the RP itself was purged (then what
+    // the intent names is deleted).
     w.resume_pulls = rows
         .pull
         .iter()
         .filter(|(sid, rp)| {
-            sid == id && Backoff::due(mem.pulls.get(&(id.clone(), rp.clone())), now_ms)
+            sid == id
+                && !s.rps.get(rp).is_some_and(|r| {
+                    matches!(
+                        r.copy_state(zone),
+                        Some(CopyState::Transferring | CopyState::Complete)
+                    )
+                })
+                && Backoff::due(mem.pulls.get(&(id.clone(), rp.clone())), now_ms)
         })
         .map(|(_, rp)| rp.clone())
         .collect();

@@ -423,20 +423,25 @@ impl Inner {
         let s = self.service(id);
         let rp = s.as_ref().and_then(|s| s.rps.get(rp_id)).cloned();
         let Some(rp) = rp else {
-            return self.local(vec![journal::del(key)]).await;
+            // Purged, possibly before the origin learnt of this copy.
+            return self.forget_pull(id, rp_id).await;
         };
-        if rp.copy_state(&self.zone).is_some() {
-            return self.local(vec![journal::del(key)]).await;
+        match rp.copy_state(&self.zone) {
+            // The intent stays with the copy (see `PullIntent`).
+            Some(CopyState::Transferring | CopyState::Complete) => return Ok(()),
+            // Recorded gone: its snapshots were deleted with that write.
+            Some(_) => return self.local(vec![journal::del(key)]).await,
+            None => {}
         }
         if s.as_ref().is_some_and(Service::is_deleted) {
             return self.undo_pull(id, &rp).await;
         }
-        if self.db.store().local_get(&key)?.is_none() {
-            self.local(vec![journal::put(
-                key.clone(),
-                &PullIntent { rp: rp_id.clone() },
-            )])
-            .await?;
+        let want = PullIntent {
+            rp: rp_id.clone(),
+            disks: Some(rp.disks.len()),
+        };
+        if self.local_get::<PullIntent>(&key)?.as_ref() != Some(&want) {
+            self.local(vec![journal::put(key.clone(), &want)]).await?;
         }
         let location = self.location(&rp.origin);
         for (i, d) in rp.disks.iter().enumerate() {
@@ -460,7 +465,7 @@ impl Inner {
                                 _ => None,
                             };
                             self.foreign(id, rp_id, i, d, "count as a copy", info);
-                            return self.refuse_copy(id, &rp, vec![journal::del(key)]).await;
+                            return self.refuse_copy(id, &rp, Vec::new()).await;
                         }
                     }
                 }
@@ -486,8 +491,53 @@ impl Inner {
         self.mem().pulls.remove(&(id.clone(), rp_id.clone()));
         // Not looked at yet: a transfer takes at least a moment, and the
         // first look after `copy_poll_initial_ms` usually finds it done.
-        self.record_copy(id, rp_id, CopyState::Transferring, vec![journal::del(key)])
+        // The intent stays: if the RP was purged meanwhile, the write is
+        // refused (or the purge comes later) and the intent's clean-up
+        // deletes what was just made.
+        self.record_copy(id, rp_id, CopyState::Transferring, Vec::new())
             .await
+    }
+
+    /// A pull intent whose RP is no longer in the state (the origin purged
+    /// it, not knowing of this copy): deletes the snapshots the intent
+    /// names, each only if it is the engine's snapshot of that disk of that
+    /// RP by name and every tag, then the intent.
+    async fn forget_pull(&self, id: &ServiceId, rp_id: &RpId) -> Result<(), Fail> {
+        let key = journal::pull_key(id, rp_id);
+        if self.rows()?.depended(id).contains(rp_id) {
+            // Volumes here were made from it: not deleted under them.
+            tracing::warn!(zone = %self.zone, service = %id, rp = %rp_id, "purged RP's copy kept: volumes here depend on it");
+            return Ok(());
+        }
+        let known = self.local_get::<PullIntent>(&key)?.and_then(|i| i.disks);
+        let disks = known.unwrap_or(crate::model::MAX_DISKS_PER_VM);
+        let mut deleted = 0usize;
+        for i in 0..disks.min(crate::model::MAX_DISKS_PER_VM) {
+            let name = naming::rp_snapshot_name(id, rp_id, i);
+            match self.sp.run(self.sp.client.snapshot_opt(&name)).await? {
+                // Old rows name no disk count: disks are copied in order.
+                None if known.is_none() => break,
+                None => {}
+                Some(info) if naming::is_rp_snapshot(&info.name, &info.tags, id, rp_id, i) => {
+                    if !info.deleted {
+                        self.sp
+                            .run_absent_ok(self.sp.client.snapshot_delete(&name))
+                            .await?;
+                        deleted += 1;
+                    }
+                }
+                Some(info) => {
+                    tracing::warn!(
+                        zone = %self.zone, service = %id, rp = %rp_id, disk = i, found = %info.name,
+                        "refused: a snapshot under this RP's name was not made by this engine for it; left alone"
+                    );
+                }
+            }
+        }
+        self.mem().pulls.remove(&(id.clone(), rp_id.clone()));
+        self.mem().polls.remove(&(id.clone(), rp_id.clone()));
+        tracing::info!(zone = %self.zone, service = %id, rp = %rp_id, snapshots = deleted, "copy of a purged recovery point deleted");
+        self.local(vec![journal::del(key)]).await
     }
 
     /// Whether every disk of this zone's copy is here and complete, still
@@ -596,7 +646,7 @@ impl Inner {
                     CopyState::Failed {
                         error: crate::storpool::error_names::OBJECT_DOES_NOT_EXIST.into(),
                     },
-                    Vec::new(),
+                    vec![journal::del(journal::pull_key(id, rp_id))],
                 )
                 .await
             }
@@ -625,7 +675,7 @@ impl Inner {
                 state: CopyState::Deleted,
             },
             NODE_ACTOR,
-            Vec::new(),
+            vec![journal::del(journal::pull_key(id, rp_id))],
         )
         .await?;
         Ok(())
@@ -754,8 +804,10 @@ impl Inner {
         &self,
         id: &ServiceId,
         rp: &RecoveryPoint,
-        local: Vec<crate::store::LocalMutation>,
+        mut local: Vec<crate::store::LocalMutation>,
     ) -> Result<(), Fail> {
+        // The copy is recorded gone: its pull intent goes with that write.
+        local.push(journal::del(journal::pull_key(id, &rp.id)));
         for (i, d) in rp.disks.iter().enumerate() {
             if let Found::Ours(info) = self.rp_snapshot(id, &rp.id, i, d).await? {
                 if !info.deleted {

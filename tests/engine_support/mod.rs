@@ -389,8 +389,25 @@ impl Net {
             .unwrap()
             .into_iter()
             .filter(|(k, _)| {
+                // A pull intent stays with its copy while it is here.
+                let kept_copy = k.strip_prefix("engine/pull/").is_some_and(|rest| {
+                    rest.split_once('/').is_some_and(|(s, rp)| {
+                        self.db(zone).read(|r| {
+                            r.state().services.values().any(|sv| {
+                                sv.id.as_str() == s
+                                    && sv.rps.values().any(|x| {
+                                        x.id.as_str() == rp
+                                            && matches!(
+                                                x.copy_state(&zid),
+                                                Some(CopyState::Complete | CopyState::Transferring)
+                                            )
+                                    })
+                            })
+                        })
+                    })
+                });
                 k.starts_with("engine/take/")
-                    || k.starts_with("engine/pull/")
+                    || (k.starts_with("engine/pull/") && !kept_copy)
                     || k.starts_with("engine/vol/")
             })
             .map(|(k, _)| k)

@@ -1281,3 +1281,234 @@ impl RawStream {
         self.answer(timeout).await
     }
 }
+
+// ===========================================================================
+// Additions for `tests/process_chaos.rs`: more zones than the devnet's three,
+// config edits after the configs are written (a peer's address pointed at a
+// fault proxy), StorPool faults. Kept in this block apart from the rest, so
+// that merges with other changes to the harness stay easy.
+
+/// Zone names the chaos harness can run: the devnet's three, then more.
+pub const MORE_ZONES: [&str; 5] = ["zone-a", "zone-b", "zone-c", "zone-d", "zone-e"];
+
+impl Net {
+    /// Like [`Net::with`], with `n` zones (3 to 5: the devnet's three and
+    /// `zone-d`, `zone-e` written alike, each with a fresh key, its own
+    /// emulated cluster, and an entry in every zone's directory). The extra
+    /// zones' peers are left empty: `tweak` sets every zone's.
+    pub async fn with_zones(n: usize, tweak: impl Fn(&str, &mut toml::Table)) -> Net {
+        assert!((3..=MORE_ZONES.len()).contains(&n), "3 to 5 zones, not {n}");
+        let dir = tempfile::Builder::new()
+            .prefix("drengine-chaos-")
+            .tempdir()
+            .expect("tempdir");
+        let base_port = pick_base_port();
+        for i in 3..n as u16 {
+            for o in [0, 100, 200] {
+                assert!(
+                    std::net::TcpListener::bind(("127.0.0.1", base_port + o + i)).is_ok(),
+                    "port {} is free",
+                    base_port + o + i
+                );
+            }
+        }
+        let out = Command::new(DRENGINE)
+            .args(["--json", "devnet", "--configs-only", "--token", OP_TOKEN])
+            .arg("--base-port")
+            .arg(base_port.to_string())
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run drengine devnet --configs-only");
+        assert!(
+            out.status.success(),
+            "devnet --configs-only: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let info: Value = serde_json::from_slice(&out.stdout).expect("devnet json");
+        // (name, config path, parsed config, api url, storpool url)
+        let mut written = Vec::new();
+        for z in info["zones"].as_array().expect("zones") {
+            let name = z["zone"].as_str().expect("zone").to_string();
+            let config = PathBuf::from(z["config"].as_str().expect("config"));
+            let text = std::fs::read_to_string(&config).expect("read config");
+            let cfg: toml::Table = toml::from_str(&text).expect("parse config");
+            let api = z["api"].as_str().expect("api").to_string();
+            let sp = z["storpool"].as_str().expect("storpool").to_string();
+            written.push((name, config, cfg, api, sp));
+        }
+        let template = written.last().expect("a devnet zone").2.clone();
+        let mut extra_entries = Vec::new();
+        for (i, name) in MORE_ZONES.iter().enumerate().take(n).skip(written.len()) {
+            let i = i as u16;
+            let zdir = dir.path().join(name);
+            std::fs::create_dir_all(&zdir).expect("zone dir");
+            let (secret, public) = drengine::node::config::generate_key();
+            std::fs::write(zdir.join(format!("{name}.key")), format!("{secret}\n"))
+                .expect("write key");
+            let mut cfg = template.clone();
+            cfg.insert("zone".into(), (*name).into());
+            cfg.insert("key_file".into(), format!("{name}.key").into());
+            let api_port = base_port + i;
+            let sync_port = base_port + 100 + i;
+            let sp_port = base_port + 200 + i;
+            table(&mut cfg, "api").insert("listen".into(), format!("127.0.0.1:{api_port}").into());
+            let sync = table(&mut cfg, "sync");
+            sync.insert(
+                "listen".into(),
+                format!("/ip4/127.0.0.1/tcp/{sync_port}").into(),
+            );
+            sync.insert("peers".into(), toml::Value::Array(Vec::new()));
+            table(&mut cfg, "storpool").insert("port".into(), i64::from(sp_port).into());
+            let mut entry = toml::Table::new();
+            entry.insert("id".into(), (*name).into());
+            entry.insert("public_key".into(), public.into());
+            entry.insert(
+                "sync_addr".into(),
+                format!("/ip4/127.0.0.1/tcp/{sync_port}").into(),
+            );
+            extra_entries.push(toml::Value::Table(entry));
+            written.push((
+                name.to_string(),
+                zdir.join("config.toml"),
+                cfg,
+                format!("http://127.0.0.1:{api_port}"),
+                format!("http://127.0.0.1:{sp_port}"),
+            ));
+        }
+        let mut zones = Vec::new();
+        for (name, config, mut cfg, api, storpool) in written {
+            if let Some(toml::Value::Array(entries)) = cfg.get_mut("zones") {
+                for e in &extra_entries {
+                    if !entries.contains(e) {
+                        entries.push(e.clone());
+                    }
+                }
+            }
+            default_tweak(&name, &mut cfg);
+            tweak(&name, &mut cfg);
+            let zdir = config.parent().expect("zone dir").to_path_buf();
+            let data_dir = zdir.join(cfg["data_dir"].as_str().expect("data_dir"));
+            std::fs::write(&config, toml::to_string(&cfg).expect("toml")).expect("write config");
+            zones.push(Zone {
+                proc: Proc::new(&name, dir.path().join(format!("{name}.log"))),
+                name,
+                dir: zdir,
+                config,
+                data_dir,
+                api,
+                storpool,
+                env: Vec::new(),
+            });
+        }
+        let mut emulator = Proc::new("storpool-emulator", dir.path().join("emulator.log"));
+        let ready = dir.path().join("emulator.ready");
+        let mut cmd = Command::new(EMULATOR);
+        cmd.args(["--token", SP_TOKEN])
+            .arg("--ready-file")
+            .arg(&ready);
+        for z in &zones {
+            let addr = z.storpool.trim_start_matches("http://");
+            cmd.arg("--cluster").arg(format!("{}={addr}", z.name));
+        }
+        cmd.env("RUST_LOG", "warn");
+        emulator.spawn(&mut cmd);
+        let mut net = Net {
+            dir,
+            base_port,
+            zones,
+            emulator,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("http client"),
+            copies: 0,
+        };
+        wait_until("the emulator's ready file", WAIT, || {
+            let ok = std::fs::read_to_string(&ready)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .is_some();
+            async move { ok }
+        })
+        .await;
+        net.emulator.assert_alive();
+        net
+    }
+
+    /// The zones of this net, in order.
+    pub fn zone_names(&self) -> Vec<String> {
+        self.zones.iter().map(|z| z.name.clone()).collect()
+    }
+
+    /// Rewrites the zone's config file through `f`; a running zone reads
+    /// it at its next start.
+    pub fn edit_config(&self, zone: &str, f: impl FnOnce(&mut toml::Table)) {
+        let path = self.config_path(zone);
+        let text = std::fs::read_to_string(path).expect("read config");
+        let mut cfg: toml::Table = toml::from_str(&text).expect("parse config");
+        f(&mut cfg);
+        std::fs::write(path, toml::to_string(&cfg).expect("toml")).expect("write config");
+    }
+
+    /// The zone's sync listen address (`sync.listen`, `/ip4/A/tcp/P`).
+    pub fn sync_listen(&self, zone: &str) -> std::net::SocketAddr {
+        let cfg = Config::load(self.config_path(zone)).expect("load config");
+        let parts: Vec<&str> = cfg.sync.listen.split('/').collect();
+        match parts.as_slice() {
+            ["", "ip4", ip, "tcp", port] => format!("{ip}:{port}").parse().expect("socket addr"),
+            _ => panic!(
+                "{zone}: sync.listen {} is not /ip4/A/tcp/P",
+                cfg.sync.listen
+            ),
+        }
+    }
+
+    /// Points `zone`'s directory entry for `peer` at `multiaddr` (from the
+    /// zone's next start): where it dials that peer.
+    pub fn set_peer_addr(&self, zone: &str, peer: &str, multiaddr: &str) {
+        self.edit_config(zone, |cfg| {
+            let Some(toml::Value::Array(entries)) = cfg.get_mut("zones") else {
+                panic!("{zone}: no [[zones]]");
+            };
+            let entry = entries
+                .iter_mut()
+                .filter_map(|e| e.as_table_mut())
+                .find(|e| e.get("id").and_then(|v| v.as_str()) == Some(peer))
+                .unwrap_or_else(|| panic!("{zone}: no [[zones]] entry for {peer}"));
+            entry.insert("sync_addr".into(), multiaddr.into());
+        });
+    }
+
+    /// `POST /_emulator/faults` for the zone's cluster (see
+    /// `src/emulator/faults.rs`), sent through another cluster's port (a
+    /// cluster that refuses connections cannot be told to come back up
+    /// through its own), the first that answers; answers the emulator's JSON.
+    pub async fn storpool_faults(&self, zone: &str, mut change: Value) -> Value {
+        change["cluster"] = json!(zone);
+        let mut errors = Vec::new();
+        for via in self.zones.iter().filter(|z| z.name != zone) {
+            let url = format!("{}/_emulator/faults", via.storpool);
+            match self.http.post(url).json(&change).send().await {
+                Ok(res) => {
+                    let status = res.status();
+                    let v: Value = res.json().await.unwrap_or(Value::Null);
+                    assert!(
+                        status.is_success(),
+                        "emulator faults {change} for {zone}: {status} {v}"
+                    );
+                    return v;
+                }
+                Err(e) => errors.push(format!("via {}: {e}", via.name)),
+            }
+        }
+        panic!("emulator faults for {zone}: no cluster answered: {errors:?}");
+    }
+
+    /// Whether the zone has a process (started, not stopped or killed by
+    /// the harness).
+    pub fn has_process(&self, zone: &str) -> bool {
+        self.zone(zone).proc.child.is_some()
+    }
+}
