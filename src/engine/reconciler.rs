@@ -519,12 +519,14 @@ impl Inner {
                 None if known.is_none() => break,
                 None => {}
                 Some(info) if naming::is_rp_snapshot(&info.name, &info.tags, id, rp_id, i) => {
-                    if !info.deleted {
-                        self.sp
-                            .run_absent_ok(self.sp.client.snapshot_delete(&name))
-                            .await?;
-                        deleted += 1;
+                    // Ours; one already being deleted needs nothing more.
+                    if info.deleted {
+                        continue;
                     }
+                    self.sp
+                        .run_absent_ok(self.sp.client.snapshot_delete(&name))
+                        .await?;
+                    deleted += 1;
                 }
                 Some(info) => {
                     tracing::warn!(
