@@ -354,10 +354,19 @@ async fn forged_rps_from_a_configured_peer_touch_nothing_the_engine_did_not_make
                 c.state == "failed" && c.error.as_deref() == Some(naming::FOREIGN_SNAPSHOT)
             })
         };
+        // The service shows each refusal as its last error until a later
+        // step of the service succeeds: watch for it while waiting.
+        let shown = std::sync::atomic::AtomicBool::new(false);
         wait_until(
             "zone-b refuses to count f1, f2, f3 as copies",
             WAIT,
             || async {
+                let refused = service(&net, "zone-b", &y).await["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains(naming::FOREIGN_SNAPSHOT));
+                if refused {
+                    shown.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 let list = rps(&net, "zone-b", &y).await;
                 [&f1, &f2, &f3]
                     .iter()
@@ -369,13 +378,10 @@ async fn forged_rps_from_a_configured_peer_touch_nothing_the_engine_did_not_make
             "figure: forged RPs sent -> zone-b's engine refused all three in {} (rules dropped 2 on arrival)",
             secs(t_attack.elapsed())
         );
-        // The refused copy is committed before the engine notes its error.
-        wait_until("zone-b shows the refusal on the service", WAIT, || async {
-            service(&net, "zone-b", &y).await["last_error"]
-                .as_str()
-                .is_some_and(|e| e.contains(naming::FOREIGN_SNAPSHOT))
-        })
-        .await;
+        assert!(
+            shown.load(std::sync::atomic::Ordering::Relaxed),
+            "zone-b showed the refusal on the service"
+        );
         for rp in [&f1, &f2, &f3] {
             assert!(
                 net.log_lines("zone-b", &[REFUSED, rp.as_str()]) >= 1,
