@@ -868,6 +868,15 @@ async fn rpo_levels_move_ok_warning_critical_as_time_passes() {
             None,
             "no per-service series while the service is ok"
         );
+        // zone-b got the service and the RP from zone-a over sync.
+        for (family, direction) in [
+            ("drengine_sync_bytes_total", "sent"),
+            ("drengine_sync_bytes_total", "received"),
+            ("drengine_sync_events_total", "received"),
+        ] {
+            let n = metric(&m, family, &[("direction", direction)]);
+            assert!(n.is_some_and(|n| n > 0.0), "{family} {direction}: {n:?}");
+        }
 
         for (offset, level, value) in [
             (5 * DAY_MS / 2, "warning", 1.0),

@@ -59,6 +59,24 @@ struct ReasonLabels {
     reason: String,
 }
 
+/// `sent` or `received`: two series per sync counter, whatever the peers.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
+}
+
+/// A counter family with one series per direction.
+fn by_direction(sent: u64, received: u64) -> Family<DirectionLabels, Counter> {
+    let f = Family::<DirectionLabels, Counter>::default();
+    f.get_or_create(&DirectionLabels { direction: "sent" })
+        .inc_by(sent);
+    f.get_or_create(&DirectionLabels {
+        direction: "received",
+    })
+    .inc_by(received);
+    f
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServiceLabels {
     service: String,
@@ -249,6 +267,21 @@ fn registry(state: &ApiState) -> Registry {
             "drengine_sync_snapshots_imported",
             "State snapshots imported from peers",
             counter(c.snapshots_imported),
+        );
+        r.register(
+            "drengine_sync_snapshots_sent",
+            "State snapshots sent to peers behind the compaction floor",
+            counter(c.snapshots_sent),
+        );
+        r.register(
+            "drengine_sync_bytes",
+            "Sync frame bytes written to and read from peers (payload and framing)",
+            by_direction(c.bytes_sent, c.bytes_received),
+        );
+        r.register(
+            "drengine_sync_events",
+            "Events sent to and received from peers in batches (before verification)",
+            by_direction(c.events_sent, c.events_received),
         );
     }
 
