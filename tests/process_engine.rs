@@ -956,3 +956,138 @@ async fn rpo_levels_move_ok_warning_critical_as_time_passes() {
     })
     .await;
 }
+
+/// The body of a create for VM `vm` of a service sending its RPs to `recovery`.
+fn create_body(vm: &str, recovery: &str) -> Value {
+    json!({
+        "cmp_vm_id": vm,
+        "disks": [format!("{vm}-disk0")],
+        "policy": {
+            "interval_s": QUIET_S,
+            "recovery_zone": recovery,
+            "local_retention": { "keep_last": 2, "keep_for_s": 0 },
+            "remote_retention": { "keep_last": 2, "keep_for_s": 0 }
+        }
+    })
+}
+
+/// Only zones the storage can reach: zone-a's cluster has no link to
+/// zone-c's. `GET /v1/status` says which zones it reaches; a policy naming
+/// zone-c as the recovery zone is refused (422 on `policy.recovery_zone`,
+/// naming the zones it can reach), on create and on a PATCH in the VM's
+/// zone; nothing is written. Once the link is registered, the same create
+/// passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_zone_the_local_storage_cannot_reach_is_refused() {
+    repeat("storage links", |_| async {
+        let mut net = Net::with(|_, _| {}).await;
+        net.storpool_faults("zone-a", json!({"peer": "zone-c", "unlinked": true}))
+            .await;
+        for z in ZONES {
+            net.start_zone(z).await;
+        }
+        net.wait_ready(&ZONES).await;
+        let links = wait_for("zone-a reads its StorPool links", WAIT, || async {
+            let v = net.status("zone-a").await["storage_links"].clone();
+            (!v.is_null()).then_some(v)
+        })
+        .await;
+        assert_eq!(links["reachable"], json!(["zone-b"]), "{links}");
+        assert_eq!(links["unreachable"], json!(["zone-c"]), "{links}");
+        let b = wait_for("zone-b reads its StorPool links", WAIT, || async {
+            let v = net.status("zone-b").await["storage_links"].clone();
+            (!v.is_null()).then_some(v)
+        })
+        .await;
+        assert_eq!(b["reachable"], json!(["zone-a", "zone-c"]), "{b}");
+
+        net.create_volume("zone-a", "vm-link-disk0").await;
+        let digest = net.digest("zone-a").await;
+        let a = net
+            .call(
+                "zone-a",
+                Method::POST,
+                "/v1/services",
+                Some(CMP_TOKEN),
+                Some(create_body("vm-link", "zone-c")),
+                &[],
+            )
+            .await;
+        assert_eq!(a.status, 422, "{}", a.body);
+        assert_eq!(a.error_code(), Some("invalid_input"), "{}", a.body);
+        assert_eq!(a.body["error"]["field"], "policy.recovery_zone", "{}", a.body);
+        let msg = a.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains("zone-c") && msg.contains("can reach: zone-b"),
+            "{msg}"
+        );
+        assert_eq!(
+            net.digest("zone-a").await,
+            digest,
+            "a refused create writes nothing"
+        );
+
+        // A service sending to zone-b may not be moved to zone-c from zone-a…
+        let ok = net
+            .call(
+                "zone-a",
+                Method::POST,
+                "/v1/services",
+                Some(CMP_TOKEN),
+                Some(create_body("vm-link", "zone-b")),
+                &[],
+            )
+            .await;
+        ok.expect(201);
+        let id = ok.body["id"].as_str().expect("id").to_string();
+        let mut policy = ok.body["policy"].clone();
+        policy["recovery_zone"] = json!("zone-c");
+        let patch = net
+            .call(
+                "zone-a",
+                Method::PATCH,
+                &format!("/v1/services/{id}"),
+                Some(CMP_TOKEN),
+                Some(json!({ "policy": policy })),
+                &[],
+            )
+            .await;
+        assert_eq!(patch.status, 422, "{}", patch.body);
+        assert_eq!(
+            patch.body["error"]["field"], "policy.recovery_zone",
+            "{}",
+            patch.body
+        );
+        assert_eq!(
+            service(&net, "zone-a", &ServiceId::new(id.clone()).expect("id")).await["policy"]
+                ["recovery_zone"],
+            "zone-b"
+        );
+
+        // …until the clusters are linked.
+        net.storpool_faults("zone-a", json!({"peer": "zone-c", "unlinked": false}))
+            .await;
+        let mut body = create_body("vm-link", "zone-c");
+        body["id"] = json!("vm-link-c");
+        wait_until(
+            "a create naming zone-c passes once linked",
+            WAIT,
+            || async {
+                let a = net
+                    .call(
+                        "zone-a",
+                        Method::POST,
+                        "/v1/services",
+                        Some(CMP_TOKEN),
+                        Some(body.clone()),
+                        &[],
+                    )
+                    .await;
+                assert!(a.status == 201 || a.status == 422, "{}", a.body);
+                a.status == 201
+            },
+        )
+        .await;
+    })
+    .await;
+}

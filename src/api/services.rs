@@ -288,6 +288,17 @@ fn make_id(zone: &ZoneId, given: Option<ServiceId>, key: Option<&str>) -> ApiRes
     Ok(ServiceId::new(id)?)
 }
 
+/// Refuses a recovery zone this zone's StorPool cluster has no link to
+/// (`engine::links`, the one place for that rule).
+async fn require_link(state: &ApiState, zone: &ZoneId) -> ApiResult<()> {
+    const FIELD: &str = "policy.recovery_zone";
+    state
+        .engine()
+        .require_storage_link(zone, FIELD)
+        .await
+        .map_err(|e| ApiError::from(e).field(FIELD))
+}
+
 /// A fingerprint of a create request, to tell a retry from a different request.
 fn fingerprint(id: &ServiceId, req: &CreateService) -> Vec<u8> {
     let mut req = req.clone();
@@ -327,6 +338,8 @@ pub async fn create(
     let zone = state.zone().clone();
     let id = make_id(&zone, req.id.clone(), key.as_deref())?;
     let print = fingerprint(&id, &req);
+    // The VM is in this zone: its RPs go from this zone's cluster.
+    require_link(&state, &req.policy.recovery_zone).await?;
     let slot = VmSlot {
         cmp_vm_id: req.cmp_vm_id.clone(),
         disks: req.disks.clone(),
@@ -399,6 +412,16 @@ pub async fn update(
     .into_iter()
     .flatten()
     .collect();
+    if let Some(policy) = &req.policy {
+        // Checked where this zone's cluster is the one that sends.
+        let sends_here = state.db().read(|r| {
+            r.service(&id)
+                .is_some_and(|s| s.active_zones().contains(&zone))
+        });
+        if sends_here {
+            require_link(&state, &policy.recovery_zone).await?;
+        }
+    }
     // One commit for every field, made only if the version still matches
     // (bad input is refused first: 412 only for a valid but stale edit).
     let cmd = Command::Edit {

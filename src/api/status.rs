@@ -2,7 +2,7 @@
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
-use super::types::{Health, PeerList, PeerStatus, RebuildView, ZoneStatus};
+use super::types::{Health, PeerList, PeerStatus, RebuildView, StorageLinksView, ZoneStatus};
 use super::ApiState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -93,6 +93,11 @@ pub async fn zone_status(State(state): State<ApiState>, _c: Caller) -> Json<Zone
         sync_running: state.0.peers.running(),
         peers,
         rebuild: state.db().rebuild_status().into(),
+        storage_links: state.engine().storage_links().map(|l| StorageLinksView {
+            reachable: l.reachable.into_iter().collect(),
+            unreachable: l.unreachable.into_iter().collect(),
+            checked_ms_ago: l.checked_ms_ago,
+        }),
     })
 }
 

@@ -361,6 +361,23 @@ pub struct ZoneStatus {
     pub peers: Vec<PeerStatus>,
     /// Whether the node signs new writes yet (see `RebuildView`).
     pub rebuild: RebuildView,
+    /// The zones this zone's StorPool cluster can send RPs to; `null` until
+    /// the engine has read them (or with the engine off).
+    #[serde(default)]
+    #[schema(required = true)]
+    pub storage_links: Option<StorageLinksView>,
+}
+
+/// What this zone's StorPool cluster is linked to (its `LocationsList`): a
+/// policy, failover or migration naming a zone it cannot reach is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StorageLinksView {
+    /// Zones whose StorPool location is registered in this cluster.
+    pub reachable: Vec<ZoneId>,
+    /// Configured zones whose location is not.
+    pub unreachable: Vec<ZoneId>,
+    /// How long ago the list was read.
+    pub checked_ms_ago: u64,
 }
 
 /// Where a node stands on signing new events after it started: it accepts

@@ -12,7 +12,7 @@ use super::listener::DownMode;
 /// {"cluster": "a", "transient_error_rate": 0.2, "down": "hang", "restart_ms": 500,
 ///  "peer": "b", "bandwidth_mbps": 10, "stuck": false, "capacity_bytes": null, "seed": 7}
 /// ```
-/// `bandwidth_mbps` and `stuck` apply to the links between `cluster` and `peer` (both
+/// `bandwidth_mbps`, `stuck` and `unlinked` apply to the links between `cluster` and `peer` (both
 /// directions), or between `cluster` and every other cluster when `peer` is absent;
 /// `"bandwidth_mbps": null` goes back to the default bandwidth. `"capacity_bytes": null`
 /// removes the capacity limit.
@@ -45,6 +45,10 @@ pub struct FaultUpdate {
     /// Transfers on the links make no progress while true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stuck: Option<bool>,
+    /// The clusters are not registered as each other's remote locations
+    /// while true (`LocationsList` leaves them out, calls naming them fail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlinked: Option<bool>,
     /// Refuse allocations beyond this many bytes with `insufficientResources`; `null` removes the limit.
     #[serde(
         default,

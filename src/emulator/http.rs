@@ -115,14 +115,15 @@ impl Shared {
                 f.reseed(s);
             }
         }
-        if u.bandwidth_mbps.is_some() || u.stuck.is_some() || u.capacity_bytes.is_some() {
+        let link_change = u.bandwidth_mbps.is_some() || u.stuck.is_some() || u.unlinked.is_some();
+        if link_change || u.capacity_bytes.is_some() {
             let now = self.now();
             let mut w = lock(&self.world);
             w.advance(now);
             if let Some(cap) = u.capacity_bytes {
                 w.set_capacity(ci, cap);
             }
-            if u.bandwidth_mbps.is_some() || u.stuck.is_some() {
+            if link_change {
                 for &p in &peers {
                     for (from, to) in [(ci, p), (p, ci)] {
                         let mut f: LinkFault = w.link_fault(from, to);
@@ -131,6 +132,9 @@ impl Shared {
                         }
                         if let Some(s) = u.stuck {
                             f.stuck = s;
+                        }
+                        if let Some(x) = u.unlinked {
+                            f.unlinked = x;
                         }
                         w.set_link_fault(from, to, f, now.mono_ms);
                     }
@@ -183,7 +187,7 @@ impl Shared {
         let links: Vec<Value> = w
             .link_faults()
             .into_iter()
-            .map(|(from, to, f)| json!({"from": from, "to": to, "bandwidth_mbps": f.bandwidth_mbps, "stuck": f.stuck}))
+            .map(|(from, to, f)| json!({"from": from, "to": to, "bandwidth_mbps": f.bandwidth_mbps, "stuck": f.stuck, "unlinked": f.unlinked}))
             .collect();
         json!({"clusters": clusters, "links": links})
     }

@@ -217,6 +217,7 @@ impl Emulator {
                             LinkFault {
                                 bandwidth_mbps: None,
                                 stuck: true,
+                                ..Default::default()
                             },
                             0,
                         );

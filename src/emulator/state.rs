@@ -341,6 +341,10 @@ pub struct LinkFault {
     pub bandwidth_mbps: Option<f64>,
     /// Transfers on the link make no progress.
     pub stuck: bool,
+    /// The remote location is not registered: `LocationsList` leaves it out
+    /// and calls naming it answer `objectDoesNotExist` (transfers already
+    /// under way go on).
+    pub unlinked: bool,
 }
 
 #[derive(Debug, Default)]
@@ -544,7 +548,7 @@ impl World {
     fn location(&self, ci: ClusterIdx, name: &str) -> Result<ClusterIdx, ApiError> {
         validate_location_name(name)?;
         match self.cluster_idx(name) {
-            Some(li) if li != ci => Ok(li),
+            Some(li) if li != ci && !self.link_fault(ci, li).unlinked => Ok(li),
             _ => Err(ApiError::not_found(format!(
                 "location {name} does not exist"
             ))),
@@ -1779,13 +1783,14 @@ impl World {
         Ok(serde_json::to_value(answer).expect("serialisable"))
     }
 
-    /// `LocationsList`: every other cluster, under its own name.
+    /// `LocationsList`: every other cluster, under its own name, but those
+    /// whose link is `unlinked`.
     pub fn locations_list(&self, ci: ClusterIdx) -> Value {
         let locations: Vec<Location> = self
             .clusters
             .iter()
             .enumerate()
-            .filter(|(i, _)| *i != ci)
+            .filter(|(i, _)| *i != ci && !self.link_fault(ci, *i).unlinked)
             .map(|(_, c)| Location {
                 id: c.location_id.clone(),
                 name: c.name.clone(),
@@ -1942,6 +1947,7 @@ mod tests {
             LinkFault {
                 bandwidth_mbps: None,
                 stuck: true,
+                ..Default::default()
             },
             500,
         );
@@ -2029,6 +2035,7 @@ mod tests {
             LinkFault {
                 bandwidth_mbps: Some(8.192),
                 stuck: false,
+                ..Default::default()
             },
             500,
         );

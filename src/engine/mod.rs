@@ -28,6 +28,7 @@ mod config;
 mod core;
 mod flows;
 pub mod journal;
+mod links;
 pub mod metrics;
 pub mod naming;
 mod plan;
@@ -39,6 +40,7 @@ mod sp;
 
 pub use clock::{Clock, CLOCK_SKEW_FILE_ENV};
 pub use config::{EngineConfig, EngineSetup};
+pub use links::StorageLinks;
 pub use sp::CrashPoint;
 
 use self::core::Inner;
@@ -321,6 +323,31 @@ impl Engine {
         Some((i.metrics.clone(), i.sp.client.metrics().clone()))
     }
 
+    /// What this zone's StorPool cluster can send to, as last read (no
+    /// StorPool call; `None` before the first read or with the engine off).
+    pub fn storage_links(&self) -> Option<StorageLinks> {
+        self.inner.as_ref()?.cached_links()
+    }
+
+    /// Reads the cluster's remote locations now (`LocationsList`).
+    pub async fn refresh_storage_links(&self) -> Result<StorageLinks, EngineError> {
+        self.inner()?.refresh_links().await
+    }
+
+    /// Refuses `zone` as where this zone sends RPs when the local cluster
+    /// has no link to it (`engine::links`): a 422 naming `field` and the
+    /// zones it can reach. Passes with the engine off or the links unknown.
+    pub async fn require_storage_link(
+        &self,
+        zone: &ZoneId,
+        field: &str,
+    ) -> Result<(), EngineError> {
+        match self.inner() {
+            Ok(i) => i.require_link(zone, field).await,
+            Err(_) => Ok(()),
+        }
+    }
+
     /// StorPool calls this engine made so far.
     pub fn storpool_calls(&self) -> u64 {
         self.inner.as_ref().map(|i| i.sp.calls()).unwrap_or(0)
@@ -488,9 +515,13 @@ impl Drop for InFlight {
 /// The reconciler: each tick, every service with work that is not already
 /// being worked on gets a task; tasks run at most `max_concurrent_calls` at
 /// a time. A slow service never holds up the others' schedule.
+/// How often the reconciler re-reads the cluster's links (`engine::links`).
+const LINKS_REREAD: Duration = Duration::from_secs(300);
+
 async fn run_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
     let zone = inner.zone.clone();
     tracing::info!(zone = %zone, tick_ms = inner.cfg.tick_ms, "reconciler started");
+    let mut links_read: Option<tokio::time::Instant> = None;
     let mut tasks = JoinSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(inner.cfg.tick_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -508,6 +539,17 @@ async fn run_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         }
         if inner.sp.is_crashed() {
             break;
+        }
+        // What the cluster can reach, read at start and every few minutes
+        // in the background (a slow StorPool must not hold the pass back).
+        if links_read.is_none_or(|at| at.elapsed() >= LINKS_REREAD) {
+            links_read = Some(tokio::time::Instant::now());
+            let i = inner.clone();
+            tasks.spawn(async move {
+                if let Err(e) = i.refresh_links().await {
+                    tracing::warn!(zone = %i.zone, error = %e, "StorPool links not read");
+                }
+            });
         }
         if inner.may_act().is_err() {
             // Rebuilding: acting on a view older than what this zone signed

@@ -1,0 +1,124 @@
+//! Which zones this zone's StorPool cluster can send to: the one place that
+//! says whether a recovery zone (of a policy, a failover or a migration) is
+//! one the storage can reach.
+//!
+//! A StorPool cluster exchanges snapshots only with the remote locations
+//! registered in it (`LocationsList`); a recovery zone it has no link to is
+//! a policy that silently never protects. The reconciler reads the list when
+//! it starts and every few minutes (for `GET /v1/status`); a check reads it
+//! again unless the last read is under a second old. Each location maps back
+//! to the zone configured with that location name. When StorPool cannot be
+//! asked and nothing was read yet the answer is "unknown": writes are not
+//! refused for it (an outage of the local StorPool API must not stop an
+//! operator's edits on the day a site goes dark), and the reason is logged.
+
+use super::core::Inner;
+use super::EngineError;
+use crate::model::ZoneId;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// A check reads `LocationsList` again when the last read is older than
+/// this: links change rarely, but a check must see a link just added or
+/// removed, and one call a second at most costs StorPool nothing.
+const REREAD_AFTER: Duration = Duration::from_secs(1);
+
+/// What this zone's cluster can reach, as last read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageLinks {
+    /// Zones whose StorPool location is registered in this cluster.
+    pub reachable: BTreeSet<ZoneId>,
+    /// Configured zones (but this one) whose location is not.
+    pub unreachable: BTreeSet<ZoneId>,
+    /// How long ago the list was read.
+    pub checked_ms_ago: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct LinksCache {
+    read: Option<(Instant, StorageLinks)>,
+}
+
+impl Inner {
+    /// The links as last read, if they were (no StorPool call).
+    pub fn cached_links(&self) -> Option<StorageLinks> {
+        self.links_cache()
+            .read
+            .as_ref()
+            .map(|(at, l)| StorageLinks {
+                checked_ms_ago: u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX),
+                ..l.clone()
+            })
+    }
+
+    fn links_cache(&self) -> std::sync::MutexGuard<'_, LinksCache> {
+        self.links.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads `LocationsList` and keeps the answer.
+    pub async fn refresh_links(&self) -> Result<StorageLinks, EngineError> {
+        let locations = self
+            .sp
+            .client
+            .locations_list()
+            .await
+            .map_err(super::sp::storpool_error)?;
+        let names: BTreeSet<&str> = locations.iter().map(|l| l.name.as_str()).collect();
+        let (reachable, unreachable): (BTreeSet<ZoneId>, BTreeSet<ZoneId>) = self
+            .locations
+            .iter()
+            .filter(|(z, _)| **z != self.zone)
+            .map(|(z, _)| z.clone())
+            .partition(|z| names.contains(self.location(z).as_str()));
+        let links = StorageLinks {
+            reachable,
+            unreachable,
+            checked_ms_ago: 0,
+        };
+        let mut cache = self.links_cache();
+        if cache.read.as_ref().map(|(_, l)| &l.reachable) != Some(&links.reachable) {
+            tracing::info!(zone = %self.zone, reachable = ?links.reachable, unreachable = ?links.unreachable, "StorPool links read");
+        }
+        cache.read = Some((Instant::now(), links.clone()));
+        Ok(links)
+    }
+
+    /// Refuses `zone` as a zone to send RPs to if this zone's cluster has no
+    /// link to it; `field` names the input in the error. This zone itself
+    /// (no replication) and an unknown answer pass.
+    pub async fn require_link(&self, zone: &ZoneId, field: &str) -> Result<(), EngineError> {
+        if *zone == self.zone {
+            return Ok(());
+        }
+        let cached = self.links_cache().read.clone();
+        let links = match cached {
+            Some((at, l)) if at.elapsed() < REREAD_AFTER => l,
+            stale => match self.refresh_links().await {
+                Ok(l) => l,
+                Err(e) => match stale {
+                    Some((_, l)) => {
+                        tracing::warn!(zone = %self.zone, error = %e, "StorPool links not re-read; using the last answer");
+                        l
+                    }
+                    None => {
+                        tracing::warn!(zone = %self.zone, error = %e, target = %zone, "StorPool links unknown; {field} not checked");
+                        return Ok(());
+                    }
+                },
+            },
+        };
+        if links.reachable.contains(zone) {
+            return Ok(());
+        }
+        let can: Vec<&str> = links.reachable.iter().map(|z| z.as_str()).collect();
+        Err(EngineError::Invalid(format!(
+            "{field}: the StorPool cluster of zone {} has no link to zone {zone}; it can reach: {}",
+            self.zone,
+            if can.is_empty() {
+                "no other zone".to_string()
+            } else {
+                can.join(", ")
+            }
+        )))
+    }
+}
