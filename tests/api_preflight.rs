@@ -13,10 +13,10 @@
 mod api_support;
 
 use api_support::*;
+use drengine::emulator::FaultUpdate;
 use drengine::engine::naming::{object_name, Kind};
 use drengine::model::{RpId, ServiceId, ZoneId};
 use drengine::node::NodeHandle;
-use drengine::emulator::FaultUpdate;
 use drengine::storpool::{StorPoolClient, VolumeCreate};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -199,9 +199,18 @@ async fn refused_alike(api: &Api, dep: &Deployment, ask: Ask<'_>, status: u16, c
     let (dry_status, dry_body) = dry(api, dep, &ask).await;
     let before = marks(api, dep).await;
     let (real_status, real_body) = ask.send(api, false).await;
-    assert_eq!(marks(api, dep).await, before, "a refused {} wrote", ask.what);
+    assert_eq!(
+        marks(api, dep).await,
+        before,
+        "a refused {} wrote",
+        ask.what
+    );
     assert_eq!(real_status.as_u16(), status, "{}: {real_body}", ask.what);
-    assert_eq!(real_body["error"]["code"], code, "{}: {real_body}", ask.what);
+    assert_eq!(
+        real_body["error"]["code"], code,
+        "{}: {real_body}",
+        ask.what
+    );
     assert_eq!(dry_status, real_status, "{}: {dry_body}", ask.what);
     assert_eq!(dry_body, real_body, "{}", ask.what);
 }
@@ -266,16 +275,32 @@ async fn every_dry_run_changes_nothing_says_what_the_action_does_and_is_refused_
 
     // RP 1, complete in zone-b.
     let (status, rp1) = a
-        .call(Method::POST, &format!("/v1/services/{SVC}/rps"), CMP_TOKEN, None, &[])
+        .call(
+            Method::POST,
+            &format!("/v1/services/{SVC}/rps"),
+            CMP_TOKEN,
+            None,
+            &[],
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{rp1}");
     let rp1 = rp1["id"].as_str().unwrap().to_string();
-    wait_until("RP 1 complete in zone-b, as zone-b sees it", WAIT, || async {
-        let (s, v) = b
-            .call(Method::GET, &format!("/v1/services/{SVC}/rps/{rp1}"), READ_TOKEN, None, &[])
-            .await;
-        s == StatusCode::OK && v["copies"]["zone-b"]["state"] == "complete"
-    })
+    wait_until(
+        "RP 1 complete in zone-b, as zone-b sees it",
+        WAIT,
+        || async {
+            let (s, v) = b
+                .call(
+                    Method::GET,
+                    &format!("/v1/services/{SVC}/rps/{rp1}"),
+                    READ_TOKEN,
+                    None,
+                    &[],
+                )
+                .await;
+            s == StatusCode::OK && v["copies"]["zone-b"]["state"] == "complete"
+        },
+    )
     .await;
     // RP 2, stuck on its way to zone-b.
     dep.emulator()
@@ -289,16 +314,32 @@ async fn every_dry_run_changes_nothing_says_what_the_action_does_and_is_refused_
         )
         .unwrap();
     let (status, rp2) = a
-        .call(Method::POST, &format!("/v1/services/{SVC}/rps"), CMP_TOKEN, None, &[])
+        .call(
+            Method::POST,
+            &format!("/v1/services/{SVC}/rps"),
+            CMP_TOKEN,
+            None,
+            &[],
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{rp2}");
     let rp2 = rp2["id"].as_str().unwrap().to_string();
-    wait_until("RP 2 transferring to zone-b, as zone-b sees it", WAIT, || async {
-        let (s, v) = b
-            .call(Method::GET, &format!("/v1/services/{SVC}/rps/{rp2}"), READ_TOKEN, None, &[])
-            .await;
-        s == StatusCode::OK && v["copies"]["zone-b"]["state"] == "transferring"
-    })
+    wait_until(
+        "RP 2 transferring to zone-b, as zone-b sees it",
+        WAIT,
+        || async {
+            let (s, v) = b
+                .call(
+                    Method::GET,
+                    &format!("/v1/services/{SVC}/rps/{rp2}"),
+                    READ_TOKEN,
+                    None,
+                    &[],
+                )
+                .await;
+            s == StatusCode::OK && v["copies"]["zone-b"]["state"] == "transferring"
+        },
+    )
     .await;
 
     // Zone-a goes down.
@@ -324,7 +365,11 @@ async fn every_dry_run_changes_nothing_says_what_the_action_does_and_is_refused_
     assert_eq!(pre["zone"], "zone-b");
     assert_eq!(pre["rp"]["id"], rp1.as_str(), "{pre}");
     assert_eq!(pre["rp"]["origin"], "zone-a");
-    assert_eq!(pre["rp"]["complete_in"], json!(["zone-a", "zone-b"]), "{pre}");
+    assert_eq!(
+        pre["rp"]["complete_in"],
+        json!(["zone-a", "zone-b"]),
+        "{pre}"
+    );
     assert!(pre["rp"]["age_s"].as_f64().unwrap() >= 0.0, "{pre}");
     let taken = pre["rp"]["taken"].as_str().unwrap();
     assert!(taken.ends_with('Z') && taken.contains('T'), "{taken}");
@@ -359,30 +404,89 @@ async fn every_dry_run_changes_nothing_says_what_the_action_does_and_is_refused_
     let warnings = pre["warnings"].to_string();
     assert!(warnings.contains("zone-a is unreachable"), "{warnings}");
     assert!(warnings.contains("active-VM conflict"), "{warnings}");
-    assert!(warnings.contains(&format!("older than the newest RP {rp2}")), "{warnings}");
+    assert!(
+        warnings.contains(&format!("older than the newest RP {rp2}")),
+        "{warnings}"
+    );
 
     // A test failover's dry run: clones by their names, nothing activated.
     let test = post("test-failover", CMP_TOKEN, json!({ "rp": rp1 }));
     let (status, pre_test) = dry(&b, &dep, &test).await;
     assert_eq!(status, StatusCode::OK, "{pre_test}");
     assert_eq!(pre_test["action"], "test-failover");
-    assert_eq!(names(&pre_test["creates"]), expected_names(Kind::Test, &rp1));
+    assert_eq!(
+        names(&pre_test["creates"]),
+        expected_names(Kind::Test, &rp1)
+    );
     assert_eq!(pre_test["active_after"], json!(["zone-a"]));
     assert_eq!(pre_test["conflict"], false);
     assert_eq!(pre_test["data_loss_s"], Value::Null);
 
     // Refused here, by the dry run as by the real call.
-    refused_alike(&b, &dep, post("failover", CMP_TOKEN, json!({ "rp": rp2 })), 409, "precondition").await;
-    refused_alike(&b, &dep, post("failover", CMP_TOKEN, json!({ "rp": "zone-a.404" })), 404, "not_found").await;
-    refused_alike(&b, &dep, post("test-failover", CMP_TOKEN, json!({ "rp": rp2 })), 409, "precondition").await;
-    refused_alike(&b, &dep, post("revert", CMP_TOKEN, json!({ "rp": rp1 })), 409, "precondition").await;
-    refused_alike(&b, &dep, post("migrate", CMP_TOKEN, json!({ "target": "zone-a" })), 409, "precondition").await;
-    refused_alike(&b, &dep, post("migrate/complete", CMP_TOKEN, json!({})), 409, "precondition").await;
-    refused_alike(&b, &dep, post("deactivate", OP_TOKEN, json!({ "zone": "zone-c" })), 409, "no_vm").await;
     refused_alike(
         &b,
         &dep,
-        post("resolve", OP_TOKEN, json!({ "field": "active_vms", "keep_zone": "zone-a" })),
+        post("failover", CMP_TOKEN, json!({ "rp": rp2 })),
+        409,
+        "precondition",
+    )
+    .await;
+    refused_alike(
+        &b,
+        &dep,
+        post("failover", CMP_TOKEN, json!({ "rp": "zone-a.404" })),
+        404,
+        "not_found",
+    )
+    .await;
+    refused_alike(
+        &b,
+        &dep,
+        post("test-failover", CMP_TOKEN, json!({ "rp": rp2 })),
+        409,
+        "precondition",
+    )
+    .await;
+    refused_alike(
+        &b,
+        &dep,
+        post("revert", CMP_TOKEN, json!({ "rp": rp1 })),
+        409,
+        "precondition",
+    )
+    .await;
+    refused_alike(
+        &b,
+        &dep,
+        post("migrate", CMP_TOKEN, json!({ "target": "zone-a" })),
+        409,
+        "precondition",
+    )
+    .await;
+    refused_alike(
+        &b,
+        &dep,
+        post("migrate/complete", CMP_TOKEN, json!({})),
+        409,
+        "precondition",
+    )
+    .await;
+    refused_alike(
+        &b,
+        &dep,
+        post("deactivate", OP_TOKEN, json!({ "zone": "zone-c" })),
+        409,
+        "no_vm",
+    )
+    .await;
+    refused_alike(
+        &b,
+        &dep,
+        post(
+            "resolve",
+            OP_TOKEN,
+            json!({ "field": "active_vms", "keep_zone": "zone-a" }),
+        ),
         409,
         "no_conflict",
     )
@@ -402,10 +506,23 @@ async fn every_dry_run_changes_nothing_says_what_the_action_does_and_is_refused_
     )
     .await;
     // The role is checked first, as for the real call.
-    refused_alike(&b, &dep, post("deactivate", CMP_TOKEN, json!({})), 403, "forbidden").await;
+    refused_alike(
+        &b,
+        &dep,
+        post("deactivate", CMP_TOKEN, json!({})),
+        403,
+        "forbidden",
+    )
+    .await;
     // A bad dry_run value is named.
     let (status, bad) = b
-        .call(Method::POST, &format!("/v1/services/{SVC}/failover?dry_run=maybe"), CMP_TOKEN, None, &[])
+        .call(
+            Method::POST,
+            &format!("/v1/services/{SVC}/failover?dry_run=maybe"),
+            CMP_TOKEN,
+            None,
+            &[],
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     assert_eq!(bad["error"]["field"], "dry_run");
@@ -426,8 +543,14 @@ async fn every_dry_run_changes_nothing_says_what_the_action_does_and_is_refused_
     assert_eq!(status, StatusCode::OK, "{pre_del}");
     assert_eq!(pre_del["action"], "delete");
     assert_eq!(pre_del["rp"], Value::Null);
-    assert!(pre_del["warnings"].to_string().contains("keeps running"), "{pre_del}");
-    assert_eq!(b.get(&format!("/v1/services/{SVC}")).await["deleted"], false);
+    assert!(
+        pre_del["warnings"].to_string().contains("keeps running"),
+        "{pre_del}"
+    );
+    assert_eq!(
+        b.get(&format!("/v1/services/{SVC}")).await["deleted"],
+        false
+    );
 
     // The real failover does what its dry run said.
     let (status, done) = failover.send(&b, false).await;
@@ -467,7 +590,11 @@ async fn every_dry_run_changes_nothing_says_what_the_action_does_and_is_refused_
     // Deactivate's and resolve's dry runs on the conflict: zone-b alone.
     for ask in [
         post("deactivate", OP_TOKEN, json!({ "zone": "zone-a" })),
-        post("resolve", OP_TOKEN, json!({ "field": "active_vms", "keep_zone": "zone-b" })),
+        post(
+            "resolve",
+            OP_TOKEN,
+            json!({ "field": "active_vms", "keep_zone": "zone-b" }),
+        ),
     ] {
         let (status, p) = dry(&b, &dep, &ask).await;
         assert_eq!(status, StatusCode::OK, "{p}");
@@ -479,7 +606,11 @@ async fn every_dry_run_changes_nothing_says_what_the_action_does_and_is_refused_
             "{p}"
         );
     }
-    let resolve = post("resolve", OP_TOKEN, json!({ "field": "active_vms", "keep_zone": "zone-b" }));
+    let resolve = post(
+        "resolve",
+        OP_TOKEN,
+        json!({ "field": "active_vms", "keep_zone": "zone-b" }),
+    );
     let (status, resolved) = resolve.send(&b, false).await;
     assert_eq!(status, StatusCode::OK, "{resolved}");
     assert_eq!(resolved["active_zones"], json!(["zone-b"]), "{resolved}");

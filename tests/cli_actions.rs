@@ -304,7 +304,9 @@ async fn dr_actions_through_the_cli_on_a_devnet_with_the_engine() {
     drengine(b, &["failover", &svc, "--rp", "zone-a.404", "--yes"])
         .await
         .refused(3, "not_found");
-    let failed_over = drengine(b, &["failover", &svc, "--rp", &rp, "--yes"]).await.ok();
+    let failed_over = drengine(b, &["failover", &svc, "--rp", &rp, "--yes"])
+        .await
+        .ok();
     assert_eq!(failed_over["zone"], "zone-b");
     assert_eq!(failed_over["rp"], rp.as_str());
     assert_eq!(failed_over["metadata"], "<domain name='vm-1'/>");
@@ -360,12 +362,32 @@ async fn dr_actions_through_the_cli_on_a_devnet_with_the_engine() {
     let out = drengine(c, &["resolve", &svc, "active_vms", "--yes"]).await;
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("--keep-zone"), "{}", out.stderr);
-    drengine(c, &["resolve", &svc, "active_vms", "--keep-zone", "zone-c", "--yes"])
-        .await
-        .refused(1, "invalid_input");
-    let resolved = drengine(c, &["resolve", &svc, "active_vms", "--keep-zone", "zone-b", "--yes"])
-        .await
-        .ok();
+    drengine(
+        c,
+        &[
+            "resolve",
+            &svc,
+            "active_vms",
+            "--keep-zone",
+            "zone-c",
+            "--yes",
+        ],
+    )
+    .await
+    .refused(1, "invalid_input");
+    let resolved = drengine(
+        c,
+        &[
+            "resolve",
+            &svc,
+            "active_vms",
+            "--keep-zone",
+            "zone-b",
+            "--yes",
+        ],
+    )
+    .await
+    .ok();
     assert_eq!(resolved["slots"]["zone-a"]["active"], false, "{resolved}");
     for api in [a, b, c] {
         wait_until("no conflict left", WAIT, || async {
@@ -382,7 +404,9 @@ async fn dr_actions_through_the_cli_on_a_devnet_with_the_engine() {
     .await;
 
     // Revert zone-b's VM to the RP; not where the VM is inactive.
-    let reverted = drengine(b, &["revert", &svc, "--rp", &rp, "--yes"]).await.ok();
+    let reverted = drengine(b, &["revert", &svc, "--rp", &rp, "--yes"])
+        .await
+        .ok();
     assert_eq!(reverted["volumes"], failed_over["volumes"], "{reverted}");
     drengine(a, &["revert", &svc, "--rp", &rp, "--yes"])
         .await
@@ -425,7 +449,9 @@ async fn dr_actions_through_the_cli_on_a_devnet_with_the_engine() {
     );
     net.stuck(1, 0, false).await;
     wait_complete(a, &svc, &final_rp, "zone-a").await;
-    let done = drengine(a, &["migrate", &svc, "--complete", "--yes"]).await.ok();
+    let done = drengine(a, &["migrate", &svc, "--complete", "--yes"])
+        .await
+        .ok();
     assert_eq!(done["zone"], "zone-a");
     assert_eq!(done["rp"], final_rp.as_str());
     let shown = drengine(a, &["service", "show", &svc]).await.ok();

@@ -208,7 +208,12 @@ async fn exit_codes_say_what_went_wrong() {
     let out = drengine(&n.url, CMP_TOKEN, &["--json", "failover", id, "--yes"]).await;
     assert_eq!(out.code, 1, "engine off: 503");
     assert_eq!(out.json()["error"]["code"], "engine_not_running");
-    let out = drengine(&n.url, OP_TOKEN, &["deactivate", id, "--zone", "zone-c", "--yes"]).await;
+    let out = drengine(
+        &n.url,
+        OP_TOKEN,
+        &["deactivate", id, "--zone", "zone-c", "--yes"],
+    )
+    .await;
     assert_eq!(out.code, 4, "no VM there: 409");
 
     // A port nobody listens on: unreachable.
@@ -342,17 +347,37 @@ async fn dr_commands_ask_for_the_service_id_unless_yes() {
     assert_eq!(digest().await, before);
 
     // --dry-run: the preflight only, as JSON or for people.
-    let out = drengine(&n.url, OP_TOKEN, &["--json", "service", "delete", &id, "--dry-run"]).await;
+    let out = drengine(
+        &n.url,
+        OP_TOKEN,
+        &["--json", "service", "delete", &id, "--dry-run"],
+    )
+    .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let pre = out.json();
     assert_eq!(pre["action"], "delete");
     assert_eq!(pre["service"], id.as_str());
-    let out = drengine(&n.url, OP_TOKEN, &["deactivate", &id, "--zone", "zone-a", "--dry-run"]).await;
+    let out = drengine(
+        &n.url,
+        OP_TOKEN,
+        &["deactivate", &id, "--zone", "zone-a", "--dry-run"],
+    )
+    .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.contains(&format!("preflight: deactivate of service {id} in zone-a")), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains(&format!("preflight: deactivate of service {id} in zone-a")),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("active after"), "{}", out.stdout);
     // A refused dry run is the action's refusal: exit 4, the same error.
-    let out = drengine(&n.url, OP_TOKEN, &["--json", "deactivate", &id, "--zone", "zone-c", "--dry-run"]).await;
+    let out = drengine(
+        &n.url,
+        OP_TOKEN,
+        &["--json", "deactivate", &id, "--zone", "zone-c", "--dry-run"],
+    )
+    .await;
     assert_eq!(out.code, 4, "{}", out.stderr);
     assert_eq!(out.json()["error"]["code"], "no_vm");
     assert_eq!(digest().await, before);
@@ -361,22 +386,52 @@ async fn dr_commands_ask_for_the_service_id_unless_yes() {
     // else typed refuses (exit 2) and changes nothing.
     let out = drengine_typed(&n.url, OP_TOKEN, &["service", "delete", &id], "vm-1\n").await;
     assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(out.stderr.contains(&format!("preflight: delete of service {id}")), "{}", out.stderr);
-    assert!(out.stderr.contains(&format!("Type the service id ({id})")), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("preflight: delete of service {id}")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!("Type the service id ({id})")),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("not confirmed"), "{}", out.stderr);
     assert_eq!(digest().await, before);
     // A refusal on a terminal asks nothing.
-    let out = drengine_typed(&n.url, OP_TOKEN, &["deactivate", &id, "--zone", "zone-c"], "").await;
+    let out = drengine_typed(
+        &n.url,
+        OP_TOKEN,
+        &["deactivate", &id, "--zone", "zone-c"],
+        "",
+    )
+    .await;
     assert_eq!(out.code, 4, "{}", out.stderr);
-    assert!(!out.stderr.contains("Type the service id"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("Type the service id"),
+        "{}",
+        out.stderr
+    );
 
     // --yes goes ahead without asking.
-    let out = drengine(&n.url, OP_TOKEN, &["--json", "deactivate", &id, "--zone", "zone-a", "--yes"]).await;
+    let out = drengine(
+        &n.url,
+        OP_TOKEN,
+        &["--json", "deactivate", &id, "--zone", "zone-a", "--yes"],
+    )
+    .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.json()["slots"]["zone-a"]["active"], false);
     // The id typed: it goes ahead.
     let typed = format!("{id}\n");
-    let out = drengine_typed(&n.url, OP_TOKEN, &["--json", "service", "delete", &id], &typed).await;
+    let out = drengine_typed(
+        &n.url,
+        OP_TOKEN,
+        &["--json", "service", "delete", &id],
+        &typed,
+    )
+    .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.json()["deleted"], true, "{}", out.stdout);
     n.node.shutdown().await;

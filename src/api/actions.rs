@@ -163,7 +163,9 @@ pub async fn failover(
         let pre = state
             .engine()
             .preview_failover(&id, req.rp.as_ref(), &peers(&state))?;
-        return Ok(Json(FailoverAnswer::Preflight(preflight_view(pre))));
+        return Ok(Json(FailoverAnswer::Preflight(Box::new(preflight_view(
+            pre,
+        )))));
     }
     let out = state
         .engine()
@@ -208,7 +210,9 @@ pub async fn start_migration(
         let pre = state
             .engine()
             .preview_migration(&id, &req.target, &peers(&state))?;
-        return Ok(Json(MigrationAnswer::Preflight(preflight_view(pre))));
+        return Ok(Json(MigrationAnswer::Preflight(Box::new(preflight_view(
+            pre,
+        )))));
     }
     let out = state
         .engine()
@@ -252,7 +256,9 @@ pub async fn complete_migration(
         let pre = state
             .engine()
             .preview_complete_migration(&id, &peers(&state))?;
-        return Ok(Json(FailoverAnswer::Preflight(preflight_view(pre))));
+        return Ok(Json(FailoverAnswer::Preflight(Box::new(preflight_view(
+            pre,
+        )))));
     }
     let out = state.engine().complete_migration(&id, &caller.name).await?;
     tracing::info!(zone = %state.zone(), service = %id, rp = %out.rp, actor = %caller.name, "migration completed");
@@ -288,7 +294,9 @@ pub async fn revert(
         let pre = state
             .engine()
             .preview_revert(&id, &req.rp, &peers(&state))?;
-        return Ok(Json(FailoverAnswer::Preflight(preflight_view(pre))));
+        return Ok(Json(FailoverAnswer::Preflight(Box::new(preflight_view(
+            pre,
+        )))));
     }
     let out = state.engine().revert(&id, &req.rp, &caller.name).await?;
     tracing::info!(zone = %state.zone(), service = %id, rp = %out.rp, actor = %caller.name, "reverted");
@@ -324,7 +332,9 @@ pub async fn test_failover(
         let pre = state
             .engine()
             .preview_test_failover(&id, req.rp.as_ref(), &peers(&state))?;
-        return Ok(Json(FailoverAnswer::Preflight(preflight_view(pre))));
+        return Ok(Json(FailoverAnswer::Preflight(Box::new(preflight_view(
+            pre,
+        )))));
     }
     let out = state
         .engine()

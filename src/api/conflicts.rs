@@ -1,11 +1,11 @@
 //! Conflicts: list them with every side, resolve one with a write that has
 //! seen all sides (so it replaces every value it names).
 
+use super::actions::{command_preflight, dry_run};
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, Params, PathParams};
 use super::services::view_of;
-use super::actions::{command_preflight, dry_run};
 use super::types::{ConflictList, ResolveRequest, ServiceAnswer};
 use super::ApiState;
 use super::Role;

@@ -515,7 +515,7 @@ pub struct PreflightZone {
 #[serde(untagged)]
 pub enum FailoverAnswer {
     Done(FailoverOutcome),
-    Preflight(Preflight),
+    Preflight(Box<Preflight>),
 }
 
 /// The answer of a migration's start, or of its dry run.
@@ -523,7 +523,7 @@ pub enum FailoverAnswer {
 #[serde(untagged)]
 pub enum MigrationAnswer {
     Started(MigrationStarted),
-    Preflight(Preflight),
+    Preflight(Box<Preflight>),
 }
 
 /// The answer of deactivate, resolve or delete: the service, or with

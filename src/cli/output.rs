@@ -513,10 +513,7 @@ pub fn preflight(p: &Preflight) -> String {
         ],
         vec![
             "active after".to_string(),
-            format!(
-                "{after}{}",
-                if p.conflict { "  (CONFLICT)" } else { "" }
-            ),
+            format!("{after}{}", if p.conflict { "  (CONFLICT)" } else { "" }),
         ],
     ];
     for z in &p.other_zones {

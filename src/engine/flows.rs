@@ -65,11 +65,7 @@ impl Inner {
     /// The failover's preconditions: the RP (`rp` or the newest complete
     /// here) must be complete here, and the VM not active here already
     /// (unless it runs on that RP's volumes: a retry).
-    pub(crate) fn plan_failover(
-        &self,
-        s: &Service,
-        rp: Option<&RpId>,
-    ) -> Result<Activation, Fail> {
+    pub(crate) fn plan_failover(&self, s: &Service, rp: Option<&RpId>) -> Result<Activation, Fail> {
         let rp = self.usable_rp(s, rp)?;
         if let Some(done) = self.already_running_from(s, &rp) {
             return Ok(Activation::Done(rp, done));

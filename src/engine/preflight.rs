@@ -206,7 +206,10 @@ fn finish(d: Draft<'_>, peers: &Peers) -> Preflight {
     if d.changes_nothing {
         warnings.push(format!(
             "nothing would change: {}",
-            d.notes.first().map(String::as_str).unwrap_or("already done")
+            d.notes
+                .first()
+                .map(String::as_str)
+                .unwrap_or("already done")
         ));
     } else {
         warnings.extend(d.notes.iter().cloned());
@@ -285,11 +288,7 @@ fn finish(d: Draft<'_>, peers: &Peers) -> Preflight {
 
 impl Inner {
     /// An activation (failover, migration completed) as a draft.
-    fn activation_draft<'a>(
-        &self,
-        d: &mut Draft<'a>,
-        plan: &'a Activation,
-    ) -> Result<(), Fail> {
+    fn activation_draft<'a>(&self, d: &mut Draft<'a>, plan: &'a Activation) -> Result<(), Fail> {
         let id = &d.s.id;
         match plan {
             Activation::Done(rp, done) => {
@@ -380,7 +379,10 @@ impl Inner {
                 d.active_after.remove(&self.zone);
                 let disks = s.slot(&self.zone).map_or(0, |slot| slot.disks.len());
                 let marked = if stop.is_some() {
-                    format!("the VM is marked stopped in {} (stop it in the CMP first), then ", self.zone)
+                    format!(
+                        "the VM is marked stopped in {} (stop it in the CMP first), then ",
+                        self.zone
+                    )
                 } else {
                     String::new()
                 };

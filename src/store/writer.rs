@@ -10,8 +10,8 @@ use super::{Store, StoreError};
 use crate::model::ServiceId;
 use crate::model::ZoneId;
 use crate::replica::{
-    decide, Command, Decision, Dot, Event, EventError, Op, Outcome, RebuildStatus, Received, Rejected,
-    Replica, SignedEvent, Snapshot, SnapshotError, VersionVector, WriteError,
+    decide, Command, Decision, Dot, Event, EventError, Op, Outcome, RebuildStatus, Received,
+    Rejected, Replica, SignedEvent, Snapshot, SnapshotError, VersionVector, WriteError,
 };
 use ed25519_dalek::SigningKey;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -319,8 +319,9 @@ impl Db {
             return Err(DbError::Poisoned);
         }
         let store = &self.inner.store;
-        let fingerprint_of =
-            |id: &ServiceId| -> Option<Vec<u8>> { store.local_get(&fingerprint_key(id)).ok().flatten() };
+        let fingerprint_of = |id: &ServiceId| -> Option<Vec<u8>> {
+            store.local_get(&fingerprint_key(id)).ok().flatten()
+        };
         let replica = read_lock(&self.inner.replica);
         let decision = decide_checked(&replica, cmd, &fingerprint_of)?;
         for op in &decision.ops {
