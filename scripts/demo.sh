@@ -115,7 +115,7 @@ wait_for "zone-b to see zone-a down" check "$zone_b" \
 run --api "$zone_b" peers
 
 say "Fail vm-1 over to zone-b, from the newest RP complete there"
-run --api "$zone_b" failover vm-1
+run --api "$zone_b" failover vm-1 --yes
 run --api "$zone_b" services
 
 say "Zone-a comes back with vm-1 still running there: active in two zones"
@@ -128,7 +128,7 @@ run --api "$(api 0)" conflicts
 run --api "$(api 2)" services --in-conflict
 
 say "The operator resolves it from zone-c: zone-b's VM stays active"
-run --api "$(api 2)" resolve vm-1 active_vms --keep-zone zone-b
+run --api "$(api 2)" resolve vm-1 active_vms --keep-zone zone-b --yes
 wait_for "no conflict left in zone-a" check "$(api 0)" 'v["conflicts"] == []' conflicts
 
 say "Replication turns around: zone-b now protects vm-1 to zone-a"
@@ -141,10 +141,10 @@ wait_for "a zone-b RP complete in zone-a" check "$(api 0)" \
 run --api "$(api 0)" rp list vm-1
 
 say "Fail back to zone-a, planned: zone-b stops vm-1 and takes a final RP"
-run --api "$zone_b" migrate vm-1 --target zone-a
+run --api "$zone_b" migrate vm-1 --target zone-a --yes
 echo "(zone-a refuses --complete, exit code 4, until the final RP is complete there)"
-wait_for "the migration completed in zone-a" "$bin" --api "$(api 0)" migrate vm-1 --complete
-run --api "$(api 0)" migrate vm-1 --complete
+wait_for "the migration completed in zone-a" "$bin" --api "$(api 0)" migrate vm-1 --complete --yes
+run --api "$(api 0)" migrate vm-1 --complete --yes
 wait_for "replication back towards zone-b" check "$(api 0)" \
     'v["policy"]["recovery_zone"] == "zone-b"' service show vm-1
 run --api "$(api 0)" services

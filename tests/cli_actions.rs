@@ -276,7 +276,7 @@ async fn dr_actions_through_the_cli_on_a_devnet_with_the_engine() {
         .refused(3, "not_found");
 
     // A test failover in zone-b: clones, nothing active; then clean-up.
-    let test = drengine(b, &["test-failover", &svc]).await.ok();
+    let test = drengine(b, &["test-failover", &svc, "--yes"]).await.ok();
     assert_eq!(test["rp"], rp.as_str());
     let clones: Vec<String> = test["volumes"]
         .as_array()
@@ -298,19 +298,21 @@ async fn dr_actions_through_the_cli_on_a_devnet_with_the_engine() {
 
     // Failover to zone-b while zone-a's VM still runs: allowed (zone-a may
     // be unreachable for all zone-b knows), and a conflict everywhere.
-    drengine(c, &["failover", &svc])
+    drengine(c, &["failover", &svc, "--yes"])
         .await
         .refused(4, "precondition");
-    drengine(b, &["failover", &svc, "--rp", "zone-a.404"])
+    drengine(b, &["failover", &svc, "--rp", "zone-a.404", "--yes"])
         .await
         .refused(3, "not_found");
-    let failed_over = drengine(b, &["failover", &svc, "--rp", &rp]).await.ok();
+    let failed_over = drengine(b, &["failover", &svc, "--rp", &rp, "--yes"])
+        .await
+        .ok();
     assert_eq!(failed_over["zone"], "zone-b");
     assert_eq!(failed_over["rp"], rp.as_str());
     assert_eq!(failed_over["metadata"], "<domain name='vm-1'/>");
     assert_eq!(failed_over["volumes"][1]["disk"], "vm-1-data");
     // A retried failover answers the same.
-    let again = drengine(b, &["failover", &svc]).await.ok();
+    let again = drengine(b, &["failover", &svc, "--yes"]).await.ok();
     assert_eq!(again, failed_over);
     for api in [a, b, c] {
         wait_until("the active-VM conflict in every zone", WAIT, || async {
@@ -343,7 +345,7 @@ async fn dr_actions_through_the_cli_on_a_devnet_with_the_engine() {
     );
     assert!(table.contains("--keep-zone ZONE"), "{table}");
     // Migration out of zone-a while the VM runs in two zones: refused.
-    let refused = drengine(a, &["migrate", &svc, "--target", "zone-b"])
+    let refused = drengine(a, &["migrate", &svc, "--target", "zone-b", "--yes"])
         .await
         .refused(4, "precondition");
     assert!(
@@ -354,18 +356,38 @@ async fn dr_actions_through_the_cli_on_a_devnet_with_the_engine() {
 
     // Resolution: deactivating a zone without a VM is refused; keeping an
     // unknown zone too; keeping zone-b, from zone-c, ends it everywhere.
-    drengine(c, &["deactivate", &svc, "--zone", "zone-c"])
+    drengine(c, &["deactivate", &svc, "--zone", "zone-c", "--yes"])
         .await
         .refused(4, "no_vm");
-    let out = drengine(c, &["resolve", &svc, "active_vms"]).await;
+    let out = drengine(c, &["resolve", &svc, "active_vms", "--yes"]).await;
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("--keep-zone"), "{}", out.stderr);
-    drengine(c, &["resolve", &svc, "active_vms", "--keep-zone", "zone-c"])
-        .await
-        .refused(1, "invalid_input");
-    let resolved = drengine(c, &["resolve", &svc, "active_vms", "--keep-zone", "zone-b"])
-        .await
-        .ok();
+    drengine(
+        c,
+        &[
+            "resolve",
+            &svc,
+            "active_vms",
+            "--keep-zone",
+            "zone-c",
+            "--yes",
+        ],
+    )
+    .await
+    .refused(1, "invalid_input");
+    let resolved = drengine(
+        c,
+        &[
+            "resolve",
+            &svc,
+            "active_vms",
+            "--keep-zone",
+            "zone-b",
+            "--yes",
+        ],
+    )
+    .await
+    .ok();
     assert_eq!(resolved["slots"]["zone-a"]["active"], false, "{resolved}");
     for api in [a, b, c] {
         wait_until("no conflict left", WAIT, || async {
@@ -382,25 +404,27 @@ async fn dr_actions_through_the_cli_on_a_devnet_with_the_engine() {
     .await;
 
     // Revert zone-b's VM to the RP; not where the VM is inactive.
-    let reverted = drengine(b, &["revert", &svc, "--rp", &rp]).await.ok();
+    let reverted = drengine(b, &["revert", &svc, "--rp", &rp, "--yes"])
+        .await
+        .ok();
     assert_eq!(reverted["volumes"], failed_over["volumes"], "{reverted}");
-    drengine(a, &["revert", &svc, "--rp", &rp])
+    drengine(a, &["revert", &svc, "--rp", &rp, "--yes"])
         .await
         .refused(4, "precondition");
-    drengine(b, &["revert", &svc, "--rp", "zone-a.404"])
+    drengine(b, &["revert", &svc, "--rp", "zone-a.404", "--yes"])
         .await
         .refused(3, "not_found");
 
     // Planned migration back to zone-a, with zone-b -> zone-a transfers held
     // up: completing is refused until the final RP is complete in zone-a.
-    drengine(a, &["migrate", &svc, "--complete"])
+    drengine(a, &["migrate", &svc, "--complete", "--yes"])
         .await
         .refused(4, "precondition");
-    drengine(b, &["migrate", &svc, "--target", "zone-c"])
+    drengine(b, &["migrate", &svc, "--target", "zone-c", "--yes"])
         .await
         .refused(4, "precondition");
     net.stuck(1, 0, true).await;
-    let started = drengine(b, &["migrate", &svc, "--target", "zone-a"])
+    let started = drengine(b, &["migrate", &svc, "--target", "zone-a", "--yes"])
         .await
         .ok();
     assert_eq!(started["target"], "zone-a");
@@ -410,7 +434,7 @@ async fn dr_actions_through_the_cli_on_a_devnet_with_the_engine() {
         drengine(a, &["rp", "show", &svc, &final_rp]).await.code == 0
     })
     .await;
-    let early = drengine(a, &["migrate", &svc, "--complete"])
+    let early = drengine(a, &["migrate", &svc, "--complete", "--yes"])
         .await
         .refused(4, "precondition");
     assert!(
@@ -425,7 +449,9 @@ async fn dr_actions_through_the_cli_on_a_devnet_with_the_engine() {
     );
     net.stuck(1, 0, false).await;
     wait_complete(a, &svc, &final_rp, "zone-a").await;
-    let done = drengine(a, &["migrate", &svc, "--complete"]).await.ok();
+    let done = drengine(a, &["migrate", &svc, "--complete", "--yes"])
+        .await
+        .ok();
     assert_eq!(done["zone"], "zone-a");
     assert_eq!(done["rp"], final_rp.as_str());
     let shown = drengine(a, &["service", "show", &svc]).await.ok();
@@ -441,8 +467,8 @@ async fn action_exit_codes_without_a_node_or_a_service() {
     let dead = format!("http://{}", free.local_addr().expect("addr"));
     drop(free);
     for args in [
-        &["failover", "svc"][..],
-        &["migrate", "svc", "--complete"],
+        &["failover", "svc", "--yes"][..],
+        &["migrate", "svc", "--complete", "--yes"],
         &["test-failover", "svc", "--cleanup"],
         &["rp", "take", "svc"],
     ] {
@@ -450,8 +476,8 @@ async fn action_exit_codes_without_a_node_or_a_service() {
         assert_eq!(out.code, 5, "{args:?}: {}", out.stderr);
         assert!(out.stderr.contains("cannot reach"), "{}", out.stderr);
     }
-    let out = drengine(&dead, &["migrate", "svc"]).await;
+    let out = drengine(&dead, &["migrate", "svc", "--yes"]).await;
     assert_eq!(out.code, 2, "--target or --complete: {}", out.stderr);
-    let out = drengine(&dead, &["revert", "svc"]).await;
+    let out = drengine(&dead, &["revert", "svc", "--yes"]).await;
     assert_eq!(out.code, 2, "--rp is required: {}", out.stderr);
 }

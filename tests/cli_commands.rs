@@ -24,6 +24,30 @@ impl Out {
     }
 }
 
+/// Runs `drengine ARGS` with a terminal (a pty) on stdin, on which `typed`
+/// was typed.
+async fn drengine_typed(url: &str, token: &str, args: &[&str], typed: &str) -> Out {
+    use std::io::Write;
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    master.write_all(typed.as_bytes()).unwrap();
+    let out = Command::new(BIN)
+        .args(args)
+        .env("DRENGINE_API", url)
+        .env("DRENGINE_TOKEN", token)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::from(pty.slave))
+        .output()
+        .await
+        .unwrap();
+    drop(master);
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 async fn drengine(url: &str, token: &str, args: &[&str]) -> Out {
     let out = Command::new(BIN)
         .args(args)
@@ -170,7 +194,7 @@ async fn exit_codes_say_what_went_wrong() {
     let out = drengine(
         &n.url,
         CMP_TOKEN,
-        &["resolve", "svc", "policy", "--choose", "nonsense"],
+        &["resolve", "svc", "policy", "--choose", "nonsense", "--yes"],
     )
     .await;
     assert_eq!(out.code, 2);
@@ -181,10 +205,15 @@ async fn exit_codes_say_what_went_wrong() {
 
     let svc = n.protect("vm-1").await;
     let id = svc["id"].as_str().unwrap();
-    let out = drengine(&n.url, CMP_TOKEN, &["--json", "failover", id]).await;
+    let out = drengine(&n.url, CMP_TOKEN, &["--json", "failover", id, "--yes"]).await;
     assert_eq!(out.code, 1, "engine off: 503");
     assert_eq!(out.json()["error"]["code"], "engine_not_running");
-    let out = drengine(&n.url, OP_TOKEN, &["deactivate", id, "--zone", "zone-c"]).await;
+    let out = drengine(
+        &n.url,
+        OP_TOKEN,
+        &["deactivate", id, "--zone", "zone-c", "--yes"],
+    )
+    .await;
     assert_eq!(out.code, 4, "no VM there: 409");
 
     // A port nobody listens on: unreachable.
@@ -285,4 +314,125 @@ async fn keygen_writes_a_private_key_file_and_prints_the_public_key() {
     assert_eq!(again.code, 2, "refuses to overwrite");
     let printed = drengine("http://unused", "", &["keygen"]).await;
     assert!(printed.stdout.contains("public_key = "));
+}
+
+/// The DR commands show the action's preflight and ask for the service id
+/// on a terminal; `--yes` goes ahead, `--dry-run` only shows; with no
+/// terminal and no `--yes` they refuse (exit 2) and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dr_commands_ask_for_the_service_id_unless_yes() {
+    let n = start_node().await;
+    let svc = n.protect("vm-1").await;
+    let id = svc["id"].as_str().unwrap().to_string();
+    let digest = || async { n.get("/v1/status", READ_TOKEN).await.body["digest"].clone() };
+    let before = digest().await;
+
+    // No terminal on stdin (`output()` gives the child none), no --yes:
+    // every DR command refuses before it sends anything.
+    for args in [
+        &["service", "delete", &id][..],
+        &["deactivate", &id, "--zone", "zone-a"],
+        &["resolve", &id, "active_vms", "--keep-zone", "zone-a"],
+        &["failover", &id],
+        &["migrate", &id, "--target", "zone-b"],
+        &["migrate", &id, "--complete"],
+        &["revert", &id, "--rp", "zone-a.1"],
+        &["test-failover", &id],
+    ] {
+        let out = drengine(&n.url, OP_TOKEN, args).await;
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("not a terminal"), "{}", out.stderr);
+        assert!(out.stderr.contains("--yes"), "{}", out.stderr);
+    }
+    assert_eq!(digest().await, before);
+
+    // --dry-run: the preflight only, as JSON or for people.
+    let out = drengine(
+        &n.url,
+        OP_TOKEN,
+        &["--json", "service", "delete", &id, "--dry-run"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let pre = out.json();
+    assert_eq!(pre["action"], "delete");
+    assert_eq!(pre["service"], id.as_str());
+    let out = drengine(
+        &n.url,
+        OP_TOKEN,
+        &["deactivate", &id, "--zone", "zone-a", "--dry-run"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains(&format!("preflight: deactivate of service {id} in zone-a")),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("active after"), "{}", out.stdout);
+    // A refused dry run is the action's refusal: exit 4, the same error.
+    let out = drengine(
+        &n.url,
+        OP_TOKEN,
+        &["--json", "deactivate", &id, "--zone", "zone-c", "--dry-run"],
+    )
+    .await;
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert_eq!(out.json()["error"]["code"], "no_vm");
+    assert_eq!(digest().await, before);
+
+    // A terminal: the preflight is shown and the id asked for; anything
+    // else typed refuses (exit 2) and changes nothing.
+    let out = drengine_typed(&n.url, OP_TOKEN, &["service", "delete", &id], "vm-1\n").await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("preflight: delete of service {id}")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!("Type the service id ({id})")),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("not confirmed"), "{}", out.stderr);
+    assert_eq!(digest().await, before);
+    // A refusal on a terminal asks nothing.
+    let out = drengine_typed(
+        &n.url,
+        OP_TOKEN,
+        &["deactivate", &id, "--zone", "zone-c"],
+        "",
+    )
+    .await;
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("Type the service id"),
+        "{}",
+        out.stderr
+    );
+
+    // --yes goes ahead without asking.
+    let out = drengine(
+        &n.url,
+        OP_TOKEN,
+        &["--json", "deactivate", &id, "--zone", "zone-a", "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json()["slots"]["zone-a"]["active"], false);
+    // The id typed: it goes ahead.
+    let typed = format!("{id}\n");
+    let out = drengine_typed(
+        &n.url,
+        OP_TOKEN,
+        &["--json", "service", "delete", &id],
+        &typed,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json()["deleted"], true, "{}", out.stdout);
+    n.node.shutdown().await;
 }

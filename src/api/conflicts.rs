@@ -1,13 +1,15 @@
 //! Conflicts: list them with every side, resolve one with a write that has
 //! seen all sides (so it replaces every value it names).
 
+use super::actions::{command_preflight, dry_run};
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, Params, PathParams};
 use super::services::view_of;
-use super::types::{ConflictList, ResolveRequest, ServiceView};
+use super::types::{ConflictList, ResolveRequest, ServiceAnswer};
 use super::ApiState;
 use super::Role;
+use crate::engine::preflight::Action;
 use crate::model::ServiceId;
 use crate::replica::{parse_field_value, service_conflicts, Choice, Command, ConflictTarget};
 use axum::extract::State;
@@ -47,10 +49,11 @@ pub async fn list(
     summary = "Resolve a conflict with a write that has seen every side (operator)",
     params(
         ("service" = ServiceId, Path, description = "The service id"),
+        ("dry_run" = Option<bool>, Query, description = "Answer what the action would do (a Preflight) and change nothing"),
     ),
     request_body = ResolveRequest,
     responses(
-        (status = 200, description = "The service", body = ServiceView, headers(("ETag" = String, description = "The service's version token, quoted"))),
+        (status = 200, description = "The service, or with dry_run the Preflight (no ETag)", body = ServiceAnswer, headers(("ETag" = String, description = "The service's version token, quoted"))),
         super::openapi::CheckedWriteErrors,
     )
 )]
@@ -58,9 +61,11 @@ pub async fn resolve(
     State(state): State<ApiState>,
     caller: Caller,
     p: PathParams,
+    q: Params,
     JsonBody(req): JsonBody<ResolveRequest>,
-) -> ApiResult<Json<ServiceView>> {
+) -> ApiResult<Json<ServiceAnswer>> {
     caller.require(Role::Operator)?;
+    let dry = dry_run(q)?;
     let id: ServiceId = p.id("service")?;
     let choice = match (req.choose, req.value, req.keep_zone) {
         (Some(dot), None, None) => Choice::Side(dot),
@@ -87,7 +92,11 @@ pub async fn resolve(
         choice,
         seen: req.seen,
     };
+    if dry {
+        let pre = command_preflight(&state, Action::Resolve, &id, &cmd)?;
+        return Ok(Json(ServiceAnswer::Preflight(pre)));
+    }
     state.db().execute(cmd, &caller.name).await?;
     tracing::info!(zone = %state.zone(), service = %id, field = %req.field, actor = %caller.name, "conflict resolved");
-    Ok(Json(view_of(&state, &id)?))
+    Ok(Json(ServiceAnswer::Service(view_of(&state, &id)?)))
 }

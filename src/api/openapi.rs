@@ -247,6 +247,23 @@ pub fn copy_state_name() -> Schema {
     )
 }
 
+/// `Preflight.action`.
+pub fn preflight_action_name() -> Schema {
+    string_enum(
+        &[
+            "failover",
+            "migrate",
+            "migrate/complete",
+            "revert",
+            "test-failover",
+            "deactivate",
+            "resolve",
+            "delete",
+        ],
+        "The DR action the preflight is of",
+    )
+}
+
 /// `RebuildView.state`.
 pub fn rebuild_state_name() -> Schema {
     string_enum(

@@ -4,7 +4,9 @@
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, Params, PathParams};
-use super::types::{CreateService, RpoLevel, RpoStatus, ServiceList, ServiceView, UpdateService};
+use super::types::{
+    CreateService, RpoLevel, RpoStatus, ServiceAnswer, ServiceList, ServiceView, UpdateService,
+};
 use super::ApiState;
 use super::Role;
 use crate::model::{ServiceId, VmSlot, ZoneId};
@@ -445,9 +447,10 @@ pub async fn update(
     params(
         ("service" = ServiceId, Path, description = "The service id"),
         ("If-Match" = Option<String>, Header, nullable = false, description = "The version (ETag) the change is based on; a stale one answers 412"),
+        ("dry_run" = Option<bool>, Query, description = "Answer what the action would do (a Preflight) and change nothing"),
     ),
     responses(
-        (status = 200, description = "Deleted (tombstone)", body = ServiceView, headers(("ETag" = String, description = "The service's version token, quoted"))),
+        (status = 200, description = "Deleted (tombstone), or with dry_run the Preflight (no ETag)", body = ServiceAnswer, headers(("ETag" = String, description = "The service's version token, quoted"))),
         super::openapi::DeleteErrors,
     )
 )]
@@ -455,15 +458,26 @@ pub async fn delete(
     State(state): State<ApiState>,
     caller: Caller,
     p: PathParams,
+    q: Params,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     caller.require(Role::Operator)?;
+    let dry = super::actions::dry_run(q)?;
     let id: ServiceId = p.id("service")?;
     let expect = if_match(&headers)?;
     let cmd = Command::Delete {
         service: id.clone(),
         expect,
     };
+    if dry {
+        let pre = super::actions::command_preflight(
+            &state,
+            crate::engine::preflight::Action::Delete,
+            &id,
+            &cmd,
+        )?;
+        return Ok(Json(pre).into_response());
+    }
     state.db().execute(cmd, &caller.name).await?;
     tracing::info!(zone = %state.zone(), service = %id, actor = %caller.name, "service deleted");
     let v = view_of(&state, &id)?;

@@ -450,3 +450,133 @@ pub struct FeedEvent {
 pub struct Resync {
     pub skipped_commits: u64,
 }
+
+/// What a DR action would do: the answer of the action with
+/// `?dry_run=true`, which changes nothing (no event, no StorPool call). An
+/// action that would be refused answers its dry run with the same error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Preflight {
+    /// `failover`, `migrate`, `migrate/complete`, `revert`,
+    /// `test-failover`, `deactivate`, `resolve` or `delete`.
+    #[schema(schema_with = super::openapi::preflight_action_name)]
+    pub action: String,
+    pub service: ServiceId,
+    /// The zone whose node would run it (the one asked).
+    pub zone: ZoneId,
+    /// The RP it would use. Null when it uses none, or when a migration's
+    /// final RP is still to be taken (`takes_rp`).
+    #[schema(required = true)]
+    pub rp: Option<PreflightRp>,
+    /// The newest RP of the service, taken in any zone.
+    #[schema(required = true)]
+    pub newest_rp: Option<PreflightRp>,
+    /// A new RP is taken (a migration's final RP).
+    pub takes_rp: bool,
+    /// The data the action would lose, in seconds: from the RP it uses to
+    /// the newest RP anywhere (0 for a planned migration). Null for actions
+    /// that do not change the data the VM runs on (test failover,
+    /// deactivate, resolve, delete).
+    #[schema(required = true)]
+    pub data_loss_s: Option<f64>,
+    /// The zones with an active VM afterwards.
+    pub active_after: Vec<ZoneId>,
+    /// True if more than one zone would have an active VM afterwards: an
+    /// active-VM conflict.
+    pub conflict: bool,
+    /// The other zones with an active VM now or afterwards, and whether
+    /// each is reachable now.
+    pub other_zones: Vec<PreflightZone>,
+    /// Volumes it would create in this zone's cluster, named as the action
+    /// names them.
+    pub creates: Vec<FailoverVolume>,
+    /// Volumes it would revert, each to the snapshot named.
+    pub reverts: Vec<FailoverVolume>,
+    /// True if the action would change nothing (a retry, or already so).
+    pub changes_nothing: bool,
+    /// What to read before going on.
+    pub warnings: Vec<String>,
+}
+
+/// An RP as a preflight shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PreflightRp {
+    pub id: RpId,
+    /// The zone that took it.
+    pub origin: ZoneId,
+    /// When it was taken (UTC, RFC 3339).
+    #[schema(format = DateTime)]
+    pub taken: String,
+    /// Seconds since it was taken, by this zone's clock; null when it is
+    /// stamped beyond the allowed clock drift ahead (its age is unknown).
+    #[schema(required = true)]
+    pub age_s: Option<f64>,
+    /// The zones where its copy is complete.
+    pub complete_in: Vec<ZoneId>,
+}
+
+/// Another zone with an active VM now or after the action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PreflightZone {
+    pub zone: ZoneId,
+    pub active_now: bool,
+    pub active_after: bool,
+    /// Whether this zone's sync connection to it is up now; null when it is
+    /// not a sync peer of this zone (then this zone cannot tell).
+    #[schema(required = true)]
+    pub reachable: Option<bool>,
+}
+
+/// The answer of a failover, a completed migration, a revert or a test
+/// failover: what it did, or with `?dry_run=true` what it would do.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum FailoverAnswer {
+    Done(FailoverOutcome),
+    Preflight(Box<Preflight>),
+}
+
+/// The answer of a migration's start, or of its dry run.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum MigrationAnswer {
+    Started(MigrationStarted),
+    Preflight(Box<Preflight>),
+}
+
+/// The answer of deactivate, resolve or delete: the service, or with
+/// `?dry_run=true` what the write would do.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ServiceAnswer {
+    Service(ServiceView),
+    Preflight(Preflight),
+}
+
+/// A UTC time in ms since the epoch as RFC 3339, e.g.
+/// `2025-01-31T12:00:00.000Z`.
+pub fn rfc3339_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (y, m, d) = civil_from_days(secs / 86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60,
+        ms % 1000
+    )
+}
+
+/// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`, for days on or after the epoch).
+pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}

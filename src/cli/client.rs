@@ -6,7 +6,7 @@
 use crate::api::error::ErrorBody;
 use crate::api::types::{
     ConflictList, CreateService, DeactivateRequest, FailoverOutcome, FailoverRequest, FeedEvent,
-    MessageList, MessageView, MigrateRequest, MigrationStarted, PeerList, RebuildView,
+    MessageList, MessageView, MigrateRequest, MigrationStarted, PeerList, Preflight, RebuildView,
     ResolveRequest, Resync, RevertRequest, RpList, RpView, SendMessage, ServiceList, ServiceView,
     UpdateService, ZoneStatus,
 };
@@ -111,6 +111,19 @@ pub struct MessageFilter {
     pub direction: Option<String>,
     /// `Some(false)`: only messages not yet acknowledged.
     pub acked: Option<bool>,
+}
+
+/// A DR action with its request, as [`Client::preflight`] previews it.
+#[derive(Debug, Clone)]
+pub enum DrAction {
+    Failover(FailoverRequest),
+    Migrate(MigrateRequest),
+    CompleteMigration,
+    Revert(RevertRequest),
+    TestFailover(FailoverRequest),
+    Deactivate(DeactivateRequest),
+    Resolve(ResolveRequest),
+    Delete { if_match: Option<String> },
 }
 
 /// One item of the change feed.
@@ -468,6 +481,44 @@ impl Client {
         req: &DeactivateRequest,
     ) -> Result<ServiceView, ClientError> {
         self.post(&self.action(service, "deactivate"), req).await
+    }
+
+    /// The dry run (`?dry_run=true`) of a DR action: what it would do, or
+    /// the error the action itself would answer. Changes nothing.
+    pub async fn preflight(
+        &self,
+        service: &ServiceId,
+        action: &DrAction,
+    ) -> Result<Preflight, ClientError> {
+        let (method, path, body) = match action {
+            DrAction::Failover(req) => (Method::POST, self.action(service, "failover"), json(req)?),
+            DrAction::Migrate(req) => (Method::POST, self.action(service, "migrate"), json(req)?),
+            DrAction::CompleteMigration => (
+                Method::POST,
+                self.action(service, "migrate/complete"),
+                json(&NoArgs {})?,
+            ),
+            DrAction::Revert(req) => (Method::POST, self.action(service, "revert"), json(req)?),
+            DrAction::TestFailover(req) => (
+                Method::POST,
+                self.action(service, "test-failover"),
+                json(req)?,
+            ),
+            DrAction::Deactivate(req) => {
+                (Method::POST, self.action(service, "deactivate"), json(req)?)
+            }
+            DrAction::Resolve(req) => (Method::POST, self.action(service, "resolve"), json(req)?),
+            DrAction::Delete { if_match } => {
+                let headers: Vec<(&str, String)> = if_match
+                    .as_deref()
+                    .map(|v| vec![("if-match", if_match_value(v))])
+                    .unwrap_or_default();
+                let path = format!("/v1/services/{}?dry_run=true", enc(service.as_str()));
+                return self.call(Method::DELETE, &path, None, &headers).await;
+            }
+        };
+        self.call(method, &format!("{path}?dry_run=true"), Some(body), &[])
+            .await
     }
 
     /// `GET /v1/messages`.

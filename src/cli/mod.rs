@@ -9,7 +9,7 @@ mod error;
 mod ops;
 mod output;
 
-pub use client::{Client, ClientError, Feed, FeedItem, MessageFilter, ServiceFilter};
+pub use client::{Client, ClientError, DrAction, Feed, FeedItem, MessageFilter, ServiceFilter};
 pub use error::{CliError, ExitCode};
 
 use crate::model::{RpId, ServiceId, ZoneId};
@@ -20,13 +20,18 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  the server refused or failed the request (other 4xx/5xx)
-  2  usage error (bad command line)
+  2  usage error (bad command line), or a DR action not confirmed
   3  not found (no such service, recovery point or message; 404/410)
   4  conflict or stale version (409/412)
   5  the node could not be reached
 
 The API address and token come from --api / --token or DRENGINE_API /
-DRENGINE_TOKEN. Use --json for the server's JSON answers (for scripts).";
+DRENGINE_TOKEN. Use --json for the server's JSON answers (for scripts).
+
+DR actions (failover, migrate, revert, test-failover, deactivate, resolve,
+service delete) first show what they would do (the server's dry run) and
+ask you to type the service id; --yes goes ahead without asking (needed
+when stdin is not a terminal), --dry-run only shows it.";
 
 /// drengine: disaster recovery for multi-site clouds on StorPool.
 #[derive(Debug, Parser)]
@@ -112,6 +117,8 @@ pub enum Command {
         /// The RP to recover from (default: newest complete here).
         #[arg(long)]
         rp: Option<RpId>,
+        #[command(flatten)]
+        confirm: ops::Confirm,
     },
     /// Planned migration: `--target Z` in the source zone, then `--complete`
     /// in the target zone.
@@ -125,20 +132,27 @@ pub enum Command {
         target: Option<ZoneId>,
         #[arg(long)]
         complete: bool,
+        #[command(flatten)]
+        confirm: ops::Confirm,
     },
     /// Revert the VM's volumes in this zone to an RP.
     Revert {
         service: ServiceId,
         #[arg(long)]
         rp: RpId,
+        #[command(flatten)]
+        confirm: ops::Confirm,
     },
     /// Test failover (clones, no activation), or --cleanup to remove them.
     TestFailover {
         service: ServiceId,
         #[arg(long, conflicts_with = "cleanup")]
         rp: Option<RpId>,
-        #[arg(long)]
+        /// Remove the clones (asks nothing: no data is at stake).
+        #[arg(long, conflicts_with_all = ["dry_run", "yes"])]
         cleanup: bool,
+        #[command(flatten)]
+        confirm: ops::Confirm,
     },
     /// Mark a zone's VM inactive (operator); ends an active-VM conflict.
     Deactivate {
@@ -146,6 +160,8 @@ pub enum Command {
         /// The zone whose VM is marked inactive (default: this node's).
         #[arg(long)]
         zone: Option<ZoneId>,
+        #[command(flatten)]
+        confirm: ops::Confirm,
     },
     /// Control messages between CMPs (lists this zone's inbox by default).
     #[command(args_conflicts_with_subcommands = true)]

@@ -2,12 +2,12 @@
 //! printout of the `api::types` answer: a table, or with `--json` that
 //! answer as JSON (the server's fields, as it sent them).
 
-use super::client::{Client, FeedItem, MessageFilter, ServiceFilter};
+use super::client::{Client, DrAction, FeedItem, MessageFilter, ServiceFilter};
 use super::error::CliError;
 use super::output::{self, Done};
 use super::{ApiArgs, Command};
 use crate::api::types::{
-    CreateService, DeactivateRequest, FailoverRequest, MigrateRequest, ResolveRequest,
+    CreateService, DeactivateRequest, FailoverRequest, MigrateRequest, Preflight, ResolveRequest,
     RevertRequest, RpView, SendMessage, UpdateService,
 };
 use crate::model::{MessageId, Policy, Retention, RpId, ServiceId, ZoneId};
@@ -15,7 +15,22 @@ use crate::replica::{ConflictTarget, Dot};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
+
+/// How a DR action goes ahead. Without either flag the command shows the
+/// action's preflight (its dry run on the server) and asks for the service
+/// id on the terminal.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct Confirm {
+    /// Go ahead without showing the preflight or asking (scripts; needed
+    /// when stdin is not a terminal).
+    #[arg(long, short = 'y', conflicts_with = "dry_run")]
+    pub yes: bool,
+    /// Only show what the action would do (its preflight); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
 
 #[derive(Debug, Args)]
 pub struct ServicesArgs {
@@ -66,6 +81,8 @@ pub enum ServiceCmd {
         id: ServiceId,
         #[arg(long)]
         if_match: Option<String>,
+        #[command(flatten)]
+        confirm: Confirm,
     },
 }
 
@@ -141,6 +158,8 @@ pub struct ResolveArgs {
     /// For active_vms: the one zone whose VM stays active.
     #[arg(long)]
     pub keep_zone: Option<ZoneId>,
+    #[command(flatten)]
+    pub confirm: Confirm,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -260,7 +279,17 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
             let v = c.update_service(&id, &req, version.as_deref()).await?;
             show(json, &v, output::service_detail);
         }
-        Command::Service(ServiceCmd::Delete { id, if_match }) => {
+        Command::Service(ServiceCmd::Delete {
+            id,
+            if_match,
+            confirm,
+        }) => {
+            let action = DrAction::Delete {
+                if_match: if_match.clone(),
+            };
+            if !go_ahead(&c, json, confirm, &id, &action).await? {
+                return Ok(());
+            }
             let v = c.delete_service(&id, if_match.as_deref()).await?;
             show(json, &v, |v| line(format!("deleted {}", v.id)));
         }
@@ -293,24 +322,46 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
         }
         Command::Resolve(a) => {
             let req = resolve_request(a.field, a.choose, a.value, a.keep_zone)?;
+            let action = DrAction::Resolve(req.clone());
+            if !go_ahead(&c, json, a.confirm, &a.service, &action).await? {
+                return Ok(());
+            }
             let v = c.resolve(&a.service, &req).await?;
             show(json, &v, output::service_detail);
         }
-        Command::Failover { service, rp } => {
-            let v = c.failover(&service, &FailoverRequest { rp }).await?;
+        Command::Failover {
+            service,
+            rp,
+            confirm,
+        } => {
+            let req = FailoverRequest { rp };
+            let action = DrAction::Failover(req.clone());
+            if !go_ahead(&c, json, confirm, &service, &action).await? {
+                return Ok(());
+            }
+            let v = c.failover(&service, &req).await?;
             show(json, &v, |v| output::outcome(Done::Failover, v));
         }
         Command::Migrate {
             service,
             target,
             complete,
+            confirm,
         } => {
             if complete {
+                if !go_ahead(&c, json, confirm, &service, &DrAction::CompleteMigration).await? {
+                    return Ok(());
+                }
                 let v = c.complete_migration(&service).await?;
                 show(json, &v, |v| output::outcome(Done::Migration, v));
             } else {
                 let target = target.ok_or_else(|| CliError::usage("--target or --complete"))?;
-                let v = c.migrate(&service, &MigrateRequest { target }).await?;
+                let req = MigrateRequest { target };
+                let action = DrAction::Migrate(req.clone());
+                if !go_ahead(&c, json, confirm, &service, &action).await? {
+                    return Ok(());
+                }
+                let v = c.migrate(&service, &req).await?;
                 show(json, &v, |v| {
                     line(format!(
                         "migration to {} started; final RP {}. Run `drengine migrate {} --complete` against {}'s node once it is complete there.",
@@ -319,14 +370,24 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
                 });
             }
         }
-        Command::Revert { service, rp } => {
-            let v = c.revert(&service, &RevertRequest { rp }).await?;
+        Command::Revert {
+            service,
+            rp,
+            confirm,
+        } => {
+            let req = RevertRequest { rp };
+            let action = DrAction::Revert(req.clone());
+            if !go_ahead(&c, json, confirm, &service, &action).await? {
+                return Ok(());
+            }
+            let v = c.revert(&service, &req).await?;
             show(json, &v, |v| output::outcome(Done::Revert, v));
         }
         Command::TestFailover {
             service,
             rp,
             cleanup,
+            confirm,
         } => {
             if cleanup {
                 let v = c.cleanup_test_failover(&service).await?;
@@ -334,12 +395,26 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
                     line(format!("test failover of {} cleaned up", v.id))
                 });
             } else {
-                let v = c.test_failover(&service, &FailoverRequest { rp }).await?;
+                let req = FailoverRequest { rp };
+                let action = DrAction::TestFailover(req.clone());
+                if !go_ahead(&c, json, confirm, &service, &action).await? {
+                    return Ok(());
+                }
+                let v = c.test_failover(&service, &req).await?;
                 show(json, &v, |v| output::outcome(Done::TestFailover, v));
             }
         }
-        Command::Deactivate { service, zone } => {
-            let v = c.deactivate(&service, &DeactivateRequest { zone }).await?;
+        Command::Deactivate {
+            service,
+            zone,
+            confirm,
+        } => {
+            let req = DeactivateRequest { zone };
+            let action = DrAction::Deactivate(req.clone());
+            if !go_ahead(&c, json, confirm, &service, &action).await? {
+                return Ok(());
+            }
+            let v = c.deactivate(&service, &req).await?;
             show(json, &v, output::service_detail);
         }
         Command::Messages { cmd, list } => match cmd.unwrap_or(MessagesCmd::List(list)) {
@@ -368,6 +443,57 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
         Command::Devnet(_) => return Err(CliError::usage("not an API command")),
     }
     Ok(())
+}
+
+/// Whether a DR action goes ahead. `--yes`: at once, nothing asked.
+/// `--dry-run`: its preflight is printed (as JSON with `--json`) and it
+/// does not. Otherwise, on a terminal only, the preflight is shown on
+/// stderr and the operator types the service id to go ahead; a refusal of
+/// the dry run is the action's own refusal (same error, same exit code).
+async fn go_ahead(
+    c: &Client,
+    json: bool,
+    confirm: Confirm,
+    service: &ServiceId,
+    action: &DrAction,
+) -> Result<bool, CliError> {
+    if confirm.yes {
+        return Ok(true);
+    }
+    if confirm.dry_run {
+        let p = c.preflight(service, action).await?;
+        show(json, &p, output::preflight);
+        return Ok(false);
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(CliError::usage(
+            "stdin is not a terminal, so this DR action cannot be confirmed: \
+             pass --yes to run it without confirmation, or --dry-run to see what it would do",
+        ));
+    }
+    let p: Preflight = c.preflight(service, action).await?;
+    let mut err = std::io::stderr();
+    // The terminal is the operator's: if stderr cannot be written, the
+    // read below still decides.
+    let _ = write!(
+        err,
+        "{}\nType the service id ({service}) to go ahead: ",
+        output::preflight(&p)
+    );
+    let _ = err.flush();
+    let mut typed = String::new();
+    stdin
+        .lock()
+        .read_line(&mut typed)
+        .map_err(|e| CliError::usage(format!("cannot read the confirmation: {e}")))?;
+    if typed.trim() != service.as_str() {
+        return Err(CliError::usage(format!(
+            "not confirmed (typed {:?}, not {service}): nothing was done",
+            typed.trim()
+        )));
+    }
+    Ok(true)
 }
 
 /// The resolve request of the command line: exactly one way to settle the

@@ -2,8 +2,8 @@
 //! API's types. `--json` bypasses it.
 
 use crate::api::types::{
-    FailoverOutcome, FeedEvent, MessageList, PeerStatus, RebuildView, RpList, RpView, ServiceList,
-    ServiceView,
+    FailoverOutcome, FailoverVolume, FeedEvent, MessageList, PeerStatus, Preflight, PreflightRp,
+    RebuildView, RpList, RpView, ServiceList, ServiceView,
 };
 use crate::model::{Policy, Retention, VmSlot};
 use crate::replica::{Conflict, ConflictField, ConflictKind, Hlc};
@@ -68,23 +68,8 @@ pub fn hlc_time(h: &Hlc) -> String {
 /// An HLC stamp as a UTC date and time: what RPs, messages and conflict
 /// sides need, since they may be days old.
 pub fn hlc_datetime(h: &Hlc) -> String {
-    let (y, m, d) = civil_from_days(h.wall_ms / 86_400_000);
+    let (y, m, d) = crate::api::types::civil_from_days(h.wall_ms / 86_400_000);
     format!("{y:04}-{m:02}-{d:02} {}", hlc_time(h))
-}
-
-/// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`, for days on or after the epoch).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
 }
 
 pub fn services_table(l: &ServiceList) -> String {
@@ -480,6 +465,98 @@ pub fn outcome(done: Done, o: &FailoverOutcome) -> String {
 }
 
 /// One change-feed event as a line.
+/// What a DR action would do (its preflight), for the operator to read
+/// before confirming.
+pub fn preflight(p: &Preflight) -> String {
+    let rp_line = |r: &PreflightRp| {
+        let age = r
+            .age_s
+            .map_or_else(|| "age unknown".to_string(), |a| format!("{a:.0} s ago"));
+        let complete = if r.complete_in.is_empty() {
+            "complete nowhere".to_string()
+        } else {
+            format!("complete in {}", list(&r.complete_in))
+        };
+        format!("{} taken {} ({age}), {complete}", r.id, r.taken)
+    };
+    let mut out = format!(
+        "preflight: {} of service {} in {}{}\n",
+        p.action,
+        p.service,
+        p.zone,
+        if p.changes_nothing {
+            " (changes nothing)"
+        } else {
+            ""
+        }
+    );
+    let rp = match (&p.rp, p.takes_rp) {
+        (Some(r), _) => rp_line(r),
+        (None, true) => "a new (final) RP, taken by the action".into(),
+        (None, false) => "-".into(),
+    };
+    let after = if p.active_after.is_empty() {
+        "none".to_string()
+    } else {
+        list(&p.active_after)
+    };
+    let mut rows = vec![
+        vec!["RP used".to_string(), rp],
+        vec![
+            "newest RP".to_string(),
+            p.newest_rp.as_ref().map_or_else(|| "-".into(), rp_line),
+        ],
+        vec![
+            "data lost".to_string(),
+            p.data_loss_s
+                .map_or_else(|| "-".into(), |s| format!("{s:.0} s (to the newest RP)")),
+        ],
+        vec![
+            "active after".to_string(),
+            format!("{after}{}", if p.conflict { "  (CONFLICT)" } else { "" }),
+        ],
+    ];
+    for z in &p.other_zones {
+        let reach = match z.reachable {
+            Some(true) => "reachable",
+            Some(false) => "UNREACHABLE",
+            None => "reachability unknown (not a sync peer)",
+        };
+        let state = match (z.active_now, z.active_after) {
+            (true, true) => "VM active, stays active",
+            (true, false) => "VM active, marked inactive",
+            (false, true) => "VM becomes active",
+            (false, false) => "no active VM",
+        };
+        rows.push(vec![z.zone.to_string(), format!("{state}; {reach}")]);
+    }
+    for r in &rows {
+        out.push_str(&format!("  {:<13}{}\n", r[0], r[1]));
+    }
+    let volumes = |title: &str, v: &[FailoverVolume]| {
+        if v.is_empty() {
+            return String::new();
+        }
+        let rows: Vec<Vec<String>> = v
+            .iter()
+            .map(|v| vec![v.disk.clone(), v.volume.clone(), v.from_snapshot.clone()])
+            .collect();
+        format!(
+            "\n{title}\n{}",
+            table(&["DISK", "VOLUME", "FROM SNAPSHOT"], &rows)
+        )
+    };
+    out.push_str(&volumes("creates:", &p.creates));
+    out.push_str(&volumes("reverts:", &p.reverts));
+    if !p.warnings.is_empty() {
+        out.push_str("\nwarnings:\n");
+        for w in &p.warnings {
+            out.push_str(&format!("  - {w}\n"));
+        }
+    }
+    out
+}
+
 pub fn feed_line(e: &FeedEvent) -> String {
     let mut s = format!(
         "{} {}:{} {:<14} by {}",

@@ -3,6 +3,12 @@
 //! checks its preconditions against the replicated state of this zone only
 //! (so it works while other zones are unreachable), journals what it is
 //! about to create, and records the result in one replicated write.
+//!
+//! Each action is two halves: a `plan_*` that decides, from the replicated
+//! state and the journal only (no StorPool call, no write), what the action
+//! would do or why it is refused, and the execution of that plan. A dry
+//! run (`preflight.rs`) runs the same `plan_*` and answers the plan, so its
+//! refusals are the action's own.
 
 use super::core::{precondition, refused, rp_of, Inner};
 use super::journal::{self, Purpose, TestRecord, VolumesIntent};
@@ -13,6 +19,31 @@ use super::{EngineError, FailoverOutcome, FailoverVolume, MigrationStarted};
 use crate::model::{CopyState, RpId, ServiceId, VmSlot, ZoneId};
 use crate::replica::{Op, RecoveryPoint, Service};
 use crate::storpool::{VolumeCreate, VolumeRevert};
+
+/// What a failover or a migration's completion would do here.
+pub(crate) enum Activation {
+    /// The VM already runs here on volumes made from this RP (a retry):
+    /// the action answers what the first call did and changes nothing.
+    Done(RecoveryPoint, FailoverOutcome),
+    /// Create the VM's volumes from this RP and mark the VM active here.
+    Activate(RecoveryPoint),
+}
+
+/// What the first half of a planned migration would do here.
+pub(crate) enum MigrationStep {
+    /// A retry after the final RP was taken: the action answers it.
+    Taken(RecoveryPoint),
+    /// Mark the VM stopped here (`stop`, if it is still active), then take
+    /// the final RP.
+    Take { stop: Option<VmSlot> },
+}
+
+/// What a revert would do: each of the VM's volumes here back to its disk
+/// of `rp`.
+pub(crate) struct RevertPlan {
+    pub rp: RecoveryPoint,
+    pub volumes: Vec<FailoverVolume>,
+}
 
 impl Inner {
     /// Unplanned failover to this zone from `rp`, or the newest RP complete here.
@@ -25,17 +56,27 @@ impl Inner {
         let lock = self.lock_for(id);
         let _held = lock.lock().await;
         let s = self.live_service(id)?;
-        let rp = self.usable_rp(&s, rp)?;
-        if let Some(done) = self.already_running_from(&s, &rp)? {
-            return Ok(done);
+        match self.plan_failover(&s, rp)? {
+            Activation::Done(_, done) => Ok(done),
+            Activation::Activate(rp) => self.activate_from(&s, &rp, actor).await,
+        }
+    }
+
+    /// The failover's preconditions: the RP (`rp` or the newest complete
+    /// here) must be complete here, and the VM not active here already
+    /// (unless it runs on that RP's volumes: a retry).
+    pub(crate) fn plan_failover(&self, s: &Service, rp: Option<&RpId>) -> Result<Activation, Fail> {
+        let rp = self.usable_rp(s, rp)?;
+        if let Some(done) = self.already_running_from(s, &rp) {
+            return Ok(Activation::Done(rp, done));
         }
         if s.active_zones().contains(&self.zone) {
             return Err(precondition(format!(
-                "the VM of service {id} is already active in zone {}",
-                self.zone
+                "the VM of service {} is already active in zone {}",
+                s.id, self.zone
             )));
         }
-        self.activate_from(&s, &rp, actor).await
+        Ok(Activation::Activate(rp))
     }
 
     /// First half of a planned migration, in the zone where the VM runs:
@@ -48,11 +89,6 @@ impl Inner {
     ) -> Result<MigrationStarted, Fail> {
         let lock = self.lock_for(id);
         let _held = lock.lock().await;
-        if target == &self.zone {
-            return Err(refused(EngineError::Invalid(
-                "target: the VM already runs in this zone".into(),
-            )));
-        }
         // An RP left half taken is finished first: it was taken while the
         // VM ran and must not pass for the final one.
         if let Some(intent) = self.local_get::<journal::TakeIntent>(&journal::take_key(id))? {
@@ -62,6 +98,53 @@ impl Inner {
             }
         }
         let s = self.live_service(id)?;
+        let stop = match self.plan_migration(&s, target)? {
+            MigrationStep::Taken(rp) => {
+                // A retry after the final RP was taken.
+                return Ok(MigrationStarted {
+                    service: id.clone(),
+                    target: target.clone(),
+                    final_rp: rp.id,
+                });
+            }
+            MigrationStep::Take { stop } => stop,
+        };
+        if let Some(stopped) = stop {
+            self.write(
+                Op::SetSlot {
+                    service: id.clone(),
+                    zone: self.zone.clone(),
+                    slot: Some(stopped),
+                },
+                actor,
+                Vec::new(),
+            )
+            .await?;
+        }
+        let final_rp = self.take_rp_locked(id, Purpose::Final, actor).await?;
+        tracing::info!(zone = %self.zone, service = %id, target = %target, rp = %final_rp, "migration started");
+        Ok(MigrationStarted {
+            service: id.clone(),
+            target: target.clone(),
+            final_rp,
+        })
+    }
+
+    /// The migration's preconditions: another zone as the target, which
+    /// must be the recovery zone; a VM here, active in no other zone; and
+    /// either active here, or stopped here by this zone (then the final RP
+    /// is taken, or was: a retry).
+    pub(crate) fn plan_migration(
+        &self,
+        s: &Service,
+        target: &ZoneId,
+    ) -> Result<MigrationStep, Fail> {
+        let id = &s.id;
+        if target == &self.zone {
+            return Err(refused(EngineError::Invalid(
+                "target: the VM already runs in this zone".into(),
+            )));
+        }
         let policy = s
             .policy
             .get()
@@ -84,40 +167,23 @@ impl Inner {
             )));
         }
         if active.contains(&self.zone) {
-            let stopped = VmSlot {
-                active: false,
-                ..slot
-            };
-            self.write(
-                Op::SetSlot {
-                    service: id.clone(),
-                    zone: self.zone.clone(),
-                    slot: Some(stopped),
-                },
-                actor,
-                Vec::new(),
-            )
-            .await?;
-        } else if let Some(rp) = self.final_rp(&self.live_service(id)?, &self.zone) {
-            // A retry after the final RP was taken.
-            return Ok(MigrationStarted {
-                service: id.clone(),
-                target: target.clone(),
-                final_rp: rp.id.clone(),
+            return Ok(MigrationStep::Take {
+                stop: Some(VmSlot {
+                    active: false,
+                    ..slot
+                }),
             });
-        } else if self.stopped_by(&s, &self.zone).is_none() {
+        }
+        if let Some(rp) = self.final_rp(s, &self.zone) {
+            return Ok(MigrationStep::Taken(rp.clone()));
+        }
+        if self.stopped_by(s, &self.zone).is_none() {
             return Err(precondition(format!(
                 "the VM of service {id} is not active in zone {}",
                 self.zone
             )));
         }
-        let final_rp = self.take_rp_locked(id, Purpose::Final, actor).await?;
-        tracing::info!(zone = %self.zone, service = %id, target = %target, rp = %final_rp, "migration started");
-        Ok(MigrationStarted {
-            service: id.clone(),
-            target: target.clone(),
-            final_rp,
-        })
+        Ok(MigrationStep::Take { stop: None })
     }
 
     /// Second half of a planned migration, in the target zone: refuses
@@ -131,11 +197,28 @@ impl Inner {
         let lock = self.lock_for(id);
         let _held = lock.lock().await;
         let s = self.live_service(id)?;
+        let (source, rp) = match self.plan_complete_migration(&s)? {
+            (_, Activation::Done(_, done)) => return Ok(done),
+            (source, Activation::Activate(rp)) => (source, rp),
+        };
+        let out = self.activate_from(&s, &rp, actor).await?;
+        tracing::info!(zone = %self.zone, service = %id, from = %source, rp = %rp.id, "migration completed");
+        Ok(out)
+    }
+
+    /// The completion's preconditions: some zone took a final RP after it
+    /// stopped its VM (the newest such is the source), no VM is active, and
+    /// that RP is complete here. Answers the source zone and the plan.
+    pub(crate) fn plan_complete_migration(
+        &self,
+        s: &Service,
+    ) -> Result<(ZoneId, Activation), Fail> {
+        let id = &s.id;
         let finals: Vec<RpId> = s
             .slots
             .keys()
             .filter(|z| *z != &self.zone)
-            .filter_map(|z| self.final_rp(&s, z).map(|rp| rp.id.clone()))
+            .filter_map(|z| self.final_rp(s, z).map(|rp| rp.id.clone()))
             .collect();
         let source = s
             .newest_rp(|rp| finals.contains(&rp.id))
@@ -145,8 +228,8 @@ impl Inner {
                 "no migration of service {id} was started: no zone has a final RP taken after its VM was stopped"
             )));
         };
-        if let Some(done) = self.already_running_from(&s, &rp)? {
-            return Ok(done);
+        if let Some(done) = self.already_running_from(s, &rp) {
+            return Ok((source, Activation::Done(rp, done)));
         }
         let active = s.active_zones();
         if !active.is_empty() {
@@ -162,9 +245,7 @@ impl Inner {
                 rp.id, self.zone
             )));
         }
-        let out = self.activate_from(&s, &rp, actor).await?;
-        tracing::info!(zone = %self.zone, service = %id, from = %source, rp = %rp.id, "migration completed");
-        Ok(out)
+        Ok((source, Activation::Activate(rp)))
     }
 
     /// Reverts the VM's volumes in this (active) zone to an RP.
@@ -177,6 +258,25 @@ impl Inner {
         let lock = self.lock_for(id);
         let _held = lock.lock().await;
         let s = self.live_service(id)?;
+        let plan = self.plan_revert(&s, rp)?;
+        self.check_rp_snapshots(id, &plan.rp, "revert to").await?;
+        for v in &plan.volumes {
+            let req = VolumeRevert {
+                to_snapshot: v.from_snapshot.clone(),
+                revert_size: None,
+            };
+            self.sp
+                .run(self.sp.client.volume_revert(&v.volume, &req))
+                .await?;
+        }
+        tracing::info!(zone = %self.zone, service = %id, rp = %plan.rp.id, "reverted");
+        Ok(self.outcome(id, &plan.rp, plan.volumes))
+    }
+
+    /// The revert's preconditions: the VM active here, the RP complete
+    /// here with as many disks as the VM.
+    pub(crate) fn plan_revert(&self, s: &Service, rp: &RpId) -> Result<RevertPlan, Fail> {
+        let id = &s.id;
         let slot = s
             .slot(&self.zone)
             .filter(|slot| slot.active)
@@ -187,7 +287,7 @@ impl Inner {
                     self.zone
                 ))
             })?;
-        let rp = self.usable_rp(&s, Some(rp))?;
+        let rp = self.usable_rp(s, Some(rp))?;
         if rp.disks.len() != slot.disks.len() {
             return Err(precondition(format!(
                 "RP {} has {} disks, the VM has {}",
@@ -196,22 +296,17 @@ impl Inner {
                 slot.disks.len()
             )));
         }
-        self.check_rp_snapshots(id, &rp, "revert to").await?;
-        let mut volumes = Vec::new();
-        for (vol, d) in slot.disks.iter().zip(&rp.disks) {
-            let req = VolumeRevert {
-                to_snapshot: format!("~{}", d.global_id),
-                revert_size: None,
-            };
-            self.sp.run(self.sp.client.volume_revert(vol, &req)).await?;
-            volumes.push(FailoverVolume {
+        let volumes = slot
+            .disks
+            .iter()
+            .zip(&rp.disks)
+            .map(|(vol, d)| FailoverVolume {
                 disk: d.volume.clone(),
                 volume: vol.clone(),
-                from_snapshot: req.to_snapshot,
-            });
-        }
-        tracing::info!(zone = %self.zone, service = %id, rp = %rp.id, "reverted");
-        Ok(self.outcome(id, &rp, volumes))
+                from_snapshot: format!("~{}", d.global_id),
+            })
+            .collect();
+        Ok(RevertPlan { rp, volumes })
     }
 
     /// Test failover: clones of an RP here, tagged, without activating anything.
@@ -224,27 +319,37 @@ impl Inner {
         let lock = self.lock_for(id);
         let _held = lock.lock().await;
         let s = self.live_service(id)?;
-        let rp = self.usable_rp(&s, rp)?;
-        let key = journal::test_key(id);
-        if let Some(running) = self.local_get::<TestRecord>(&key)? {
-            if running.rp != rp.id {
-                return Err(precondition(format!(
-                    "a test failover of service {id} from {} is running: clean it up first",
-                    running.rp
-                )));
-            }
-        }
-        let names: Vec<String> = (0..rp.disks.len())
-            .map(|i| naming::object_name(Kind::Test, id, &rp.id, i))
-            .collect();
+        let (rp, names) = self.plan_test_failover(&s, rp)?;
         let record = TestRecord {
             rp: rp.id.clone(),
             volumes: names.clone(),
         };
-        self.local(vec![journal::put(key, &record)]).await?;
+        self.local(vec![journal::put(journal::test_key(id), &record)])
+            .await?;
         let volumes = self.create_volumes(Kind::Test, id, &rp, &names).await?;
         tracing::info!(zone = %self.zone, service = %id, rp = %rp.id, "test failover volumes created");
         Ok(self.outcome(id, &rp, volumes))
+    }
+
+    /// The test failover's preconditions: the RP complete here, and no
+    /// test failover from another RP running. Answers the RP and the
+    /// clones' names.
+    pub(crate) fn plan_test_failover(
+        &self,
+        s: &Service,
+        rp: Option<&RpId>,
+    ) -> Result<(RecoveryPoint, Vec<String>), Fail> {
+        let rp = self.usable_rp(s, rp)?;
+        if let Some(running) = self.local_get::<TestRecord>(&journal::test_key(&s.id))? {
+            if running.rp != rp.id {
+                return Err(precondition(format!(
+                    "a test failover of service {} from {} is running: clean it up first",
+                    s.id, running.rp
+                )));
+            }
+        }
+        let names = clone_names(Kind::Test, &s.id, &rp);
+        Ok((rp, names))
     }
 
     /// Deletes a test failover's clones: those its record names and any
@@ -300,19 +405,11 @@ impl Inner {
 
     /// If the VM already runs here on volumes made from `rp` (a retried
     /// failover or migration), what the first call answered.
-    fn already_running_from(
-        &self,
-        s: &Service,
-        rp: &RecoveryPoint,
-    ) -> Result<Option<FailoverOutcome>, Fail> {
-        let Some(slot) = s.slot(&self.zone).filter(|slot| slot.active) else {
-            return Ok(None);
-        };
-        let names: Vec<String> = (0..rp.disks.len())
-            .map(|i| naming::object_name(Kind::Vm, &s.id, &rp.id, i))
-            .collect();
+    fn already_running_from(&self, s: &Service, rp: &RecoveryPoint) -> Option<FailoverOutcome> {
+        let slot = s.slot(&self.zone).filter(|slot| slot.active)?;
+        let names = clone_names(Kind::Vm, &s.id, rp);
         if slot.disks != names {
-            return Ok(None);
+            return None;
         }
         let volumes = rp
             .disks
@@ -324,7 +421,7 @@ impl Inner {
                 from_snapshot: format!("~{}", d.global_id),
             })
             .collect();
-        Ok(Some(self.outcome(&s.id, rp, volumes)))
+        Some(self.outcome(&s.id, rp, volumes))
     }
 
     /// Creates the VM's volumes from `rp` and marks the VM active here, in
@@ -343,9 +440,7 @@ impl Inner {
                     .await?;
             }
         }
-        let names: Vec<String> = (0..rp.disks.len())
-            .map(|i| naming::object_name(Kind::Vm, id, &rp.id, i))
-            .collect();
+        let names = clone_names(Kind::Vm, id, rp);
         let intent = VolumesIntent {
             rp: rp.id.clone(),
             volumes: names.clone(),
@@ -505,8 +600,16 @@ impl Inner {
     }
 }
 
+/// The volumes a failover (`Kind::Vm`) or test failover (`Kind::Test`)
+/// makes from `rp`: one per disk, named from service, RP and disk index.
+pub(crate) fn clone_names(kind: Kind, id: &ServiceId, rp: &RecoveryPoint) -> Vec<String> {
+    (0..rp.disks.len())
+        .map(|i| naming::object_name(kind, id, &rp.id, i))
+        .collect()
+}
+
 /// Zones as an operator reads them in a message: `zone-a, zone-b`.
-fn zones_text<'a>(zones: impl IntoIterator<Item = &'a ZoneId>) -> String {
+pub(crate) fn zones_text<'a>(zones: impl IntoIterator<Item = &'a ZoneId>) -> String {
     zones
         .into_iter()
         .map(ZoneId::as_str)

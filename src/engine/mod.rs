@@ -16,6 +16,8 @@
 //! * `plan` — what one service needs now (pure); `reconciler` — the steps
 //!   that carry it out; `flows` — failover, migration, revert, test failover;
 //!   `sp` — the door to StorPool, with the crash hook tests use.
+//! * [`preflight`] — what an action would do, for its dry run: the flows'
+//!   own plans, answered instead of carried out (no write, no StorPool call).
 //!
 //! Architecture invariant: the engine changes StorPool only through names
 //! it derives from service and RP ids, acts on an existing snapshot only if
@@ -32,6 +34,7 @@ mod links;
 pub mod metrics;
 pub mod naming;
 mod plan;
+pub mod preflight;
 mod reconciler;
 pub mod retention;
 pub mod rpo;

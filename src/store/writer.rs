@@ -10,8 +10,8 @@ use super::{Store, StoreError};
 use crate::model::ServiceId;
 use crate::model::ZoneId;
 use crate::replica::{
-    decide, Command, Dot, Event, EventError, Op, Outcome, RebuildStatus, Received, Rejected,
-    Replica, SignedEvent, Snapshot, SnapshotError, VersionVector, WriteError,
+    decide, Command, Decision, Dot, Event, EventError, Op, Outcome, RebuildStatus, Received,
+    Rejected, Replica, SignedEvent, Snapshot, SnapshotError, VersionVector, WriteError,
 };
 use ed25519_dalek::SigningKey;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -301,6 +301,33 @@ impl Db {
     /// before any is applied, so a refusal changes nothing.
     pub async fn execute(&self, cmd: Command, actor: &str) -> Result<Executed, DbError> {
         self.execute_with_local(cmd, actor, Vec::new()).await
+    }
+
+    /// Decides `cmd` against the replica as it is now, as the writer would
+    /// (the signing gate, `replica::decide`, the local checks of each op),
+    /// and applies, signs and commits nothing: what a dry run answers. A
+    /// refusal is the one the write would meet if nothing lands first.
+    /// Runs under the replica's read lock, so the writer's batches (which
+    /// apply under the write lock) are never seen half applied.
+    /// `view` sees the replica and the decision under that one lock.
+    pub fn decide<R>(
+        &self,
+        cmd: &Command,
+        view: impl FnOnce(&Replica, &Decision) -> R,
+    ) -> Result<R, DbError> {
+        if self.is_poisoned() {
+            return Err(DbError::Poisoned);
+        }
+        let store = &self.inner.store;
+        let fingerprint_of = |id: &ServiceId| -> Option<Vec<u8>> {
+            store.local_get(&fingerprint_key(id)).ok().flatten()
+        };
+        let replica = read_lock(&self.inner.replica);
+        let decision = decide_checked(&replica, cmd, &fingerprint_of)?;
+        for op in &decision.ops {
+            replica.check_local(op)?;
+        }
+        Ok(view(&replica, &decision))
     }
 
     /// A command together with local rows, written only if it writes.
@@ -670,7 +697,6 @@ fn execute(
     slots: &mut Vec<Slot>,
     batch_local: &mut Vec<LocalMutation>,
 ) -> Result<(std::ops::Range<usize>, Outcome), DbError> {
-    replica.check_can_sign()?;
     let fingerprint_of = |id: &ServiceId| -> Option<Vec<u8>> {
         let key = fingerprint_key(id);
         let in_batch = batch_local.iter().rev().find_map(|m| match m {
@@ -684,12 +710,24 @@ fn execute(
             None => store.local_get(&key).ok().flatten(),
         }
     };
-    let decision = decide(replica, cmd, &fingerprint_of)?;
+    let decision = decide_checked(replica, cmd, &fingerprint_of)?;
     let range = write_ops(replica, decision.ops, actor, now, slots)?;
     if let Some((service, print)) = decision.keep_fingerprint {
         batch_local.push(LocalMutation::Put(fingerprint_key(&service), print));
     }
     Ok((range, decision.outcome))
+}
+
+/// The decision on a command, as every write and every dry run
+/// (`Db::decide`) takes it: refused unless the replica may sign now, then
+/// `replica::decide`.
+fn decide_checked(
+    replica: &Replica,
+    cmd: &Command,
+    fingerprint_of: &dyn Fn(&ServiceId) -> Option<Vec<u8>>,
+) -> Result<Decision, DbError> {
+    replica.check_can_sign()?;
+    Ok(decide(replica, cmd, fingerprint_of)?)
 }
 
 /// Applies local writes (`check_local` on every op first) and returns where
