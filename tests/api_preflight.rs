@@ -422,98 +422,69 @@ async fn every_dry_run_changes_nothing_says_what_the_action_does_and_is_refused_
     assert_eq!(pre_test["conflict"], false);
     assert_eq!(pre_test["data_loss_s"], Value::Null);
 
-    // Refused here, by the dry run as by the real call.
-    refused_alike(
-        &b,
-        &dep,
-        post("failover", CMP_TOKEN, json!({ "rp": rp2 })),
-        409,
-        "precondition",
-    )
-    .await;
-    refused_alike(
-        &b,
-        &dep,
-        post("failover", CMP_TOKEN, json!({ "rp": "zone-a.404" })),
-        404,
-        "not_found",
-    )
-    .await;
-    refused_alike(
-        &b,
-        &dep,
-        post("test-failover", CMP_TOKEN, json!({ "rp": rp2 })),
-        409,
-        "precondition",
-    )
-    .await;
-    refused_alike(
-        &b,
-        &dep,
-        post("revert", CMP_TOKEN, json!({ "rp": rp1 })),
-        409,
-        "precondition",
-    )
-    .await;
-    refused_alike(
-        &b,
-        &dep,
-        post("migrate", CMP_TOKEN, json!({ "target": "zone-a" })),
-        409,
-        "precondition",
-    )
-    .await;
-    refused_alike(
-        &b,
-        &dep,
-        post("migrate/complete", CMP_TOKEN, json!({})),
-        409,
-        "precondition",
-    )
-    .await;
-    refused_alike(
-        &b,
-        &dep,
-        post("deactivate", OP_TOKEN, json!({ "zone": "zone-c" })),
-        409,
-        "no_vm",
-    )
-    .await;
-    refused_alike(
-        &b,
-        &dep,
-        post(
-            "resolve",
-            OP_TOKEN,
-            json!({ "field": "active_vms", "keep_zone": "zone-a" }),
+    // Refused here, by the dry run as by the real call (the role is
+    // checked first, as for the real call: the last row).
+    let refusals = [
+        (
+            post("failover", CMP_TOKEN, json!({ "rp": rp2 })),
+            409,
+            "precondition",
         ),
-        409,
-        "no_conflict",
-    )
-    .await;
-    refused_alike(
-        &b,
-        &dep,
-        Ask {
-            method: Method::DELETE,
-            what: "",
-            token: OP_TOKEN,
-            body: None,
-            headers: vec![("if-match", "\"stale\"")],
-        },
-        412,
-        "precondition_failed",
-    )
-    .await;
-    // The role is checked first, as for the real call.
-    refused_alike(
-        &b,
-        &dep,
-        post("deactivate", CMP_TOKEN, json!({})),
-        403,
-        "forbidden",
-    )
-    .await;
+        (
+            post("failover", CMP_TOKEN, json!({ "rp": "zone-a.404" })),
+            404,
+            "not_found",
+        ),
+        (
+            post("test-failover", CMP_TOKEN, json!({ "rp": rp2 })),
+            409,
+            "precondition",
+        ),
+        (
+            post("revert", CMP_TOKEN, json!({ "rp": rp1 })),
+            409,
+            "precondition",
+        ),
+        (
+            post("migrate", CMP_TOKEN, json!({ "target": "zone-a" })),
+            409,
+            "precondition",
+        ),
+        (
+            post("migrate/complete", CMP_TOKEN, json!({})),
+            409,
+            "precondition",
+        ),
+        (
+            post("deactivate", OP_TOKEN, json!({ "zone": "zone-c" })),
+            409,
+            "no_vm",
+        ),
+        (
+            post(
+                "resolve",
+                OP_TOKEN,
+                json!({ "field": "active_vms", "keep_zone": "zone-a" }),
+            ),
+            409,
+            "no_conflict",
+        ),
+        (
+            Ask {
+                method: Method::DELETE,
+                what: "",
+                token: OP_TOKEN,
+                body: None,
+                headers: vec![("if-match", "\"stale\"")],
+            },
+            412,
+            "precondition_failed",
+        ),
+        (post("deactivate", CMP_TOKEN, json!({})), 403, "forbidden"),
+    ];
+    for (ask, status, code) in refusals {
+        refused_alike(&b, &dep, ask, status, code).await;
+    }
     // A bad dry_run value is named.
     let (status, bad) = b
         .call(

@@ -957,9 +957,10 @@ async fn rpo_levels_move_ok_warning_critical_as_time_passes() {
     .await;
 }
 
-/// The body of a create for VM `vm` of a service sending its RPs to `recovery`.
-fn create_body(vm: &str, recovery: &str) -> Value {
-    json!({
+/// `POST /v1/services` in zone-a for VM `vm` (one disk, created first by
+/// the caller) sending its RPs to `recovery`, with id `id` if given.
+async fn create_in_a(net: &Net, vm: &str, recovery: &str, id: Option<&str>) -> Answer {
+    let mut body = json!({
         "cmp_vm_id": vm,
         "disks": [format!("{vm}-disk0")],
         "policy": {
@@ -968,7 +969,43 @@ fn create_body(vm: &str, recovery: &str) -> Value {
             "local_retention": { "keep_last": 2, "keep_for_s": 0 },
             "remote_retention": { "keep_last": 2, "keep_for_s": 0 }
         }
-    })
+    });
+    if let Some(id) = id {
+        body["id"] = json!(id);
+    }
+    net.call(
+        "zone-a",
+        Method::POST,
+        "/v1/services",
+        Some(CMP_TOKEN),
+        Some(body),
+        &[],
+    )
+    .await
+}
+
+/// `storage_links` of `zone`'s status, once its engine has read them.
+async fn storage_links(net: &Net, zone: &str) -> Value {
+    wait_for(
+        &format!("{zone} reads its StorPool links"),
+        WAIT,
+        || async {
+            let v = net.status(zone).await["storage_links"].clone();
+            (!v.is_null()).then_some(v)
+        },
+    )
+    .await
+}
+
+/// Asserts a 422 on `policy.recovery_zone`.
+fn assert_unreachable_refused(a: &Answer) {
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert_eq!(a.error_code(), Some("invalid_input"), "{}", a.body);
+    assert_eq!(
+        a.body["error"]["field"], "policy.recovery_zone",
+        "{}",
+        a.body
+    );
 }
 
 /// Only zones the storage can reach: zone-a's cluster has no link to
@@ -987,35 +1024,16 @@ async fn a_recovery_zone_the_local_storage_cannot_reach_is_refused() {
             net.start_zone(z).await;
         }
         net.wait_ready(&ZONES).await;
-        let links = wait_for("zone-a reads its StorPool links", WAIT, || async {
-            let v = net.status("zone-a").await["storage_links"].clone();
-            (!v.is_null()).then_some(v)
-        })
-        .await;
+        let links = storage_links(&net, "zone-a").await;
         assert_eq!(links["reachable"], json!(["zone-b"]), "{links}");
         assert_eq!(links["unreachable"], json!(["zone-c"]), "{links}");
-        let b = wait_for("zone-b reads its StorPool links", WAIT, || async {
-            let v = net.status("zone-b").await["storage_links"].clone();
-            (!v.is_null()).then_some(v)
-        })
-        .await;
+        let b = storage_links(&net, "zone-b").await;
         assert_eq!(b["reachable"], json!(["zone-a", "zone-c"]), "{b}");
 
         net.create_volume("zone-a", "vm-link-disk0").await;
         let digest = net.digest("zone-a").await;
-        let a = net
-            .call(
-                "zone-a",
-                Method::POST,
-                "/v1/services",
-                Some(CMP_TOKEN),
-                Some(create_body("vm-link", "zone-c")),
-                &[],
-            )
-            .await;
-        assert_eq!(a.status, 422, "{}", a.body);
-        assert_eq!(a.error_code(), Some("invalid_input"), "{}", a.body);
-        assert_eq!(a.body["error"]["field"], "policy.recovery_zone", "{}", a.body);
+        let a = create_in_a(&net, "vm-link", "zone-c", None).await;
+        assert_unreachable_refused(&a);
         let msg = a.body["error"]["message"].as_str().unwrap_or_default();
         assert!(
             msg.contains("zone-c") && msg.contains("can reach: zone-b"),
@@ -1028,18 +1046,9 @@ async fn a_recovery_zone_the_local_storage_cannot_reach_is_refused() {
         );
 
         // A service sending to zone-b may not be moved to zone-c from zone-a…
-        let ok = net
-            .call(
-                "zone-a",
-                Method::POST,
-                "/v1/services",
-                Some(CMP_TOKEN),
-                Some(create_body("vm-link", "zone-b")),
-                &[],
-            )
-            .await;
+        let ok = create_in_a(&net, "vm-link", "zone-b", None).await;
         ok.expect(201);
-        let id = ok.body["id"].as_str().expect("id").to_string();
+        let id = ServiceId::new(ok.body["id"].as_str().expect("id")).expect("id");
         let mut policy = ok.body["policy"].clone();
         policy["recovery_zone"] = json!("zone-c");
         let patch = net
@@ -1052,37 +1061,20 @@ async fn a_recovery_zone_the_local_storage_cannot_reach_is_refused() {
                 &[],
             )
             .await;
-        assert_eq!(patch.status, 422, "{}", patch.body);
+        assert_unreachable_refused(&patch);
         assert_eq!(
-            patch.body["error"]["field"], "policy.recovery_zone",
-            "{}",
-            patch.body
-        );
-        assert_eq!(
-            service(&net, "zone-a", &ServiceId::new(id.clone()).expect("id")).await["policy"]
-                ["recovery_zone"],
+            service(&net, "zone-a", &id).await["policy"]["recovery_zone"],
             "zone-b"
         );
 
         // …until the clusters are linked.
         net.storpool_faults("zone-a", json!({"peer": "zone-c", "unlinked": false}))
             .await;
-        let mut body = create_body("vm-link", "zone-c");
-        body["id"] = json!("vm-link-c");
         wait_until(
             "a create naming zone-c passes once linked",
             WAIT,
             || async {
-                let a = net
-                    .call(
-                        "zone-a",
-                        Method::POST,
-                        "/v1/services",
-                        Some(CMP_TOKEN),
-                        Some(body.clone()),
-                        &[],
-                    )
-                    .await;
+                let a = create_in_a(&net, "vm-link", "zone-c", Some("vm-link-c")).await;
                 assert!(a.status == 201 || a.status == 422, "{}", a.body);
                 a.status == 201
             },

@@ -32,8 +32,8 @@ pub(crate) struct Inner {
     /// Reconciler passes skipped while the node could not act.
     pub ticks_skipped: std::sync::atomic::AtomicU64,
     pub metrics: super::metrics::EngineMetrics,
-    /// What the local cluster can reach (`links`).
-    pub links: Mutex<super::links::LinksCache>,
+    /// What the local cluster can reach, and when it was read (`links`).
+    pub links: Mutex<Option<(std::time::Instant, super::links::StorageLinks)>>,
 }
 
 impl Inner {
@@ -50,7 +50,7 @@ impl Inner {
             permits,
             ticks_skipped: std::sync::atomic::AtomicU64::new(0),
             metrics: super::metrics::EngineMetrics::default(),
-            links: Mutex::new(Default::default()),
+            links: Mutex::new(None),
         }
     }
 

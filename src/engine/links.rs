@@ -34,24 +34,16 @@ pub struct StorageLinks {
     pub checked_ms_ago: u64,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct LinksCache {
-    read: Option<(Instant, StorageLinks)>,
-}
-
 impl Inner {
     /// The links as last read, if they were (no StorPool call).
     pub fn cached_links(&self) -> Option<StorageLinks> {
-        self.links_cache()
-            .read
-            .as_ref()
-            .map(|(at, l)| StorageLinks {
-                checked_ms_ago: u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX),
-                ..l.clone()
-            })
+        self.links_cache().as_ref().map(|(at, l)| StorageLinks {
+            checked_ms_ago: u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX),
+            ..l.clone()
+        })
     }
 
-    fn links_cache(&self) -> std::sync::MutexGuard<'_, LinksCache> {
+    fn links_cache(&self) -> std::sync::MutexGuard<'_, Option<(Instant, StorageLinks)>> {
         self.links.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -76,10 +68,10 @@ impl Inner {
             checked_ms_ago: 0,
         };
         let mut cache = self.links_cache();
-        if cache.read.as_ref().map(|(_, l)| &l.reachable) != Some(&links.reachable) {
+        if cache.as_ref().map(|(_, l)| &l.reachable) != Some(&links.reachable) {
             tracing::info!(zone = %self.zone, reachable = ?links.reachable, unreachable = ?links.unreachable, "StorPool links read");
         }
-        cache.read = Some((Instant::now(), links.clone()));
+        *cache = Some((Instant::now(), links.clone()));
         Ok(links)
     }
 
@@ -90,7 +82,7 @@ impl Inner {
         if *zone == self.zone {
             return Ok(());
         }
-        let cached = self.links_cache().read.clone();
+        let cached = self.links_cache().clone();
         let links = match cached {
             Some((at, l)) if at.elapsed() < REREAD_AFTER => l,
             stale => match self.refresh_links().await {

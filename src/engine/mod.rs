@@ -332,11 +332,6 @@ impl Engine {
         self.inner.as_ref()?.cached_links()
     }
 
-    /// Reads the cluster's remote locations now (`LocationsList`).
-    pub async fn refresh_storage_links(&self) -> Result<StorageLinks, EngineError> {
-        self.inner()?.refresh_links().await
-    }
-
     /// Refuses `zone` as where this zone sends RPs when the local cluster
     /// has no link to it (`engine::links`): a 422 naming `field` and the
     /// zones it can reach. Passes with the engine off or the links unknown.
