@@ -353,6 +353,15 @@ async fn every_dry_run_changes_nothing_says_what_the_action_does_and_is_refused_
     })
     .await;
 
+    // Where the VM's RPs go now: zone-a's to zone-b.
+    let view = b.get(&format!("/v1/services/{SVC}")).await;
+    assert_eq!(
+        view["protection"],
+        json!([{ "zone": "zone-a", "rps_go_to": "zone-b" }]),
+        "{view}"
+    );
+    assert_eq!(view["rpo"]["kept_only_in"], json!([]), "{view}");
+
     // The failover's dry run in zone-b.
     let failover = post("failover", CMP_TOKEN, json!({}));
     let (status, pre) = dry(&b, &dep, &failover).await;
@@ -401,7 +410,16 @@ async fn every_dry_run_changes_nothing_says_what_the_action_does_and_is_refused_
     assert_eq!(names(&pre["creates"]), vm_names, "{pre}");
     assert_eq!(pre["reverts"], json!([]));
     assert_eq!(pre["changes_nothing"], false);
+    // zone-b's RPs would be kept only in zone-b (its recovery zone) while
+    // zone-a's VM is active: no other zone to name here (see
+    // tests/engine_failover.rs for a failover naming one).
+    assert_eq!(
+        pre["protection"],
+        json!({ "rps_go_to": null, "storage_link": null }),
+        "{pre}"
+    );
     let warnings = pre["warnings"].to_string();
+    assert!(warnings.contains("kept only in zone-b"), "{warnings}");
     assert!(warnings.contains("zone-a is unreachable"), "{warnings}");
     assert!(warnings.contains("active-VM conflict"), "{warnings}");
     assert!(
@@ -434,6 +452,31 @@ async fn every_dry_run_changes_nothing_says_what_the_action_does_and_is_refused_
             post("failover", CMP_TOKEN, json!({ "rp": "zone-a.404" })),
             404,
             "not_found",
+        ),
+        (
+            post("failover", CMP_TOKEN, json!({ "recovery_zone": "zone-b" })),
+            422,
+            "invalid_input",
+        ),
+        (
+            post("failover", CMP_TOKEN, json!({ "recovery_zone": "zone-q" })),
+            422,
+            "invalid_input",
+        ),
+        // zone-a's VM is active: it cannot be the recovery zone too.
+        (
+            post("failover", CMP_TOKEN, json!({ "recovery_zone": "zone-a" })),
+            422,
+            "invalid_input",
+        ),
+        (
+            post(
+                "test-failover",
+                CMP_TOKEN,
+                json!({ "recovery_zone": "zone-a" }),
+            ),
+            400,
+            "bad_request",
         ),
         (
             post("test-failover", CMP_TOKEN, json!({ "rp": rp2 })),
@@ -531,6 +574,18 @@ async fn every_dry_run_changes_nothing_says_what_the_action_does_and_is_refused_
     assert_eq!(done["volumes"], pre["creates"]);
     let view = b.get(&format!("/v1/services/{SVC}")).await;
     assert_eq!(view["active_zones"], pre["active_after"], "{view}");
+    // zone-a's RPs go to zone-b; zone-b keeps its own only there, and the
+    // RPO status says so.
+    assert_eq!(
+        view["protection"],
+        json!([
+            { "zone": "zone-a", "rps_go_to": "zone-b" },
+            { "zone": "zone-b", "rps_go_to": null }
+        ]),
+        "{view}"
+    );
+    assert_eq!(view["rpo"]["kept_only_in"], json!(["zone-b"]), "{view}");
+    assert_ne!(view["rpo"]["level"], "ok", "{view}");
     let in_b: Vec<String> = StorPoolClient::new(dep.emulator().storpool_config("zone-b").unwrap())
         .unwrap()
         .volumes_list()

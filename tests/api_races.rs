@@ -347,45 +347,55 @@ async fn resolves_racing_peer_writes_apply_only_to_the_sides_they_saw() {
 async fn deactivates_racing_patches_lose_no_acknowledged_slot() {
     const DEACTIVATORS: usize = 3;
     const PATCHES: usize = 60;
+    // Rounds (main has one): in about 1 run of 8 the old code's window
+    // was missed, with 200 PATCHes as with 60 (the PATCH and deactivate
+    // loops fall into a step that keeps every deactivate clear of a
+    // PATCH), so the race is run again on a fresh service instead.
+    const ROUNDS: usize = 6;
     let n = start_node_with(|c| c.api.tokens.extend(operators(DEACTIVATORS))).await;
-    let id = n.protect("vm-d").await["id"].as_str().unwrap().to_string();
-    let patches_done = AtomicBool::new(false);
-    let cmp = async {
-        let mut last = Vec::new();
-        for i in 0..PATCHES {
-            let disks = vec![format!("vm-d-v{i}")];
-            let a = n
-                .call(
-                    Method::PATCH,
-                    &format!("/v1/services/{id}"),
-                    Some(CMP_TOKEN),
-                    Some(json!({"slot": slot("vm-d", &disks, true)})),
-                    &[],
-                )
-                .await;
-            assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-            last = disks;
-        }
-        patches_done.store(true, Ordering::SeqCst);
-        last
-    };
-    let deactivator = |op: usize| {
-        let (n, id, patches_done) = (&n, &id, &patches_done);
-        async move {
-            let token = format!("op-{op}-token");
-            for _ in 0..MAX_ATTEMPTS {
-                if patches_done.load(Ordering::SeqCst) {
-                    return;
-                }
+    let mut kept = Vec::new();
+    for round in 0..ROUNDS {
+        let vm = format!("vm-d{round}");
+        let id = n.protect(&vm).await["id"].as_str().unwrap().to_string();
+        let patches_done = AtomicBool::new(false);
+        let cmp = async {
+            let mut last = Vec::new();
+            for i in 0..PATCHES {
+                let disks = vec![format!("{vm}-v{i}")];
                 let a = n
-                    .post(&format!("/v1/services/{id}/deactivate"), &token, json!({}))
+                    .call(
+                        Method::PATCH,
+                        &format!("/v1/services/{id}"),
+                        Some(CMP_TOKEN),
+                        Some(json!({"slot": slot(&vm, &disks, true)})),
+                        &[],
+                    )
                     .await;
                 assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+                last = disks;
             }
-            panic!("operator {op} still deactivating after {MAX_ATTEMPTS} tries");
-        }
-    };
-    let (last_disks, _) = tokio::join!(cmp, join_all((0..DEACTIVATORS).map(deactivator)));
+            patches_done.store(true, Ordering::SeqCst);
+            last
+        };
+        let deactivator = |op: usize| {
+            let (n, id, patches_done) = (&n, &id, &patches_done);
+            async move {
+                let token = format!("op-{op}-token");
+                for _ in 0..MAX_ATTEMPTS {
+                    if patches_done.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let a = n
+                        .post(&format!("/v1/services/{id}/deactivate"), &token, json!({}))
+                        .await;
+                    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+                }
+                panic!("operator {op} still deactivating after {MAX_ATTEMPTS} tries");
+            }
+        };
+        let (last_disks, _) = tokio::join!(cmp, join_all((0..DEACTIVATORS).map(deactivator)));
+        kept.push((id, last_disks));
+    }
 
     let log = event_log(&n);
     let mut deactivations = 0;
@@ -393,9 +403,9 @@ async fn deactivates_racing_patches_lose_no_acknowledged_slot() {
         let actor = format!("op-{op}");
         for ev in events_of(&log, "zone-a", &actor) {
             let Op::SetSlot {
+                service: id,
                 zone: z,
                 slot: Some(written),
-                ..
             } = &ev.op
             else {
                 panic!("{actor}: {:?}", ev.op)
@@ -403,7 +413,7 @@ async fn deactivates_racing_patches_lose_no_acknowledged_slot() {
             assert_eq!(z.as_str(), "zone-a");
             assert!(!written.active, "{actor}: {written:?}");
             let before = state_before(&n, &log, ev);
-            let values = before.service(&sid(&id)).unwrap().slots[&zone("zone-a")]
+            let values = before.service(id).unwrap().slots[&zone("zone-a")]
                 .values()
                 .to_vec();
             let replaced: Vec<&VmSlot> = values.iter().filter_map(|v| v.value.as_ref()).collect();
@@ -424,14 +434,21 @@ async fn deactivates_racing_patches_lose_no_acknowledged_slot() {
             deactivations += 1;
         }
     }
-    eprintln!("{deactivations} deactivations written between {PATCHES} PATCHes");
+    eprintln!(
+        "{deactivations} deactivations written between {PATCHES} PATCHes, over {ROUNDS} rounds"
+    );
     assert!(deactivations > 0, "no deactivate raced a PATCH");
-    let now = n.node.db().read(|r| {
-        r.service(&sid(&id))
-            .and_then(|s| s.slot(&zone("zone-a")).cloned())
-            .unwrap()
-    });
-    assert_eq!(now.disks, last_disks, "the last acknowledged PATCH is kept");
+    for (id, last_disks) in &kept {
+        let now = n.node.db().read(|r| {
+            r.service(&sid(id))
+                .and_then(|s| s.slot(&zone("zone-a")).cloned())
+                .unwrap()
+        });
+        assert_eq!(
+            &now.disks, last_disks,
+            "the last acknowledged PATCH of {id} is kept"
+        );
+    }
     n.node.shutdown().await;
 }
 
@@ -462,7 +479,9 @@ fn quiet_ids(prefix: &str, count: usize, intervals_s: &[u64]) -> Vec<ServiceId> 
 /// before it (`… replaced …`, and the final policy is not the PATCH's).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reverse_replication_racing_if_match_patches_keeps_every_acknowledged_policy() {
-    const ROUNDS: usize = 3;
+    // 6, not main's 3: at 3 the old code's window was missed in about 1
+    // run of 16 (every retarget read and wrote clear of the PATCHes).
+    const ROUNDS: usize = 6;
     const SERVICES: usize = 24;
     const INTERVAL_S: u64 = 86_400;
     const NEW_INTERVAL_S: u64 = 43_200;

@@ -174,7 +174,7 @@ async fn failover_survives_a_crash_at_every_call() {
             })
             .await;
             net.engine("b").set_crash_point(Some(point));
-            match net.engine("b").failover(&id, None, "operator").await {
+            match net.engine("b").failover(&id, None, None, "operator").await {
                 Ok(_) => finished = true,
                 Err(EngineError::NotRunning) => {}
                 Err(e) => panic!("{point:?}: {e}"),
@@ -193,7 +193,7 @@ async fn failover_survives_a_crash_at_every_call() {
                     .is_some_and(|s| s.active));
                 // ...and the operator's retry succeeds.
                 net.engine("b")
-                    .failover(&id, None, "operator")
+                    .failover(&id, None, None, "operator")
                     .await
                     .unwrap();
             }

@@ -36,7 +36,7 @@ async fn rp_replicates_then_failover_while_primary_down() {
     // Zone a is unreachable from here on: no relaying, no engine.
     let out = net
         .engine("b")
-        .failover(&id, None, "operator")
+        .failover(&id, None, None, "operator")
         .await
         .unwrap();
     assert_eq!(out.rp, rp);
@@ -68,7 +68,7 @@ async fn rp_replicates_then_failover_while_primary_down() {
     // A retried failover answers the same; no second set of volumes.
     let again = net
         .engine("b")
-        .failover(&id, None, "operator")
+        .failover(&id, None, None, "operator")
         .await
         .unwrap();
     assert_eq!(again, out);
@@ -83,7 +83,7 @@ async fn failover_refuses_without_a_complete_rp() {
     let id = svc("vm1");
     net.protect("a", &id, &["vm1-d0"], "b", 3600, 3).await;
     net.sync(&["a", "b"]).await;
-    match net.engine("b").failover(&id, None, "operator").await {
+    match net.engine("b").failover(&id, None, None, "operator").await {
         Err(EngineError::Precondition(m)) => assert!(m.contains("no recovery point"), "{m}"),
         other => panic!("unexpected {other:?}"),
     }
@@ -128,7 +128,7 @@ async fn failover_while_primary_down_then_conflict_resolved() {
     let bc = ["b", "c"];
     let out = net
         .engine("b")
-        .failover(&id, None, "operator-b")
+        .failover(&id, None, None, "operator-b")
         .await
         .unwrap();
     assert_eq!(out.rp, rp1);
@@ -196,4 +196,174 @@ async fn failover_while_primary_down_then_conflict_resolved() {
     for zone in all {
         net.assert_consistent(zone).await;
     }
+}
+
+/// A failover may name a new recovery zone. Without one, the new VM's RPs
+/// stay in b (the old recovery zone) until the active-VM conflict is
+/// resolved, and the RPO status says they are kept only locally; with one,
+/// the policy names it in the same write that marks the VM active, and b's
+/// next RP is complete in c. Refused recovery zones change nothing: b
+/// itself, a zone not configured, one b's cluster has no link to.
+#[tokio::test]
+async fn failover_naming_a_recovery_zone_protects_the_new_vm_at_once() {
+    let net = Net::new(&["a", "b", "c"], |_| {}).await;
+    let all = ["a", "b", "c"];
+    let (id, plain) = (svc("vm1"), svc("vm2"));
+    net.protect("a", &id, &["vm1-d0"], "b", 3600, 5).await;
+    net.protect("a", &plain, &["vm2-d0"], "b", 3600, 5).await;
+    let rp1 = net.engine("a").take_rp(&id, "cmp").await.unwrap();
+    let rp2 = net.engine("a").take_rp(&plain, "cmp").await.unwrap();
+    net.settle("both RPs complete in b", &all, |n| {
+        n.complete_in("b", &id, &rp1) && n.complete_in("b", &plain, &rp2)
+    })
+    .await;
+    // A migration to a zone a's cluster has no link to is refused too,
+    // before the VM is marked stopped.
+    let unlink = |cluster: &str, peer: &str, on: bool| {
+        net.dep
+            .emulator()
+            .set_faults(
+                cluster,
+                &drengine::emulator::FaultUpdate {
+                    peer: Some(peer.into()),
+                    unlinked: Some(on),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+    };
+    unlink("a", "b", true);
+    match net
+        .engine("a")
+        .start_migration(&plain, &z("b"), "operator")
+        .await
+    {
+        Err(EngineError::InvalidInput(e)) => {
+            assert_eq!(e.field_name(), "target");
+            assert!(
+                e.to_string().contains("no link to zone b; it can reach: c"),
+                "{e}"
+            );
+        }
+        other => panic!("migration: {other:?}"),
+    }
+    assert!(net.service("a", &plain).slot(&z("a")).unwrap().active);
+    unlink("a", "b", false);
+
+    net.engine("a").shutdown().await;
+    let bc = ["b", "c"];
+    let rules = net.engine_cfg.rpo_rules();
+    let rpo_in_b = |id: &drengine::model::ServiceId| {
+        drengine::engine::rpo::rpo(&net.service("b", id), net.engine_cfg.clock.now_ms(), &rules)
+    };
+
+    // Without a recovery zone: b's RPs are kept only in b.
+    net.engine("b")
+        .failover(&plain, None, None, "operator")
+        .await
+        .unwrap();
+    let st = rpo_in_b(&plain);
+    assert_eq!(st.kept_only_in, vec![z("b")], "{st:?}");
+    assert!(st.level >= drengine::engine::RpoLevel::Warning, "{st:?}");
+
+    // Refused: b itself, an unknown zone, then c while b's cluster has no
+    // link to c's. Nothing is written, no volume made.
+    unlink("b", "c", true);
+    let vv = net.db("b").read(|r| r.vv().clone());
+    let volumes = net.volumes_list("b").await.len();
+    for (rz, want) in [
+        ("b", "is this zone"),
+        ("zz", "not a configured zone"),
+        ("c", "has no link to zone c; it can reach: a"),
+    ] {
+        match net
+            .engine("b")
+            .failover(&id, None, Some(&z(rz)), "operator")
+            .await
+        {
+            Err(EngineError::InvalidInput(e)) => {
+                assert_eq!(e.field_name(), "recovery_zone");
+                assert!(e.to_string().contains(want), "{rz}: {e}");
+            }
+            other => panic!("recovery zone {rz}: {other:?}"),
+        }
+    }
+    // The dry run refuses alike (it judges the links as last read).
+    let peers = drengine::engine::preflight::Peers::new();
+    match net
+        .engine("b")
+        .preview_failover(&id, None, Some(&z("c")), &peers)
+    {
+        Err(EngineError::InvalidInput(e)) => assert!(e.to_string().contains("no link"), "{e}"),
+        other => panic!("dry run: {other:?}"),
+    }
+    assert_eq!(net.db("b").read(|r| r.vv().clone()), vv, "a refusal wrote");
+    assert_eq!(net.volumes_list("b").await.len(), volumes);
+    unlink("b", "c", false);
+
+    // Naming c: the slot and the policy are written together (one
+    // command, decided and committed in one writer step).
+    // (Once the links are read again: a check re-reads them when the last
+    // read is over a second old.)
+    let out = wait_for(
+        "a failover naming c passes once linked",
+        SETTLE_WAIT,
+        || async {
+            match net
+                .engine("b")
+                .failover(&id, None, Some(&z("c")), "operator")
+                .await
+            {
+                Ok(out) => Some(out),
+                Err(EngineError::InvalidInput(e)) if e.to_string().contains("no link") => None,
+                Err(e) => panic!("{e:?}"),
+            }
+        },
+    )
+    .await;
+    assert_eq!(out.rp, rp1);
+    let again = net
+        .engine("b")
+        .preview_failover(&id, None, Some(&z("c")), &peers)
+        .unwrap();
+    assert!(again.changes_nothing, "{again:?}");
+    assert_eq!(
+        again.protection,
+        Some(drengine::engine::preflight::Protection {
+            rps_go_to: Some(z("c")),
+            storage_link: Some(true),
+        })
+    );
+    let s = net.service("b", &id);
+    assert!(s.slot(&z("b")).unwrap().active);
+    assert_eq!(s.policy.get().unwrap().recovery_zone, z("c"));
+    let mine: Vec<_> = net
+        .db("b")
+        .store()
+        .events_of(&z("b"), vv.get(&z("b")), 16)
+        .unwrap();
+    let ops: Vec<&str> = mine
+        .iter()
+        .map(|e| match &e.event.op {
+            drengine::replica::Op::SetSlot { .. } => "slot",
+            drengine::replica::Op::SetPolicy { .. } => "policy",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(ops, ["slot", "policy"], "{mine:?}");
+    let st = rpo_in_b(&id);
+    assert!(
+        st.kept_only_in.is_empty(),
+        "a's and b's RPs both go to c: {st:?}"
+    );
+
+    // b's next RP is replicated to c at once.
+    let rp_b = net.engine("b").take_rp(&id, "cmp-b").await.unwrap();
+    net.settle("b's RP complete in c", &bc, |n| {
+        n.complete_in("c", &id, &rp_b)
+    })
+    .await;
+    // (c also wants a's older RPs now, which a, down, never sent it: a
+    // pull waits in c's journal, so only b is checked for leftovers.)
+    net.assert_consistent("b").await;
 }

@@ -271,7 +271,7 @@ async fn retention_keeps_what_must_be_kept() {
     // b fails over from the newest RP: its volumes pin it there.
     let out = net
         .engine("b")
-        .failover(&id, None, "operator")
+        .failover(&id, None, None, "operator")
         .await
         .unwrap();
     assert_eq!(out.rp, newest);

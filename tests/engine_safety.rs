@@ -163,7 +163,11 @@ async fn the_engine_never_deletes_clones_or_reverts_to_what_is_not_its_own() {
         .await
         .unwrap();
 
-    match net.engine("b").failover(&id, Some(&rp1), "operator").await {
+    match net
+        .engine("b")
+        .failover(&id, Some(&rp1), None, "operator")
+        .await
+    {
         Err(EngineError::Precondition(m)) => {
             assert!(m.contains(naming::FOREIGN_SNAPSHOT), "{m}")
         }
@@ -344,7 +348,7 @@ async fn failover_and_retention_follow_causal_order_not_a_clock_that_ran_ahead()
     // zone-a goes away; b fails over to the causally newest RP.
     let out = net
         .engine("b")
-        .failover(&id, None, "operator")
+        .failover(&id, None, None, "operator")
         .await
         .unwrap();
     assert_eq!(out.rp, r3);

@@ -11,8 +11,8 @@ use super::extract::{JsonBody, Params, PathParams};
 use super::services::{read_service, view_of};
 use super::types::{
     DeactivateRequest, FailoverAnswer, FailoverOutcome, FailoverRequest, FailoverVolume,
-    MigrateRequest, MigrationAnswer, MigrationStarted, Preflight, PreflightRp, PreflightZone,
-    RevertRequest, ServiceAnswer, ServiceView,
+    MigrateRequest, MigrationAnswer, MigrationStarted, Preflight, PreflightProtection, PreflightRp,
+    PreflightZone, RevertRequest, ServiceAnswer, ServiceView, TestFailoverRequest,
 };
 use super::ApiState;
 use super::Role;
@@ -76,6 +76,10 @@ pub(crate) fn preflight_view(p: engine::preflight::Preflight) -> Preflight {
         creates: volume_views(p.creates),
         reverts: volume_views(p.reverts),
         changes_nothing: p.changes_nothing,
+        protection: p.protection.map(|p| PreflightProtection {
+            rps_go_to: p.rps_go_to,
+            storage_link: p.storage_link,
+        }),
         warnings: p.warnings,
     }
 }
@@ -160,18 +164,26 @@ pub async fn failover(
     let dry = dry_run(q)?;
     let id = service(&state, &p)?;
     if dry {
-        let pre = state
-            .engine()
-            .preview_failover(&id, req.rp.as_ref(), &peers(&state))?;
+        let pre = state.engine().preview_failover(
+            &id,
+            req.rp.as_ref(),
+            req.recovery_zone.as_ref(),
+            &peers(&state),
+        )?;
         return Ok(Json(FailoverAnswer::Preflight(Box::new(preflight_view(
             pre,
         )))));
     }
     let out = state
         .engine()
-        .failover(&id, req.rp.as_ref(), &caller.name)
+        .failover(
+            &id,
+            req.rp.as_ref(),
+            req.recovery_zone.as_ref(),
+            &caller.name,
+        )
         .await?;
-    tracing::info!(zone = %state.zone(), service = %id, rp = %out.rp, actor = %caller.name, "failover");
+    tracing::info!(zone = %state.zone(), service = %id, rp = %out.rp, recovery_zone = ?req.recovery_zone, actor = %caller.name, "failover");
     Ok(Json(FailoverAnswer::Done(outcome_view(out))))
 }
 
@@ -312,7 +324,7 @@ pub async fn revert(
         ("service" = ServiceId, Path, description = "The service id"),
         ("dry_run" = Option<bool>, Query, description = "Answer what the action would do (a Preflight) and change nothing"),
     ),
-    request_body = Option<FailoverRequest>,
+    request_body = Option<TestFailoverRequest>,
     responses(
         (status = 200, description = "The test volumes, or with dry_run the Preflight", body = FailoverAnswer),
         super::openapi::ActionErrors,
@@ -323,7 +335,7 @@ pub async fn test_failover(
     caller: Caller,
     p: PathParams,
     q: Params,
-    JsonBody(req): JsonBody<FailoverRequest>,
+    JsonBody(req): JsonBody<TestFailoverRequest>,
 ) -> ApiResult<Json<FailoverAnswer>> {
     caller.require(Role::Cmp)?;
     let dry = dry_run(q)?;

@@ -243,6 +243,7 @@ impl From<EngineError> for ApiError {
             EngineError::Invalid(m) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", m)
             }
+            EngineError::InvalidInput(i) => ApiError::from(i),
             EngineError::StorPool { .. } => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "storpool", e.to_string())
             }

@@ -6,6 +6,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, Params, PathParams};
 use super::types::{
     CreateService, RpoLevel, RpoStatus, ServiceAnswer, ServiceList, ServiceView, UpdateService,
+    ZoneProtection,
 };
 use super::ApiState;
 use super::Role;
@@ -41,6 +42,14 @@ pub fn base_view(s: &Service) -> ServiceView {
             .keys()
             .filter_map(|z| Some((z.clone(), s.slot(z)?.clone())))
             .collect(),
+        protection: s
+            .active_zones()
+            .into_iter()
+            .map(|zone| ZoneProtection {
+                rps_go_to: crate::engine::rpo::replicated_to(s, &zone),
+                zone,
+            })
+            .collect(),
         active_zones: s.active_zones(),
         conflicts: service_conflicts(s),
         rp_count: s.rps.len(),
@@ -68,6 +77,7 @@ fn rpo_view(r: crate::engine::RpoStatus) -> RpoStatus {
         rpo_target_s: r.rpo_target_s,
         past_rpo: r.past_rpo,
         level: level_view(r.level),
+        kept_only_in: r.kept_only_in,
     }
 }
 
@@ -294,11 +304,7 @@ fn make_id(zone: &ZoneId, given: Option<ServiceId>, key: Option<&str>) -> ApiRes
 /// (`engine::links`, the one place for that rule).
 async fn require_link(state: &ApiState, zone: &ZoneId) -> ApiResult<()> {
     const FIELD: &str = "policy.recovery_zone";
-    state
-        .engine()
-        .require_storage_link(zone, FIELD)
-        .await
-        .map_err(|e| ApiError::from(e).field(FIELD))
+    Ok(state.engine().require_storage_link(zone, FIELD).await?)
 }
 
 /// A fingerprint of a create request, to tell a retry from a different request.

@@ -68,6 +68,8 @@ pub struct ServiceView {
     /// Per zone, the VM that stands for the service there.
     pub slots: BTreeMap<ZoneId, VmSlot>,
     pub active_zones: Vec<ZoneId>,
+    /// Per zone with an active VM, where its RPs go.
+    pub protection: Vec<ZoneProtection>,
     pub conflicts: Vec<Conflict>,
     pub rp_count: usize,
     /// The newest RP complete in the recovery zone.
@@ -81,6 +83,16 @@ pub struct ServiceView {
     pub last_error: Option<String>,
 }
 
+/// Where the RPs of a zone's active VM go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ZoneProtection {
+    pub zone: ZoneId,
+    /// The zone they are replicated to; null when they are kept only in
+    /// `zone` (its recovery zone is itself, e.g. right after a failover).
+    #[schema(required = true)]
+    pub rps_go_to: Option<ZoneId>,
+}
+
 /// RPO of one service, as this zone's engine sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RpoStatus {
@@ -92,8 +104,13 @@ pub struct RpoStatus {
     pub rpo_target_s: u64,
     pub past_rpo: bool,
     /// `ok`, `warning` (older than 2 × the interval by default) or
-    /// `critical` (older than 3 ×; or of unknown age).
+    /// `critical` (older than 3 ×; or of unknown age). At least `warning`
+    /// while `kept_only_in` is not empty.
     pub level: RpoLevel,
+    /// Zones with an active VM whose RPs are kept only there, replicated
+    /// nowhere (its recovery zone is that zone, e.g. right after a
+    /// failover): a loss of that zone loses them.
+    pub kept_only_in: Vec<ZoneId>,
 }
 
 /// An RPO graded for alerting, ordered `ok` < `warning` < `critical`.
@@ -195,6 +212,22 @@ pub struct RpList {
 #[serde(deny_unknown_fields)]
 pub struct FailoverRequest {
     /// The RP to recover from; the newest complete here when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rp: Option<RpId>,
+    /// A new recovery zone for the service, set in the same write that
+    /// marks the VM active here, so the new VM's RPs are replicated at once
+    /// (without it they stay here until the active-VM conflict is
+    /// resolved). Another configured zone this zone's StorPool cluster has
+    /// a link to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_zone: Option<ZoneId>,
+}
+
+/// `POST /v1/services/{service}/test-failover`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestFailoverRequest {
+    /// The RP to clone; the newest complete here when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rp: Option<RpId>,
 }
@@ -493,8 +526,27 @@ pub struct Preflight {
     pub reverts: Vec<FailoverVolume>,
     /// True if the action would change nothing (a retry, or already so).
     pub changes_nothing: bool,
+    /// For a failover or a migration: where the VM's RPs go afterwards.
+    /// Null for the other actions.
+    #[schema(required = true)]
+    pub protection: Option<PreflightProtection>,
     /// What to read before going on.
     pub warnings: Vec<String>,
+}
+
+/// Where a VM's RPs go after a failover or a migration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PreflightProtection {
+    /// The zone they are replicated to: a failover's new `recovery_zone`,
+    /// the policy's recovery zone, or when that is this zone and this zone
+    /// runs the VM alone, the zone that protected it before (replication
+    /// is turned around). Null: kept only in this zone, replicated nowhere.
+    #[schema(required = true)]
+    pub rps_go_to: Option<ZoneId>,
+    /// Whether this zone's StorPool cluster has a link to `rps_go_to`, as
+    /// last read (`GET /v1/status` `storage_links`); null when not known.
+    #[schema(required = true)]
+    pub storage_link: Option<bool>,
 }
 
 /// An RP as a preflight shows it.

@@ -8,7 +8,7 @@ use crate::api::types::{
     ConflictList, CreateService, DeactivateRequest, FailoverOutcome, FailoverRequest, FeedEvent,
     MessageList, MessageView, MigrateRequest, MigrationStarted, PeerList, Preflight, RebuildView,
     ResolveRequest, Resync, RevertRequest, RpList, RpView, SendMessage, ServiceList, ServiceView,
-    UpdateService, ZoneStatus,
+    TestFailoverRequest, UpdateService, ZoneStatus,
 };
 use crate::model::{MessageId, RpId, ServiceId, ZoneId};
 use reqwest::{Method, StatusCode};
@@ -120,7 +120,7 @@ pub enum DrAction {
     Migrate(MigrateRequest),
     CompleteMigration,
     Revert(RevertRequest),
-    TestFailover(FailoverRequest),
+    TestFailover(TestFailoverRequest),
     Deactivate(DeactivateRequest),
     Resolve(ResolveRequest),
     Delete { if_match: Option<String> },
@@ -460,7 +460,7 @@ impl Client {
     pub async fn test_failover(
         &self,
         service: &ServiceId,
-        req: &FailoverRequest,
+        req: &TestFailoverRequest,
     ) -> Result<FailoverOutcome, ClientError> {
         self.post(&self.action(service, "test-failover"), req).await
     }

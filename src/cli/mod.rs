@@ -117,6 +117,11 @@ pub enum Command {
         /// The RP to recover from (default: newest complete here).
         #[arg(long)]
         rp: Option<RpId>,
+        /// Replicate the new VM's RPs to this zone at once: the service's
+        /// recovery zone becomes it in the same write (default: the RPs
+        /// stay here until the active-VM conflict is resolved).
+        #[arg(long)]
+        recovery_zone: Option<ZoneId>,
         #[command(flatten)]
         confirm: ops::Confirm,
     },

@@ -8,7 +8,7 @@ use super::output::{self, Done};
 use super::{ApiArgs, Command};
 use crate::api::types::{
     CreateService, DeactivateRequest, FailoverRequest, MigrateRequest, Preflight, ResolveRequest,
-    RevertRequest, RpView, SendMessage, UpdateService,
+    RevertRequest, RpView, SendMessage, TestFailoverRequest, UpdateService,
 };
 use crate::model::{MessageId, Policy, Retention, RpId, ServiceId, ZoneId};
 use crate::replica::{ConflictTarget, Dot};
@@ -332,9 +332,10 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
         Command::Failover {
             service,
             rp,
+            recovery_zone,
             confirm,
         } => {
-            let req = FailoverRequest { rp };
+            let req = FailoverRequest { rp, recovery_zone };
             let action = DrAction::Failover(req.clone());
             if !go_ahead(&c, json, confirm, &service, &action).await? {
                 return Ok(());
@@ -395,7 +396,7 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
                     line(format!("test failover of {} cleaned up", v.id))
                 });
             } else {
-                let req = FailoverRequest { rp };
+                let req = TestFailoverRequest { rp };
                 let action = DrAction::TestFailover(req.clone());
                 if !go_ahead(&c, json, confirm, &service, &action).await? {
                     return Ok(());

@@ -149,6 +149,22 @@ pub fn service_detail(s: &ServiceView) -> String {
         };
         let past = if r.past_rpo { "  PAST RPO" } else { "" };
         out.push_str(&format!("RPO        {age}  {}{past}\n", r.level));
+        if !r.kept_only_in.is_empty() {
+            out.push_str(&format!(
+                "           RPs kept only locally in {} (replicated nowhere)\n",
+                list(&r.kept_only_in)
+            ));
+        }
+    }
+    for p in &s.protection {
+        out.push_str(&format!(
+            "RPs of {}  {}\n",
+            p.zone,
+            p.rps_go_to.as_ref().map_or_else(
+                || "kept only there".to_string(),
+                |t| format!("replicated to {t}")
+            )
+        ));
     }
     if let Some(e) = &s.last_error {
         out.push_str(&format!("last error {e}\n"));
@@ -516,6 +532,15 @@ pub fn preflight(p: &Preflight) -> String {
             format!("{after}{}", if p.conflict { "  (CONFLICT)" } else { "" }),
         ],
     ];
+    if let Some(pr) = &p.protection {
+        let to = match (&pr.rps_go_to, pr.storage_link) {
+            (None, _) => format!("kept only in {}", p.zone),
+            (Some(z), Some(true)) => format!("replicated to {z} (storage linked)"),
+            (Some(z), Some(false)) => format!("to {z}: NO STORAGE LINK"),
+            (Some(z), None) => format!("replicated to {z} (storage link not known yet)"),
+        };
+        rows.push(vec!["RPs after".to_string(), to]);
+    }
     for z in &p.other_zones {
         let reach = match z.reachable {
             Some(true) => "reachable",

@@ -132,8 +132,18 @@ impl Inner {
         cmd: crate::replica::Command,
         actor: &str,
     ) -> Result<crate::store::Executed, Fail> {
+        self.execute_with_local(cmd, actor, Vec::new()).await
+    }
+
+    /// A command and journal rows, in the same transaction.
+    pub async fn execute_with_local(
+        &self,
+        cmd: crate::replica::Command,
+        actor: &str,
+        local: Vec<LocalMutation>,
+    ) -> Result<crate::store::Executed, Fail> {
         self.sp.alive()?;
-        Ok(self.db.execute(cmd, actor).await?)
+        Ok(self.db.execute_with_local(cmd, actor, local).await?)
     }
 
     /// Local rows only (the journal), durable when it returns.

@@ -16,9 +16,13 @@ use super::naming::{self, Kind};
 use super::reconciler::Found;
 use super::sp::Fail;
 use super::{EngineError, FailoverOutcome, FailoverVolume, MigrationStarted};
+use crate::model::InvalidInput;
 use crate::model::{CopyState, RpId, ServiceId, VmSlot, ZoneId};
-use crate::replica::{Op, RecoveryPoint, Service};
+use crate::replica::{Command, Op, RecoveryPoint, Service};
 use crate::storpool::{VolumeCreate, VolumeRevert};
+
+/// The request field naming a failover's new recovery zone.
+pub(crate) const RECOVERY_ZONE: &str = "recovery_zone";
 
 /// What a failover or a migration's completion would do here.
 pub(crate) enum Activation {
@@ -47,27 +51,52 @@ pub(crate) struct RevertPlan {
 
 impl Inner {
     /// Unplanned failover to this zone from `rp`, or the newest RP complete here.
+    /// With `recovery_zone`, the policy's recovery zone becomes that zone in
+    /// the same write that marks the VM active here, so the RPs the new VM
+    /// takes are replicated at once.
     pub async fn failover(
         &self,
         id: &ServiceId,
         rp: Option<&RpId>,
+        recovery_zone: Option<&ZoneId>,
         actor: &str,
     ) -> Result<FailoverOutcome, Fail> {
+        if recovery_zone.is_some() {
+            // Read the links again if stale; the plan then judges them.
+            self.reread_stale_links().await;
+        }
         let lock = self.lock_for(id);
         let _held = lock.lock().await;
         let s = self.live_service(id)?;
-        match self.plan_failover(&s, rp)? {
+        match self.plan_failover(&s, rp, recovery_zone)? {
             Activation::Done(_, done) => Ok(done),
-            Activation::Activate(rp) => self.activate_from(&s, &rp, actor).await,
+            Activation::Activate(rp) => self.activate_from(&s, &rp, recovery_zone, actor).await,
         }
     }
 
     /// The failover's preconditions: the RP (`rp` or the newest complete
     /// here) must be complete here, and the VM not active here already
-    /// (unless it runs on that RP's volumes: a retry).
-    pub(crate) fn plan_failover(&self, s: &Service, rp: Option<&RpId>) -> Result<Activation, Fail> {
+    /// (unless it runs on that RP's volumes: a retry); a `recovery_zone`
+    /// must be another configured zone this zone's cluster has a link to
+    /// (as last read), and the policy one the zones agree on.
+    pub(crate) fn plan_failover(
+        &self,
+        s: &Service,
+        rp: Option<&RpId>,
+        recovery_zone: Option<&ZoneId>,
+    ) -> Result<Activation, Fail> {
+        if let Some(rz) = recovery_zone {
+            self.plan_recovery_zone(s, rz)?;
+        }
         let rp = self.usable_rp(s, rp)?;
         if let Some(done) = self.already_running_from(s, &rp) {
+            let kept = s.policy.get().map(|p| &p.recovery_zone);
+            if let Some(rz) = recovery_zone.filter(|rz| kept != Some(*rz)) {
+                return Err(precondition(format!(
+                    "the VM of service {} already runs in zone {} from RP {}: change its recovery zone to {rz} with a policy edit",
+                    s.id, self.zone, rp.id
+                )));
+            }
             return Ok(Activation::Done(rp, done));
         }
         if s.active_zones().contains(&self.zone) {
@@ -76,7 +105,39 @@ impl Inner {
                 s.id, self.zone
             )));
         }
+        if recovery_zone.is_some() {
+            // The write's own verdict (e.g. a zone with an active VM cannot
+            // be the recovery zone), before any volume is made.
+            let cmd = self.activation(s, &rp, recovery_zone);
+            self.db.decide(&cmd, |_, _| ())?;
+        }
         Ok(Activation::Activate(rp))
+    }
+
+    /// A failover's new recovery zone: another configured zone, linked to
+    /// this zone's cluster (as last read), for a policy the zones agree on.
+    fn plan_recovery_zone(&self, s: &Service, rz: &ZoneId) -> Result<(), Fail> {
+        let bad = |why: String| {
+            refused(EngineError::InvalidInput(InvalidInput::field(
+                RECOVERY_ZONE,
+                why,
+            )))
+        };
+        if *rz == self.zone {
+            return Err(bad(format!(
+                "zone {rz} is this zone: the new VM's RPs must go to another zone"
+            )));
+        }
+        if !self.locations.contains_key(rz) {
+            return Err(bad(format!("zone {rz} is not a configured zone")));
+        }
+        if s.policy.get().is_none() || s.policy.is_conflict() {
+            return Err(precondition(format!(
+                "zones disagree on the policy of service {}: resolve that first, or fail over without a recovery_zone",
+                s.id
+            )));
+        }
+        self.require_cached_link(rz, RECOVERY_ZONE).map_err(refused)
     }
 
     /// First half of a planned migration, in the zone where the VM runs:
@@ -87,6 +148,8 @@ impl Inner {
         target: &ZoneId,
         actor: &str,
     ) -> Result<MigrationStarted, Fail> {
+        // Read the links again if stale; the plan then judges them.
+        self.reread_stale_links().await;
         let lock = self.lock_for(id);
         let _held = lock.lock().await;
         // An RP left half taken is finished first: it was taken while the
@@ -167,6 +230,8 @@ impl Inner {
             )));
         }
         if active.contains(&self.zone) {
+            self.require_cached_link(target, "target")
+                .map_err(refused)?;
             return Ok(MigrationStep::Take {
                 stop: Some(VmSlot {
                     active: false,
@@ -183,6 +248,8 @@ impl Inner {
                 self.zone
             )));
         }
+        self.require_cached_link(target, "target")
+            .map_err(refused)?;
         Ok(MigrationStep::Take { stop: None })
     }
 
@@ -201,7 +268,7 @@ impl Inner {
             (_, Activation::Done(_, done)) => return Ok(done),
             (source, Activation::Activate(rp)) => (source, rp),
         };
-        let out = self.activate_from(&s, &rp, actor).await?;
+        let out = self.activate_from(&s, &rp, None, actor).await?;
         tracing::info!(zone = %self.zone, service = %id, from = %source, rp = %rp.id, "migration completed");
         Ok(out)
     }
@@ -430,6 +497,7 @@ impl Inner {
         &self,
         s: &Service,
         rp: &RecoveryPoint,
+        recovery_zone: Option<&ZoneId>,
         actor: &str,
     ) -> Result<FailoverOutcome, Fail> {
         let id = &s.id;
@@ -456,31 +524,37 @@ impl Inner {
                 return Err(e);
             }
         };
+        let cmd = self.activation(s, rp, recovery_zone);
+        let local = vec![
+            journal::del(key),
+            journal::put(journal::dep_key(id, &rp.id), &names),
+        ];
+        self.execute_with_local(cmd, actor, local).await?;
+        tracing::info!(zone = %self.zone, service = %id, rp = %rp.id, recovery_zone = ?recovery_zone, "VM active here");
+        Ok(self.outcome(id, rp, volumes))
+    }
+
+    /// The write that runs the VM here on volumes made from `rp`.
+    fn activation(
+        &self,
+        s: &Service,
+        rp: &RecoveryPoint,
+        recovery_zone: Option<&ZoneId>,
+    ) -> Command {
         let cmp_vm_id = s
             .slot(&self.zone)
             .or_else(|| s.slot(&rp.origin))
             .map(|slot| slot.cmp_vm_id.clone())
-            .unwrap_or_else(|| id.to_string());
-        let slot = VmSlot {
-            cmp_vm_id,
-            disks: names.clone(),
-            active: true,
-        };
-        self.write(
-            Op::SetSlot {
-                service: id.clone(),
-                zone: self.zone.clone(),
-                slot: Some(slot),
+            .unwrap_or_else(|| s.id.to_string());
+        Command::Activate {
+            service: s.id.clone(),
+            slot: VmSlot {
+                cmp_vm_id,
+                disks: clone_names(Kind::Vm, &s.id, rp),
+                active: true,
             },
-            actor,
-            vec![
-                journal::del(key),
-                journal::put(journal::dep_key(id, &rp.id), &names),
-            ],
-        )
-        .await?;
-        tracing::info!(zone = %self.zone, service = %id, rp = %rp.id, "VM active here");
-        Ok(self.outcome(id, rp, volumes))
+            recovery_zone: recovery_zone.cloned(),
+        }
     }
 
     /// Creates one volume per disk of `rp` from its snapshots here. A volume

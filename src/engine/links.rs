@@ -14,7 +14,7 @@
 
 use super::core::Inner;
 use super::EngineError;
-use crate::model::ZoneId;
+use crate::model::{InvalidInput, ZoneId};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -76,41 +76,89 @@ impl Inner {
     }
 
     /// Refuses `zone` as a zone to send RPs to if this zone's cluster has no
-    /// link to it; `field` names the input in the error. This zone itself
-    /// (no replication) and an unknown answer pass.
-    pub async fn require_link(&self, zone: &ZoneId, field: &str) -> Result<(), EngineError> {
+    /// link to it; `field` names the input in the error. Reads the links
+    /// again unless the last read is under [`REREAD_AFTER`] old. This zone
+    /// itself (no replication) and an unknown answer pass.
+    pub async fn require_link(
+        &self,
+        zone: &ZoneId,
+        field: &'static str,
+    ) -> Result<(), EngineError> {
         if *zone == self.zone {
             return Ok(());
         }
+        self.reread_stale_links().await;
+        self.require_cached_link(zone, field)
+    }
+
+    /// Reads the links again unless the last read is under
+    /// [`REREAD_AFTER`] old. A failed read keeps the last answer (or none:
+    /// then checks pass), and says so in the log.
+    pub async fn reread_stale_links(&self) {
         let cached = self.links_cache().clone();
-        let links = match cached {
-            Some((at, l)) if at.elapsed() < REREAD_AFTER => l,
-            stale => match self.refresh_links().await {
-                Ok(l) => l,
-                Err(e) => match stale {
-                    Some((_, l)) => {
-                        tracing::warn!(zone = %self.zone, error = %e, "StorPool links not re-read; using the last answer");
-                        l
-                    }
-                    None => {
-                        tracing::warn!(zone = %self.zone, error = %e, target = %zone, "StorPool links unknown; {field} not checked");
-                        return Ok(());
-                    }
-                },
-            },
+        if cached
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < REREAD_AFTER)
+        {
+            return;
+        }
+        if let Err(e) = self.refresh_links().await {
+            if cached.is_some() {
+                tracing::warn!(zone = %self.zone, error = %e, "StorPool links not re-read; using the last answer");
+            } else {
+                tracing::warn!(zone = %self.zone, error = %e, "StorPool links unknown; recovery zones not checked");
+            }
+        }
+    }
+
+    /// [`require_link`](Self::require_link) on the links as last read, with
+    /// no StorPool call (a dry run, and a plan after the action re-read them).
+    pub fn require_cached_link(
+        &self,
+        zone: &ZoneId,
+        field: &'static str,
+    ) -> Result<(), EngineError> {
+        let cached = self.links_cache().as_ref().map(|(_, l)| l.clone());
+        self.link_verdict(cached.as_ref(), zone, field)
+    }
+
+    /// Whether the links as last read reach `zone` (`None`: not read yet,
+    /// or `zone` is this zone).
+    pub fn link_to(&self, zone: &ZoneId) -> Option<bool> {
+        if *zone == self.zone {
+            return None;
+        }
+        self.links_cache()
+            .as_ref()
+            .map(|(_, l)| l.reachable.contains(zone))
+    }
+
+    /// The one verdict: `zone` passes if it is this zone, if the links are
+    /// unknown, or if they reach it.
+    fn link_verdict(
+        &self,
+        links: Option<&StorageLinks>,
+        zone: &ZoneId,
+        field: &'static str,
+    ) -> Result<(), EngineError> {
+        let Some(links) = links else {
+            return Ok(());
         };
-        if links.reachable.contains(zone) {
+        if *zone == self.zone || links.reachable.contains(zone) {
             return Ok(());
         }
         let can: Vec<&str> = links.reachable.iter().map(|z| z.as_str()).collect();
-        Err(EngineError::Invalid(format!(
-            "{field}: the StorPool cluster of zone {} has no link to zone {zone}; it can reach: {}",
-            self.zone,
-            if can.is_empty() {
-                "no other zone".to_string()
-            } else {
-                can.join(", ")
-            }
+        Err(EngineError::InvalidInput(InvalidInput::field(
+            field,
+            format!(
+                "the StorPool cluster of zone {} has no link to zone {zone}; it can reach: {}",
+                self.zone,
+                if can.is_empty() {
+                    "no other zone".to_string()
+                } else {
+                    can.join(", ")
+                }
+            ),
         )))
     }
 }

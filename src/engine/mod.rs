@@ -71,6 +71,9 @@ pub enum EngineError {
     /// Bad arguments (400 / 422).
     #[error("{0}")]
     Invalid(String),
+    /// A bad argument, naming the request field at fault (422).
+    #[error("{0}")]
+    InvalidInput(crate::model::InvalidInput),
     /// StorPool answered an error; `name` is StorPool's error name (502).
     #[error("StorPool error {name}: {descr}")]
     StorPool {
@@ -133,6 +136,10 @@ pub struct RpoStatus {
     pub past_rpo: bool,
     /// How bad the RPO is, for alerting ([`rpo::RpoRules`]).
     pub level: RpoLevel,
+    /// Zones with an active VM whose RPs are kept only there (the recovery
+    /// zone is that zone, e.g. right after a failover): a loss of the zone
+    /// loses them. The level is then at least `warning`.
+    pub kept_only_in: Vec<ZoneId>,
 }
 
 /// An RPO graded for alerting: `ok`, `warning`, `critical` (ordered).
@@ -338,7 +345,7 @@ impl Engine {
     pub async fn require_storage_link(
         &self,
         zone: &ZoneId,
-        field: &str,
+        field: &'static str,
     ) -> Result<(), EngineError> {
         match self.inner() {
             Ok(i) => i.require_link(zone, field).await,
@@ -378,14 +385,17 @@ impl Engine {
 
     /// Unplanned failover to this zone: from `rp`, or the newest RP complete
     /// here. Works with the primary zone unreachable.
+    /// With `recovery_zone`, the policy's recovery zone becomes that zone
+    /// in the same write, so the new VM's RPs are replicated at once.
     pub async fn failover(
         &self,
         service: &ServiceId,
         rp: Option<&RpId>,
+        recovery_zone: Option<&ZoneId>,
         actor: &str,
     ) -> Result<FailoverOutcome, EngineError> {
         self.acting()?
-            .failover(service, rp, actor)
+            .failover(service, rp, recovery_zone, actor)
             .await
             .map_err(sp::Fail::into_engine_error)
     }

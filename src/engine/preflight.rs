@@ -87,6 +87,16 @@ pub struct OtherZone {
     pub reachable: Option<bool>,
 }
 
+/// Where a VM's RPs go after the action: the zone they are replicated to
+/// (`None`: kept only in the zone that takes them), and whether this
+/// zone's StorPool cluster has a link to it as last read (`None`: not
+/// known yet, or nothing to link to).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Protection {
+    pub rps_go_to: Option<ZoneId>,
+    pub storage_link: Option<bool>,
+}
+
 /// What a DR action would do. See `api::types::Preflight` for the fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Preflight {
@@ -103,6 +113,9 @@ pub struct Preflight {
     pub creates: Vec<FailoverVolume>,
     pub reverts: Vec<FailoverVolume>,
     pub changes_nothing: bool,
+    /// For actions that run the VM here or send it elsewhere (failover,
+    /// migration): where its RPs go afterwards.
+    pub protection: Option<Protection>,
     pub warnings: Vec<String>,
 }
 
@@ -121,6 +134,7 @@ struct Draft<'a> {
     reverts: Vec<FailoverVolume>,
     takes_rp: bool,
     changes_nothing: bool,
+    protection: Option<Protection>,
     /// What the action itself adds to the standard warnings.
     notes: Vec<String>,
 }
@@ -138,6 +152,7 @@ impl<'a> Draft<'a> {
             reverts: Vec::new(),
             takes_rp: false,
             changes_nothing: false,
+            protection: None,
             notes: Vec::new(),
         }
     }
@@ -261,6 +276,19 @@ fn finish(d: Draft<'_>, peers: &Peers) -> Preflight {
             ));
         }
     }
+    if let Some(p) = d.protection.as_ref().filter(|_| !d.changes_nothing) {
+        match (&p.rps_go_to, p.storage_link) {
+            (None, _) => warnings.push(format!(
+                "the RPs the VM takes in {here} are kept only in {here} (its recovery zone) \
+                 until the active-VM conflict is resolved; name a recovery zone \
+                 (`--recovery-zone ZONE`) to replicate them at once"
+            )),
+            (Some(z), Some(false)) => warnings.push(format!(
+                "the StorPool cluster of {here} has no link to {z}: RPs cannot be replicated there"
+            )),
+            _ => {}
+        }
+    }
     if let Some(rp) = rp.as_ref().filter(|rp| rp.age_s.is_none()) {
         warnings.push(format!(
             "RP {} is stamped further ahead of this zone's clock than the allowed \
@@ -282,11 +310,41 @@ fn finish(d: Draft<'_>, peers: &Peers) -> Preflight {
         creates: d.creates,
         reverts: d.reverts,
         changes_nothing: d.changes_nothing,
+        protection: d.protection,
         warnings,
     }
 }
 
 impl Inner {
+    /// Where RPs sent to `zone` go, with this zone's link to it.
+    fn protection(&self, rps_go_to: Option<ZoneId>) -> Protection {
+        Protection {
+            storage_link: rps_go_to.as_ref().and_then(|z| self.link_to(z)),
+            rps_go_to,
+        }
+    }
+
+    /// Where the RPs of a VM activated here go: the new recovery zone, or
+    /// the policy's; when that is this zone, the engine turns replication
+    /// around to the zone that protected it before once this zone runs the
+    /// VM alone (`plan::previous_zone`), and until then keeps them here.
+    fn protection_after_activation(
+        &self,
+        d: &Draft<'_>,
+        recovery_zone: Option<&ZoneId>,
+    ) -> Protection {
+        let s = d.s;
+        let rz = recovery_zone
+            .cloned()
+            .or_else(|| s.policy.winner().map(|p| p.value.recovery_zone.clone()));
+        let to = match rz {
+            Some(rz) if rz != self.zone => Some(rz),
+            _ if d.active_after.len() == 1 => super::plan::previous_zone(s, &self.zone),
+            _ => None,
+        };
+        self.protection(to)
+    }
+
     /// An activation (failover, migration completed) as a draft.
     fn activation_draft<'a>(&self, d: &mut Draft<'a>, plan: &'a Activation) -> Result<(), Fail> {
         let id = &d.s.id;
@@ -322,12 +380,14 @@ impl Inner {
         &self,
         id: &ServiceId,
         rp: Option<&RpId>,
+        recovery_zone: Option<&ZoneId>,
         peers: &Peers,
     ) -> Result<Preflight, Fail> {
         let s = self.live_service(id)?;
-        let plan = self.plan_failover(&s, rp)?;
+        let plan = self.plan_failover(&s, rp, recovery_zone)?;
         let mut d = Draft::new(Action::Failover, &s, &self.zone, self.now_ms());
         self.activation_draft(&mut d, &plan)?;
+        d.protection = Some(self.protection_after_activation(&d, recovery_zone));
         Ok(finish(d, peers))
     }
 
@@ -336,6 +396,7 @@ impl Inner {
         let (source, plan) = self.plan_complete_migration(&s)?;
         let mut d = Draft::new(Action::MigrateComplete, &s, &self.zone, self.now_ms());
         self.activation_draft(&mut d, &plan)?;
+        d.protection = Some(self.protection_after_activation(&d, None));
         if !d.changes_nothing {
             d.notes.push(format!(
                 "completes the migration from {source}: its final RP was taken after the VM there was stopped, so no data is lost"
@@ -356,6 +417,8 @@ impl Inner {
         let s = self.live_service(id)?;
         let plan = self.plan_migration(&s, target)?;
         let mut d = Draft::new(Action::Migrate, &s, &self.zone, self.now_ms());
+        // The final RP goes to the target.
+        d.protection = Some(self.protection(Some(target.clone())));
         if let Some(rp) = &half_taken {
             d.notes.push(format!(
                 "RP {rp}, left half taken, is finished first (it is not the final RP)"
@@ -432,10 +495,11 @@ impl Engine {
         &self,
         service: &ServiceId,
         rp: Option<&RpId>,
+        recovery_zone: Option<&ZoneId>,
         peers: &Peers,
     ) -> Result<Preflight, EngineError> {
         self.acting()?
-            .preview_failover(service, rp, peers)
+            .preview_failover(service, rp, recovery_zone, peers)
             .map_err(Fail::into_engine_error)
     }
 

@@ -18,10 +18,21 @@
 //! it is older than `warning_factor` × interval, `critical` once older than
 //! `critical_factor` × interval (2 and 3 by default). An unknown age is
 //! `critical`; with no RP in the recovery zone yet, the age since the
-//! policy was set is graded.
+//! policy was set is graded. A service with an active VM whose RPs are kept
+//! only in its own zone (its recovery zone, as right after a failover until
+//! the active-VM conflict is resolved or a recovery zone is named) is at
+//! least `warning`, and says which zones keep them only locally.
 
 use super::{RpoLevel, RpoStatus};
+use crate::model::ZoneId;
 use crate::replica::{age_ms, Service};
+
+/// Where the RPs of a VM active in `zone` are replicated: the recovery zone
+/// of the policy, or `None` when that is `zone` itself (kept only there).
+pub fn replicated_to(service: &Service, zone: &ZoneId) -> Option<ZoneId> {
+    let rz = &service.policy.winner()?.value.recovery_zone;
+    (rz != zone).then(|| rz.clone())
+}
 
 /// How ages are judged: the grace of `past_rpo` and the level factors.
 /// Built from the engine's configuration, which checks the factors
@@ -72,6 +83,7 @@ pub fn rpo(service: &Service, now_ms: u64, rules: &RpoRules) -> RpoStatus {
             rpo_target_s: 0,
             past_rpo: false,
             level: RpoLevel::Ok,
+            kept_only_in: Vec::new(),
         };
     };
     let target_s = policy.value.interval_s;
@@ -93,12 +105,22 @@ pub fn rpo(service: &Service, now_ms: u64, rules: &RpoRules) -> RpoStatus {
         None if any_complete => None,
         None => age_ms(policy.hlc.wall_ms, now_ms),
     };
+    let kept_only_in: Vec<ZoneId> = service
+        .active_zones()
+        .into_iter()
+        .filter(|z| replicated_to(service, z).is_none())
+        .collect();
+    let mut level = rules.level(judged, target_s);
+    if !kept_only_in.is_empty() {
+        level = level.max(RpoLevel::Warning);
+    }
     RpoStatus {
         service: service.id.clone(),
         rpo_age_s: age.map(|a| a as f64 / 1000.0),
         rpo_target_s: target_s,
         past_rpo: judged.is_none_or(|a| a > limit_ms),
-        level: rules.level(judged, target_s),
+        level,
+        kept_only_in,
     }
 }
 

@@ -77,7 +77,7 @@ impl Fail {
                 crate::replica::WriteError::NoSuchRp(r) => {
                     EngineError::NotFound(format!("recovery point {r} does not exist"))
                 }
-                crate::replica::WriteError::Invalid(i) => EngineError::Invalid(i.to_string()),
+                crate::replica::WriteError::Invalid(i) => EngineError::InvalidInput(i),
                 other => EngineError::Precondition(other.to_string()),
             },
             Fail::Db(e) => EngineError::Storage(e.to_string()),

@@ -50,6 +50,16 @@ pub enum Command {
         /// The sides the caller looked at; other sides now refuse it.
         seen: Option<Vec<Dot>>,
     },
+    /// Runs the VM in the writer's zone: its slot becomes `slot`, and with
+    /// `recovery_zone` the policy's recovery zone becomes that zone in the
+    /// same commit (a failover that protects the new VM at once). The
+    /// policy changed is the one there now; refused while zones disagree
+    /// on it.
+    Activate {
+        service: ServiceId,
+        slot: VmSlot,
+        recovery_zone: Option<ZoneId>,
+    },
     /// The engine's reversal of replication: the recovery zone becomes
     /// `recovery_zone`, only if the policy is still `expected` (an
     /// operator's edit in between wins).
@@ -287,6 +297,38 @@ pub fn decide(
             choice,
             seen,
         } => resolve(r, service, target, choice, seen.as_deref()),
+        Command::Activate {
+            service,
+            slot,
+            recovery_zone,
+        } => {
+            let s = live(r, service)?;
+            let mut ops = vec![Op::SetSlot {
+                service: service.clone(),
+                zone: r.zone().clone(),
+                slot: Some(slot.clone()),
+            }];
+            if let Some(rz) = recovery_zone {
+                let policy = match s.policy.get() {
+                    Some(p) if !s.policy.is_conflict() => p,
+                    _ => {
+                        return Err(WriteError::Changed(format!(
+                            "zones disagree on the policy of service {service}: resolve that first, or fail over without a recovery_zone"
+                        )))
+                    }
+                };
+                if &policy.recovery_zone != rz {
+                    ops.push(Op::SetPolicy {
+                        service: service.clone(),
+                        policy: Policy {
+                            recovery_zone: rz.clone(),
+                            ..policy.clone()
+                        },
+                    });
+                }
+            }
+            Ok(Decision::write(ops))
+        }
         Command::Retarget {
             service,
             expected,
