@@ -9,7 +9,8 @@
 # encodings (fuzz/src/lib.rs), plus whatever fuzz/corpus/TARGET kept from
 # earlier runs. Prints the executions per target; the last line is JSON,
 # {"target": execs, ...}. Fails if any target crashed: the input is then in
-# fuzz/artifacts/TARGET/ and `cargo +nightly fuzz run TARGET FILE` replays it.
+# fuzz/artifacts/TARGET/ and `cargo +nightly fuzz run --sanitizer none
+# --codegen-units 16 TARGET FILE` replays it (the flags below: no rebuild).
 # FUZZ_JOBS=N runs N targets at once (default 1); FUZZ_NICE=N nices them.
 set -euo pipefail
 cd "$(dirname "$0")/.."

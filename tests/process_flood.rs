@@ -1,13 +1,14 @@
-//! What a configured peer can make a node hold, over real processes.
+//! What configured peers can make a node hold, over real processes.
 //!
-//! A hostile peer holding zone-c's key (zone-a accepts it as zone-c)
+//! Four zones run. Two hostile peers attack zone-a at once, each holding a
+//! real zone's key (zone-a accepts them as those zones): one, as zone-c,
 //! withholds one of zone-c's events and floods zone-a with many large
-//! later ones, while on other streams it starts state snapshots, sends part
-//! of them and stalls, and starts a frame and stops inside it. Zone-a's
-//! memory (VmRSS / VmHWM of its process) stays under a bound computed
-//! from its limits, the stalled streams are closed after
-//! `sync.read_timeout_ms`, every drop is counted, and a write at zone-b
-//! still reaches zone-a during the flood.
+//! later ones; the other, as zone-d, starts state snapshots on two
+//! streams, sends part of them and stalls, and starts a frame and stops
+//! inside it. Zone-a's memory (VmRSS / VmHWM of its process) stays under a
+//! bound computed from its per-peer limits, the stalled streams are closed
+//! after `sync.read_timeout_ms`, every drop is counted, and a write at
+//! zone-b still reaches zone-a during the attack.
 
 mod process_support;
 
@@ -37,8 +38,18 @@ const PER_FRAME: usize = 8;
 /// Streams a peer may hold open to a node (`MAX_INBOUND_STREAMS_PER_PEER`).
 const STREAMS_PER_PEER: usize = 4;
 
-fn tweak(_zone: &str, cfg: &mut toml::Table) {
+/// The four zones of this test.
+const ZONES4: [&str; 4] = ["zone-a", "zone-b", "zone-c", "zone-d"];
+
+/// Every zone with zone-a's limits, each a peer of the three others.
+fn tweak(zone: &str, cfg: &mut toml::Table) {
     let sync = table(cfg, "sync");
+    let peers = ZONES4
+        .iter()
+        .filter(|z| **z != zone)
+        .map(|z| toml::Value::from(*z))
+        .collect();
+    sync.insert("peers".into(), toml::Value::Array(peers));
     sync.insert(
         "max_message_bytes".into(),
         (MAX_MESSAGE_BYTES as i64).into(),
@@ -70,14 +81,14 @@ fn dropped(metrics: &str, reason: &str) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_flooding_and_stalling_peer_cannot_grow_a_nodes_memory_past_its_limits() {
-    let mut net = Net::with(tweak).await;
-    for z in ZONES {
+async fn a_flooding_peer_and_a_stalling_peer_cannot_grow_a_nodes_memory_past_its_limits() {
+    let mut net = Net::with_zones(ZONES4.len(), tweak).await;
+    for z in ZONES4 {
         net.start_zone(z).await;
     }
-    net.wait_ready(&ZONES).await;
+    net.wait_ready(&ZONES4).await;
     let mut ids = BTreeSet::from([net.protect("zone-b", "vm-0").await]);
-    net.wait_services(&ZONES, &ids).await;
+    net.wait_services(&ZONES4, &ids).await;
     let pid = net.pid("zone-a").expect("zone-a runs");
     let base_rss = proc_status_kib(pid, "VmRSS").expect("zone-a runs");
     let base_hwm = proc_status_kib(pid, "VmHWM").expect("zone-a runs");
@@ -87,16 +98,17 @@ async fn a_flooding_and_stalling_peer_cannot_grow_a_nodes_memory_past_its_limits
         mib(base_hwm)
     );
 
-    let hostile = Arc::new(hostile_peer(&net, "zone-c", "zone-a").await);
+    let flooder = Arc::new(hostile_peer(&net, "zone-c", "zone-a").await);
+    let staller = hostile_peer(&net, "zone-d", "zone-a").await;
     let answer_wait = Duration::from_secs(20);
 
-    // Snapshot streams that stall. Stream 1 sends parts just under the
+    // The staller's snapshot streams. Stream 1 sends parts just under the
     // peer's budget, then nothing. Stream 2 starts another snapshot: its
     // second part is over the budget the first holds (dropped), then it
     // begins a frame and stops inside it.
     let floor = {
         let mut f = VersionVector::new();
-        f.set("zone-c".parse().expect("zone"), 2 * WITHHELD_SEQ);
+        f.set(staller.zone.clone(), 2 * WITHHELD_SEQ);
         f
     };
     let part = vec![7u8; MIB - 1024];
@@ -109,9 +121,9 @@ async fn a_flooding_and_stalling_peer_cannot_grow_a_nodes_memory_past_its_limits
             bytes: part.clone(),
         })
     };
-    let mut stall1 = hostile.open_stream().await;
+    let mut stall1 = staller.open_stream().await;
     let welcome = stall1
-        .exchange(&hostile.hello_with_floor(floor.clone()), answer_wait)
+        .exchange(&staller.hello_with_floor(floor.clone()), answer_wait)
         .await;
     assert!(matches!(welcome, Some(Msg::Welcome { .. })), "{welcome:?}");
     let held_parts = (SNAPSHOT_PER_PEER / part.len() - 1) as u32;
@@ -122,9 +134,9 @@ async fn a_flooding_and_stalling_peer_cannot_grow_a_nodes_memory_past_its_limits
             "part {i}: {got:?}"
         );
     }
-    let mut stall2 = hostile.open_stream().await;
+    let mut stall2 = staller.open_stream().await;
     let welcome = stall2
-        .exchange(&hostile.hello_with_floor(floor.clone()), answer_wait)
+        .exchange(&staller.hello_with_floor(floor.clone()), answer_wait)
         .await;
     assert!(matches!(welcome, Some(Msg::Welcome { .. })), "{welcome:?}");
     let first = stall2.exchange(&snapshot_part(2, 0), answer_wait).await;
@@ -145,12 +157,12 @@ async fn a_flooding_and_stalling_peer_cannot_grow_a_nodes_memory_past_its_limits
     partial.extend(vec![1u8; 300_000]);
     assert!(stall2.send(&partial).await);
 
-    // The flood, on the one stream left to the peer, until told to stop:
-    // zone-c's events past the withheld one, newest first, pass after pass.
+    // The flood, by the other peer, until told to stop: zone-c's events
+    // past the withheld one, newest first, pass after pass.
     let stop = Arc::new(AtomicBool::new(false));
     let sent_events = Arc::new(AtomicU64::new(0));
     let flood = {
-        let hostile = hostile.clone();
+        let hostile = flooder.clone();
         let stop = stop.clone();
         let sent_events = sent_events.clone();
         tokio::spawn(async move {
@@ -256,13 +268,13 @@ async fn a_flooding_and_stalling_peer_cannot_grow_a_nodes_memory_past_its_limits
     let hwm = proc_status_kib(pid, "VmHWM").expect("zone-a runs");
     let rss = proc_status_kib(pid, "VmRSS").expect("zone-a runs");
 
-    // The bound: what zone-a's limits let a peer make it hold (the
-    // origin's share of the early-event buffer, the peer's snapshot
-    // budget, a frame and its decoded copies on each of the peer's
-    // streams) plus 32 MiB of allocator slack.
+    // The bound: what zone-a's limits let the two peers make it hold (the
+    // flooded origin's share of the early-event buffer, the staller's
+    // snapshot budget, a frame and its decoded copies on each stream of
+    // each peer) plus 32 MiB of allocator slack.
     let bound_kib = ((MAX_PENDING_ORIGIN_BYTES
         + SNAPSHOT_PER_PEER
-        + STREAMS_PER_PEER * 3 * MAX_MESSAGE_BYTES
+        + 2 * STREAMS_PER_PEER * 3 * MAX_MESSAGE_BYTES
         + 32 * MIB)
         / 1024) as u64;
     let flooded_mib = total_sent as f64 * BODY_BYTES as f64 / MIB as f64;
@@ -313,8 +325,9 @@ async fn a_flooding_and_stalling_peer_cannot_grow_a_nodes_memory_past_its_limits
     // And after it, sync goes on as before.
     ids.insert(net.protect("zone-b", "vm-2").await);
     net.wait_services(&["zone-a", "zone-b"], &ids).await;
-    match Arc::try_unwrap(hostile) {
+    match Arc::try_unwrap(flooder) {
         Ok(h) => h.stop().await,
-        Err(_) => panic!("the hostile peer is still shared"),
+        Err(_) => panic!("the flooding peer is still shared"),
     }
+    staller.stop().await;
 }

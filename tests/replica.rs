@@ -4,8 +4,8 @@ mod support;
 
 use drengine::model::{CopyState, Policy, Retention, RpDisk, RpId, ServiceId, VmSlot, ZoneId};
 use drengine::replica::{
-    version_token, Command, ConflictField, ConflictKind, Directory, Expect, Op, Received, Rejected,
-    Replica, SignedEvent, WriteError,
+    version_token, Command, ConflictField, ConflictKind, Directory, Dot, Expect, Op, Received,
+    Rejected, Replica, SignedEvent, SnapshotError, WriteError,
 };
 use drengine::store::{Db, Store};
 use ed25519_dalek::SigningKey;
@@ -695,6 +695,147 @@ fn a_forged_snapshot_changes_nothing() {
     }
     // The honest one still goes in.
     c.import_snapshot(&honest, &[], 4000).unwrap();
+    assert_eq!(c.digest(), b.digest());
+}
+
+/// `ev` signed again by `key` with another op: the same dot, another event
+/// (its origin equivocating: two events signed with one seq).
+fn equivocate(ev: &SignedEvent, op: Op, key: &SigningKey) -> SignedEvent {
+    let mut e = ev.event.clone();
+    e.op = op;
+    e.sign(key)
+}
+
+/// A snapshot may not carry an event at a dot where it, or the importer,
+/// has another: as its head beside the live event at that dot, as a live
+/// event where the importer holds another live, or as a head where the
+/// importer holds another live. Each is refused with the dot named and
+/// changes nothing, in memory and over a real store (whose log would
+/// otherwise keep the head in place of the event the state holds).
+#[tokio::test]
+async fn a_snapshot_carrying_two_events_at_one_dot_is_refused() {
+    let zs = zones(3);
+    let (_a, mut b, mut all) = history(&zs);
+    let b1 = all[3].clone();
+    let other_slot = Op::SetSlot {
+        service: svc(),
+        zone: z("zone-b"),
+        slot: Some(slot("vm-other", false)),
+    };
+    let b1_again = equivocate(&b1, other_slot, &zs.keys[1]);
+    assert_eq!(b1_again.dot(), b1.dot());
+    b1_again.verify(&zs.directory).unwrap();
+    let honest = snapshot_of(&b, &all);
+    let refused = |res: Result<Vec<_>, SnapshotError>, dot: &Dot, what: &str| match res {
+        Err(SnapshotError::Equivocation(d)) if &d == dot => {
+            println!("{what}: {}", SnapshotError::Equivocation(d))
+        }
+        other => panic!("{what}: expected Equivocation({dot}), got {other:?}"),
+    };
+
+    // 1. Its head at b:1 is not the live event it carries at b:1.
+    let mut head_differs = honest.clone();
+    for h in &mut head_differs.heads {
+        if h.dot() == b1.dot() {
+            *h = b1_again.clone();
+        }
+    }
+    assert!(head_differs.events.contains(&b1));
+    let mut c = zs.replica(2);
+    let before = c.digest();
+    refused(
+        c.import_snapshot(&head_differs, &[], 4000),
+        &b1.dot(),
+        "head beside another event at its dot",
+    );
+    assert_eq!(c.digest(), before);
+    assert_eq!(c.vv().total(), 0);
+
+    // ... and over a real store: refused, nothing in the log or the state.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("c.redb"), &z("zone-c")).unwrap();
+    let db = Db::open(store, zs.replica(2)).unwrap();
+    match db.import_snapshot(head_differs).await {
+        Err(drengine::store::DbError::Snapshot(SnapshotError::Equivocation(d))) => {
+            assert_eq!(d, b1.dot())
+        }
+        other => panic!("over the store: expected Equivocation, got {other:?}"),
+    }
+    assert_eq!(db.read(|r| r.digest()), before);
+    assert_eq!(db.durable_vv().total(), 0);
+    assert!(db
+        .store()
+        .events_of(&z("zone-b"), 0, 10)
+        .unwrap()
+        .is_empty());
+    db.import_snapshot(honest.clone()).await.unwrap();
+    assert_eq!(db.read(|r| r.digest()), b.digest());
+    assert_eq!(
+        db.store().events_of(&z("zone-b"), 0, 10).unwrap(),
+        vec![b1.clone()]
+    );
+
+    // 2. A zone-b that signed b:1 twice: its snapshot carries the other
+    //    b:1 (as event and head) to a zone holding the first live.
+    let mut c = zs.replica(2);
+    deliver(&mut c, &all);
+    let before = c.digest();
+    let vv_before = c.vv().clone();
+    let own = live_of(&c, &all);
+    assert!(own.contains(&b1));
+    let mut other_history = honest.clone();
+    for e in other_history
+        .events
+        .iter_mut()
+        .chain(&mut other_history.heads)
+    {
+        if e.dot() == b1.dot() {
+            *e = b1_again.clone();
+        }
+    }
+    other_history.verify(&zs.directory).unwrap();
+    refused(
+        c.import_snapshot(&other_history, &own, 4000),
+        &b1.dot(),
+        "event other than the importer's live one",
+    );
+    assert_eq!(c.digest(), before);
+    assert_eq!(c.vv(), &vv_before);
+
+    // 3. Its head at a:3 (superseded at the sender, so not carried live)
+    //    is not the a:3 the importer holds live.
+    let a3 = all[2].clone();
+    let mut c = zs.replica(2);
+    deliver(&mut c, &all);
+    all.push(set_metadata(&mut b, "cpu=16"));
+    let superseding = snapshot_of(&b, &all);
+    assert!(!superseding.events.contains(&a3));
+    let own = live_of(&c, &all);
+    assert!(own.contains(&a3));
+    let a3_again = equivocate(
+        &a3,
+        Op::SetMetadata {
+            service: svc(),
+            metadata: "cpu=9".into(),
+        },
+        &zs.keys[0],
+    );
+    let mut head_other = superseding.clone();
+    for h in &mut head_other.heads {
+        if h.dot() == a3.dot() {
+            *h = a3_again.clone();
+        }
+    }
+    head_other.verify(&zs.directory).unwrap();
+    let before = c.digest();
+    refused(
+        c.import_snapshot(&head_other, &own, 4000),
+        &a3.dot(),
+        "head other than the importer's live event",
+    );
+    assert_eq!(c.digest(), before);
+    // The honest one goes in.
+    c.import_snapshot(&superseding, &own, 4000).unwrap();
     assert_eq!(c.digest(), b.digest());
 }
 

@@ -40,7 +40,7 @@ pub use pending::{
 };
 pub use rebuild::{RebuildState, RebuildStatus};
 pub use rules::{authorize, Rejected};
-pub use snapshot::{merge, snapshot_dots, Snapshot, SnapshotError};
+pub use snapshot::{check_equivocation, merge, snapshot_dots, Snapshot, SnapshotError};
 pub use state::{message_id, Message, RecoveryPoint, Service, State, Touched};
 pub use vv::{Dot, VersionVector};
 
@@ -638,6 +638,7 @@ impl Replica {
             "the importer's live events are not its live dots"
         );
         snap.verify(&self.directory)?;
+        check_equivocation(own_live, snap)?;
         // Merged even when the snapshot covers all we have (then it is the
         // sender's state): a creation we saw purged, or a value we saw
         // superseded, stays gone even if the snapshot carries it back.

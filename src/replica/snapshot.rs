@@ -62,6 +62,12 @@ pub enum SnapshotError {
     Rejected(Dot, Rejected),
     #[error("snapshot event {0} is not part of the state it rebuilds")]
     NotLive(Dot),
+    /// Two different events signed at one dot: one the snapshot carries and
+    /// another it carries too (a head beside a live event) or that the
+    /// importer holds live. Its origin equivocated; which one is the real
+    /// event cannot be told, so neither replaces the other.
+    #[error("snapshot carries an event at {0} other than the one signed at that dot it carries or we hold (its origin signed two events with one seq)")]
+    Equivocation(Dot),
 }
 
 impl Snapshot {
@@ -106,6 +112,14 @@ impl Snapshot {
             if !seen.insert(dot.clone()) {
                 return Err(SnapshotError::Duplicate(dot));
             }
+            // A live event that is also its zone's head is that head.
+            if self
+                .heads
+                .iter()
+                .any(|h| h.dot() == dot && h.event != ev.event)
+            {
+                return Err(SnapshotError::Equivocation(dot));
+            }
             order.push(ev);
         }
         causal_order(&mut order);
@@ -130,6 +144,25 @@ impl Snapshot {
 /// count (then dot, for one order everywhere) puts every event after its past.
 fn causal_order(events: &mut [&SignedEvent]) {
     events.sort_by_key(|e| (e.event.deps.total(), e.dot()));
+}
+
+/// Refuses a snapshot that carries, as a live event or a head, an event
+/// other than the one `ours_live` holds at that dot (`ours_live` is the
+/// receiver's: signed events it verified and holds live). The two are
+/// the same dot signed twice by its origin: the merge would keep ours in
+/// the state while the snapshot's went to the log (a head, or our own
+/// event superseded there), and no signature tells which one is real.
+pub fn check_equivocation(
+    ours_live: &[SignedEvent],
+    theirs: &Snapshot,
+) -> Result<(), SnapshotError> {
+    let ours: BTreeMap<Dot, &SignedEvent> = ours_live.iter().map(|e| (e.dot(), e)).collect();
+    for ev in theirs.events.iter().chain(&theirs.heads) {
+        if ours.get(&ev.dot()).is_some_and(|o| o.event != ev.event) {
+            return Err(SnapshotError::Equivocation(ev.dot()));
+        }
+    }
+    Ok(())
 }
 
 /// The state of the join of two replicas' histories: the receiver's (its
