@@ -602,21 +602,21 @@ pub fn format_utc_ms(ms: u64, fmt: &str) -> String {
         return format!("{ms}ms");
     };
     let nanos = i128::from(ms).saturating_mul(1_000_000);
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or_else(|_| {
-        time::PrimitiveDateTime::MAX.assume_utc()
-    });
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .unwrap_or_else(|_| time::PrimitiveDateTime::MAX.assume_utc());
     t.format(&items).unwrap_or_else(|_| format!("{ms}ms"))
 }
 
 /// The format of [`rfc3339_ms`].
-pub const RFC3339_MS: &str =
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z";
+pub const RFC3339_MS: &str = "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z";
 
 /// An RFC 3339 time (any offset, any fraction) as ms since the epoch;
 /// before the epoch is refused.
 pub fn parse_rfc3339_ms(text: &str) -> Result<u64, String> {
     let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| format!("{text:?} is not an RFC 3339 time (e.g. 2025-01-31T12:00:00Z): {e}"))?;
+        .map_err(|e| {
+            format!("{text:?} is not an RFC 3339 time (e.g. 2025-01-31T12:00:00Z): {e}")
+        })?;
     u64::try_from(t.unix_timestamp_nanos() / 1_000_000)
         .map_err(|_| format!("{text:?} is before 1970"))
 }

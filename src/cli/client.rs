@@ -6,9 +6,9 @@
 use crate::api::error::ErrorBody;
 use crate::api::types::{
     ConflictList, CreateService, DeactivateRequest, FailoverOutcome, FailoverRequest, FeedEvent,
-    HistoryList, MessageList, MessageView, MigrateRequest, MigrationStarted, PeerList, Preflight, RebuildView,
-    ResolveRequest, Resync, RevertRequest, RpList, RpView, SendMessage, ServiceList, ServiceView,
-    UpdateService, ZoneStatus,
+    HistoryList, MessageList, MessageView, MigrateRequest, MigrationStarted, PeerList, Preflight,
+    RebuildView, ResolveRequest, Resync, RevertRequest, RpList, RpView, SendMessage, ServiceList,
+    ServiceView, UpdateService, ZoneStatus,
 };
 use crate::model::{MessageId, RpId, ServiceId, ZoneId};
 use reqwest::{Method, StatusCode};

@@ -3,8 +3,7 @@
 
 use crate::api::types::{
     FailoverOutcome, FailoverVolume, FeedEvent, HistoryList, MessageList, PeerStatus, Preflight,
-    PreflightRp,
-    RebuildView, RpList, RpView, ServiceList, ServiceView,
+    PreflightRp, RebuildView, RpList, RpView, ServiceList, ServiceView,
 };
 use crate::model::{Policy, Retention, VmSlot};
 use crate::replica::{Conflict, ConflictField, ConflictKind, Hlc};

@@ -148,7 +148,10 @@ impl Inner {
             service: id.clone(),
             action: action.to_string(),
             rp: rp.cloned(),
-            summary: crate::replica::audit::clip(&summary, crate::replica::audit::MAX_SUMMARY_BYTES),
+            summary: crate::replica::audit::clip(
+                &summary,
+                crate::replica::audit::MAX_SUMMARY_BYTES,
+            ),
         }
     }
 

@@ -210,7 +210,12 @@ pub fn describe(ev: &Event) -> Entry {
             };
             Entry {
                 routine: true,
-                ..entry(action, service, Some(rp), format!("copy in {}: {what}", ev.origin))
+                ..entry(
+                    action,
+                    service,
+                    Some(rp),
+                    format!("copy in {}: {what}", ev.origin),
+                )
             }
         }
         Op::SetHold { service, rp, hold } => {
@@ -241,7 +246,10 @@ pub fn describe(ev: &Event) -> Entry {
             action: "ack".into(),
             service: None,
             rp: None,
-            summary: clip(&format!("message {message} acknowledged"), MAX_SUMMARY_BYTES),
+            summary: clip(
+                &format!("message {message} acknowledged"),
+                MAX_SUMMARY_BYTES,
+            ),
             routine: false,
         },
         Op::Record {

@@ -253,7 +253,12 @@ pub fn decide(
             check_version(r, service, expect)?;
             Ok(Decision::write(vec![
                 op,
-                record(service, "delete", None, "service deleted in every zone".into()),
+                record(
+                    service,
+                    "delete",
+                    None,
+                    "service deleted in every zone".into(),
+                ),
             ]))
         }
         Command::Deactivate { service, zone } => {

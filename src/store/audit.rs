@@ -72,7 +72,10 @@ impl HistoryConfig {
             return Err(("history.max_rows", "must be positive"));
         }
         if self.max_routine_rows > self.max_rows {
-            return Err(("history.max_routine_rows", "must be at most history.max_rows"));
+            return Err((
+                "history.max_routine_rows",
+                "must be at most history.max_rows",
+            ));
         }
         Ok(())
     }
@@ -308,17 +311,19 @@ impl Store {
             }
             scanned += 1;
             let cursor = Cursor::of_key(key);
-            let r: Row = postcard::from_bytes(v.value()).map_err(|e| {
-                self.corrupt(format!("audit/{}/{}/{}", key.0, key.2, key.3), e)
-            })?;
+            let r: Row = postcard::from_bytes(v.value())
+                .map_err(|e| self.corrupt(format!("audit/{}/{}/{}", key.0, key.2, key.3), e))?;
             let wanted = q.zone.as_ref().is_none_or(|z| z.as_str() == key.2)
-                && q.service.as_ref().is_none_or(|s| r.service.as_ref() == Some(s))
+                && q.service
+                    .as_ref()
+                    .is_none_or(|s| r.service.as_ref() == Some(s))
                 && q.actor.as_ref().is_none_or(|a| a == &r.actor)
                 && q.action.as_ref().is_none_or(|a| a == &r.action);
             if wanted {
-                let zone: ZoneId = key.2.parse().map_err(|e| {
-                    self.corrupt(format!("audit/{}/{}/{}", key.0, key.2, key.3), e)
-                })?;
+                let zone: ZoneId = key
+                    .2
+                    .parse()
+                    .map_err(|e| self.corrupt(format!("audit/{}/{}/{}", key.0, key.2, key.3), e))?;
                 entries.push(HistoryEntry {
                     at_ms: key.0,
                     zone,
