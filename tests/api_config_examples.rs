@@ -22,6 +22,11 @@ fn the_three_zone_example_parses_and_validates() {
             "{zone}'s key file and directory entry"
         );
         assert!(!cfg.api.tokens.is_empty());
+        assert_eq!(
+            cfg.history,
+            drengine::node::config::HistoryConfig::default(),
+            "{zone}'s [history] shows the defaults"
+        );
         assert!(
             cfg.api.listen.ip().is_loopback(),
             "plain HTTP stays on loopback"
@@ -58,4 +63,22 @@ fn rpo_level_factors_are_checked() {
     cfg.engine.rpo_warning_factor = 1.0;
     cfg.engine.rpo_critical_factor = 1.0;
     cfg.validate().unwrap();
+}
+
+#[test]
+fn history_bounds_are_checked() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let base = Config::load(&dir.join("zone-a.toml")).unwrap();
+    for (days, rows, routine, key) in [
+        (0, 10, 5, "history.retention_days"),
+        (1, 0, 0, "history.max_rows"),
+        (1, 10, 11, "history.max_routine_rows"),
+    ] {
+        let mut cfg = base.clone();
+        cfg.history.retention_days = days;
+        cfg.history.max_rows = rows;
+        cfg.history.max_routine_rows = routine;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains(key), "{days}/{rows}/{routine}: {err}");
+    }
 }

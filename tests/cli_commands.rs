@@ -436,3 +436,77 @@ async fn dr_commands_ask_for_the_service_id_unless_yes() {
     assert_eq!(out.json()["deleted"], true, "{}", out.stdout);
     n.node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_prints_a_table_and_the_servers_json() {
+    let n = start_node().await;
+    let created = n.protect("vm-h").await;
+    let svc = created["id"].as_str().unwrap();
+    let out = drengine(
+        &n.url,
+        OP_TOKEN,
+        &["--json", "service", "delete", svc, "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // --json: the server's answer, entries newest first.
+    let out = drengine(&n.url, READ_TOKEN, &["--json", "history", svc]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v = out.json();
+    let actions: Vec<&str> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["delete", "mark-deleted", "protect"], "{v}");
+    assert_eq!(v["entries"][0]["actor"], "alice");
+    assert_eq!(v["entries"][2]["actor"], "cmp-1");
+    assert_eq!(v["entries"][0]["zone"], "zone-a");
+    assert!(v["next_before"].is_null());
+    let server = n
+        .get(&format!("/v1/services/{svc}/history"), READ_TOKEN)
+        .await;
+    assert_eq!(v, server.body);
+
+    // Filters as flags, and paging with --limit / --before.
+    let out = drengine(
+        &n.url,
+        READ_TOKEN,
+        &["--json", "history", "--actor", "cmp-1", "--zone", "zone-a"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json()["entries"].as_array().unwrap().len(), 1);
+    let out = drengine(&n.url, READ_TOKEN, &["--json", "history", "--limit", "2"]).await;
+    let page = out.json();
+    assert_eq!(page["entries"].as_array().unwrap().len(), 2);
+    let next = page["next_before"].as_str().unwrap().to_string();
+    let out = drengine(
+        &n.url,
+        READ_TOKEN,
+        &["--json", "history", "--limit", "2", "--before", &next],
+    )
+    .await;
+    assert_eq!(out.json()["entries"][0]["action"], "protect");
+
+    // The table: a header and a row per entry, newest first.
+    let out = drengine(&n.url, READ_TOKEN, &["history", svc]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].starts_with("AT"), "{}", out.stdout);
+    for h in ["ZONE", "ACTOR", "ACTION", "SERVICE", "RP", "SUMMARY"] {
+        assert!(lines[0].contains(h), "{}", out.stdout);
+    }
+    let rows: Vec<&&str> = lines.iter().filter(|l| l.contains("zone-a")).collect();
+    assert_eq!(rows.len(), 3, "{}", out.stdout);
+    assert!(rows[0].contains("delete") && rows[0].contains("alice"));
+    assert!(rows[2].contains("protect") && rows[2].contains("cmp-1"));
+
+    // A bad filter is the server's 400: exit code 1, its message shown.
+    let out = drengine(&n.url, READ_TOKEN, &["history", "--since", "yesterday"]).await;
+    assert_eq!(out.code, 1, "{} {}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("since"), "{}", out.stderr);
+    n.node.shutdown().await;
+}

@@ -197,8 +197,13 @@ async fn a_resolve_is_compared_and_written_in_one_step() {
         w.db.execute(resolve(w.sides(&target)), "operator")
             .await
             .unwrap();
-    assert_eq!(done.events.len(), 2);
-    assert_eq!(feed.recv().await.unwrap().events.len(), 2, "one commit");
+    // Both slot writes and the resolve's history record.
+    assert_eq!(done.events.len(), 3);
+    assert!(matches!(
+        &done.events[2].event.op,
+        drengine::replica::Op::Record { action, .. } if action == "resolve"
+    ));
+    assert_eq!(feed.recv().await.unwrap().events.len(), 3, "one commit");
     let active = w.db.read(|r| r.service(&svc()).unwrap().active_zones());
     assert_eq!(active, vec![zone(0)]);
     // The disks zone-c's CMP wrote last are the ones kept, inactive.

@@ -347,10 +347,11 @@ async fn failover_naming_a_recovery_zone_protects_the_new_vm_at_once() {
         .map(|e| match &e.event.op {
             drengine::replica::Op::SetSlot { .. } => "slot",
             drengine::replica::Op::SetPolicy { .. } => "policy",
+            drengine::replica::Op::Record { .. } => "record",
             _ => "other",
         })
         .collect();
-    assert_eq!(ops, ["slot", "policy"], "{mine:?}");
+    assert_eq!(ops, ["slot", "policy", "record"], "{mine:?}");
     let st = rpo_in_b(&id);
     assert!(
         st.kept_only_in.is_empty(),

@@ -190,6 +190,18 @@ fn op_s() -> impl Strategy<Value = Op> {
         }),
         (service_s(), prop::collection::vec(rp_s(), 0..3))
             .prop_map(|(service, rps)| Op::PurgeRps { service, rps }),
+        (
+            service_s(),
+            prop::sample::select(vec!["failover", "revert", "resolve", "reboot", ""]),
+            prop::option::of(rp_s()),
+            ".{0,40}"
+        )
+            .prop_map(|(service, action, rp, summary)| Op::Record {
+                service,
+                action: action.to_string(),
+                rp,
+                summary,
+            }),
     ]
 }
 
@@ -342,6 +354,7 @@ enum Write {
     Purge(u8),
     Message(usize),
     Ack,
+    Record(u8),
 }
 
 fn write_s() -> impl Strategy<Value = Write> {
@@ -358,6 +371,7 @@ fn write_s() -> impl Strategy<Value = Write> {
         svc().prop_map(Write::Purge),
         (0usize..3).prop_map(Write::Message),
         Just(Write::Ack),
+        svc().prop_map(Write::Record),
     ]
 }
 
@@ -557,6 +571,15 @@ fn op_for(r: &Replica, w: &Write, t: u64) -> Option<Op> {
                 .find(|m| m.to == me && m.acked.is_none())?;
             Op::AckMessage {
                 message: m.id.clone(),
+            }
+        }
+        Write::Record(s) => {
+            r.service(&svc(s))?;
+            Op::Record {
+                service: svc(s),
+                action: "failover".into(),
+                rp: None,
+                summary: format!("recorded by {me}"),
             }
         }
     })

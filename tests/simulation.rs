@@ -617,9 +617,16 @@ impl Sim {
                     rps: mine,
                 }
             }
-            89..=93 => Op::SendMessage {
+            89..=91 => Op::SendMessage {
                 to: other,
                 body: "stop vm".into(),
+            },
+            // A DR action's record: changes no state, takes a dot.
+            92..=93 => Op::Record {
+                service: s,
+                action: ["failover", "revert", "test-failover"][self.rng.gen_range(0..3)].into(),
+                rp: rps.first().cloned(),
+                summary: "sim".into(),
             },
             _ => {
                 let mine: Vec<_> = replica

@@ -3,8 +3,8 @@
 //!
 //! A request crosses three files at most: the extractors (`auth`, `extract`)
 //! turn the request into typed values or a 4xx, one handler file per
-//! resource (`services`, `rps`, `actions`, `conflicts`, `messages`, `feed`,
-//! `status`) reads the replica or writes through `Db` / `Engine`, and
+//! resource (`services`, `rps`, `actions`, `conflicts`, `history`,
+//! `messages`, `feed`, `status`) reads the replica or writes through `Db` / `Engine`, and
 //! `error` maps whatever failed to one status and JSON shape.
 //!
 //! Architecture invariant: the API never changes state except through
@@ -22,6 +22,7 @@ pub mod types;
 mod actions;
 mod conflicts;
 mod feed;
+mod history;
 mod messages;
 mod rps;
 mod serve;
@@ -202,6 +203,7 @@ fn routes() -> Routes {
         .get("/v1/services/{service}", services::show)
         .patch("/v1/services/{service}", services::update)
         .delete("/v1/services/{service}", services::delete)
+        .get("/v1/services/{service}/history", history::service)
         .get("/v1/services/{service}/rps", rps::list)
         .post("/v1/services/{service}/rps", rps::take)
         .get("/v1/services/{service}/rps/{rp}", rps::show)
@@ -225,6 +227,7 @@ fn routes() -> Routes {
         .post("/v1/services/{service}/deactivate", actions::deactivate)
         .post("/v1/services/{service}/resolve", conflicts::resolve)
         .get("/v1/conflicts", conflicts::list)
+        .get("/v1/history", history::list)
         .get("/v1/messages", messages::list)
         .post("/v1/messages", messages::send)
         .get("/v1/messages/{message}", messages::show)

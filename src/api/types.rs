@@ -158,6 +158,43 @@ pub struct ServiceList {
     pub next_after: Option<ServiceId>,
 }
 
+/// One entry of the audit history: an event some zone wrote, as this zone
+/// applied it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HistoryEntryView {
+    /// When its zone wrote it (that zone's clock), RFC 3339 UTC with ms.
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// The zone the event came from.
+    pub zone: ZoneId,
+    /// Who asked for it: an API token's name, or `node` for the engine.
+    pub actor: String,
+    /// What it did: a DR action (`failover`, `migrate`, `migrate-complete`,
+    /// `revert`, `test-failover`, `test-cleanup`, `deactivate`, `resolve`,
+    /// `delete`) or a write (`protect`, `edit-policy`, `activate`,
+    /// `rp-taken`, `copy-complete`, ...).
+    pub action: String,
+    /// The service, if it is about one (messages are not).
+    #[schema(required = true)]
+    pub service: Option<ServiceId>,
+    /// The recovery point it used or wrote, if any.
+    #[schema(required = true)]
+    pub rp: Option<RpId>,
+    /// A short description (at most 200 bytes).
+    pub summary: String,
+}
+
+/// A page of the audit history, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HistoryList {
+    pub entries: Vec<HistoryEntryView>,
+    /// Pass as `before` to read the next (older) page; null when no older
+    /// entry matches. A page may hold fewer entries than asked (a page
+    /// looks at a bounded number of rows) and still have one.
+    #[schema(required = true)]
+    pub next_before: Option<String>,
+}
+
 /// A recovery point with its copy in each zone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RpView {
@@ -604,31 +641,34 @@ pub enum ServiceAnswer {
     Preflight(Preflight),
 }
 
-/// A UTC time in ms since the epoch as RFC 3339, e.g.
-/// `2025-01-31T12:00:00.000Z`.
+/// A UTC time in ms since the epoch as RFC 3339 with milliseconds, e.g.
+/// `2025-01-31T12:00:00.000Z` (a time past year 9999 shows as the last
+/// millisecond of 9999).
 pub fn rfc3339_ms(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (y, m, d) = civil_from_days(secs / 86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        (secs / 3600) % 24,
-        (secs / 60) % 60,
-        secs % 60,
-        ms % 1000
-    )
+    format_utc_ms(ms, RFC3339_MS)
 }
 
-/// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`, for days on or after the epoch).
-pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
+/// `fmt` (a `time` format description) of a UTC time in ms since the epoch.
+pub fn format_utc_ms(ms: u64, fmt: &str) -> String {
+    let Ok(items) = time::format_description::parse_borrowed::<1>(fmt) else {
+        return format!("{ms}ms");
+    };
+    let nanos = i128::from(ms).saturating_mul(1_000_000);
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .unwrap_or_else(|_| time::PrimitiveDateTime::MAX.assume_utc());
+    t.format(&items).unwrap_or_else(|_| format!("{ms}ms"))
+}
+
+/// The format of [`rfc3339_ms`].
+pub const RFC3339_MS: &str = "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z";
+
+/// An RFC 3339 time (any offset, any fraction) as ms since the epoch;
+/// before the epoch is refused.
+pub fn parse_rfc3339_ms(text: &str) -> Result<u64, String> {
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| {
+            format!("{text:?} is not an RFC 3339 time (e.g. 2025-01-31T12:00:00Z): {e}")
+        })?;
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| format!("{text:?} is before 1970"))
 }

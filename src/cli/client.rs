@@ -6,9 +6,9 @@
 use crate::api::error::ErrorBody;
 use crate::api::types::{
     ConflictList, CreateService, DeactivateRequest, FailoverOutcome, FailoverRequest, FeedEvent,
-    MessageList, MessageView, MigrateRequest, MigrationStarted, PeerList, Preflight, RebuildView,
-    ResolveRequest, Resync, RevertRequest, RpList, RpView, SendMessage, ServiceList, ServiceView,
-    TestFailoverRequest, UpdateService, ZoneStatus,
+    HistoryList, MessageList, MessageView, MigrateRequest, MigrationStarted, PeerList, Preflight,
+    RebuildView, ResolveRequest, Resync, RevertRequest, RpList, RpView, SendMessage, ServiceList,
+    ServiceView, TestFailoverRequest, UpdateService, ZoneStatus,
 };
 use crate::model::{MessageId, RpId, ServiceId, ZoneId};
 use reqwest::{Method, StatusCode};
@@ -111,6 +111,22 @@ pub struct MessageFilter {
     pub direction: Option<String>,
     /// `Some(false)`: only messages not yet acknowledged.
     pub acked: Option<bool>,
+}
+
+/// `GET /v1/history` (or a service's) filters and page.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    /// One service's history (`/v1/services/{service}/history`).
+    pub service: Option<ServiceId>,
+    pub zone: Option<ZoneId>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// RFC 3339 times, sent as given (the server checks them).
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// A previous page's `next_before`.
+    pub before: Option<String>,
+    pub limit: Option<usize>,
 }
 
 /// A DR action with its request, as [`Client::preflight`] previews it.
@@ -519,6 +535,27 @@ impl Client {
         };
         self.call(method, &format!("{path}?dry_run=true"), Some(body), &[])
             .await
+    }
+
+    /// `GET /v1/history`, or `GET /v1/services/{service}/history` when the
+    /// filter names a service: one page, newest first.
+    pub async fn history(&self, f: &HistoryFilter) -> Result<HistoryList, ClientError> {
+        let q = query(&[
+            ("zone", f.zone.as_ref().map(ZoneId::to_string)),
+            ("actor", f.actor.clone()),
+            ("action", f.action.clone()),
+            ("since", f.since.clone()),
+            ("until", f.until.clone()),
+            ("before", f.before.clone()),
+            ("limit", f.limit.map(|l| l.to_string())),
+        ]);
+        match &f.service {
+            Some(id) => {
+                self.get(&format!("/v1/services/{}/history{q}", enc(id.as_str())))
+                    .await
+            }
+            None => self.get(&format!("/v1/history{q}")).await,
+        }
     }
 
     /// `GET /v1/messages`.

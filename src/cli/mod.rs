@@ -176,6 +176,9 @@ pub enum Command {
         #[command(flatten)]
         list: ops::MessagesListArgs,
     },
+    /// The audit history, newest first: every zone's writes and DR actions
+    /// (who, from which zone, when), of one service or all.
+    History(ops::HistoryArgs),
     /// Follow the change feed.
     Watch {
         #[arg(long)]

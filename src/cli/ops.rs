@@ -2,7 +2,7 @@
 //! printout of the `api::types` answer: a table, or with `--json` that
 //! answer as JSON (the server's fields, as it sent them).
 
-use super::client::{Client, DrAction, FeedItem, MessageFilter, ServiceFilter};
+use super::client::{Client, DrAction, FeedItem, HistoryFilter, MessageFilter, ServiceFilter};
 use super::error::CliError;
 use super::output::{self, Done};
 use super::{ApiArgs, Command};
@@ -170,6 +170,33 @@ pub struct MessagesListArgs {
     /// Only messages not yet acknowledged.
     #[arg(long)]
     pub unacked: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct HistoryArgs {
+    /// Only this service's history.
+    pub service: Option<ServiceId>,
+    /// Only events from this zone.
+    #[arg(long)]
+    pub zone: Option<ZoneId>,
+    /// Only this actor's (a token name, or `node` for the engine).
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only this action (failover, migrate, revert, rp-taken, ...).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// At or after this RFC 3339 time (e.g. 2025-01-31T12:00:00Z).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// At or before this RFC 3339 time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Older than this: the `next_before` a previous page printed.
+    #[arg(long)]
+    pub before: Option<String>,
+    /// Most entries (1 to 1000; default 100).
+    #[arg(long)]
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -436,6 +463,20 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
                 show(json, &v, |v| line(format!("acknowledged {}", v.id)));
             }
         },
+        Command::History(a) => {
+            let filter = HistoryFilter {
+                service: a.service,
+                zone: a.zone,
+                actor: a.actor,
+                action: a.action,
+                since: a.since,
+                until: a.until,
+                before: a.before,
+                limit: a.limit,
+            };
+            let v = c.history(&filter).await?;
+            show(json, &v, output::history_table);
+        }
         Command::Watch { service } => watch(&c, json, service).await?,
         Command::Run { .. } | Command::Keygen { .. } => {
             return Err(CliError::usage("not an API command"));

@@ -2,8 +2,8 @@
 //! API's types. `--json` bypasses it.
 
 use crate::api::types::{
-    FailoverOutcome, FailoverVolume, FeedEvent, MessageList, PeerStatus, Preflight, PreflightRp,
-    RebuildView, RpList, RpView, ServiceList, ServiceView,
+    FailoverOutcome, FailoverVolume, FeedEvent, HistoryList, MessageList, PeerStatus, Preflight,
+    PreflightRp, RebuildView, RpList, RpView, ServiceList, ServiceView,
 };
 use crate::model::{Policy, Retention, VmSlot};
 use crate::replica::{Conflict, ConflictField, ConflictKind, Hlc};
@@ -54,22 +54,21 @@ pub fn list(v: &[impl std::fmt::Display]) -> String {
 
 /// An HLC stamp as UTC time of day with milliseconds.
 pub fn hlc_time(h: &Hlc) -> String {
-    let ms = h.wall_ms;
-    let secs = ms / 1000;
-    format!(
-        "{:02}:{:02}:{:02}.{:03}Z",
-        (secs / 3600) % 24,
-        (secs / 60) % 60,
-        secs % 60,
-        ms % 1000
-    )
+    crate::api::types::format_utc_ms(h.wall_ms, "[hour]:[minute]:[second].[subsecond digits:3]Z")
 }
 
 /// An HLC stamp as a UTC date and time: what RPs, messages and conflict
 /// sides need, since they may be days old.
 pub fn hlc_datetime(h: &Hlc) -> String {
-    let (y, m, d) = crate::api::types::civil_from_days(h.wall_ms / 86_400_000);
-    format!("{y:04}-{m:02}-{d:02} {}", hlc_time(h))
+    datetime_ms(h.wall_ms)
+}
+
+/// A UTC time in ms since the epoch as date and time with milliseconds.
+pub fn datetime_ms(ms: u64) -> String {
+    crate::api::types::format_utc_ms(
+        ms,
+        "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]Z",
+    )
 }
 
 pub fn services_table(l: &ServiceList) -> String {
@@ -401,6 +400,34 @@ pub fn messages_table(l: &MessageList) -> String {
         })
         .collect();
     table(&["ID", "FROM", "TO", "SENT", "STATE", "BODY"], &rows)
+}
+
+/// The history page as a table, newest first, and where the next page
+/// starts.
+pub fn history_table(l: &HistoryList) -> String {
+    let rows: Vec<Vec<String>> = l
+        .entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.at.clone(),
+                e.zone.to_string(),
+                e.actor.clone(),
+                e.action.clone(),
+                opt(e.service.as_ref()),
+                opt(e.rp.as_ref()),
+                e.summary.clone(),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &["AT", "ZONE", "ACTOR", "ACTION", "SERVICE", "RP", "SUMMARY"],
+        &rows,
+    );
+    if let Some(next) = &l.next_before {
+        out.push_str(&format!("older entries: --before {next}\n"));
+    }
+    out
 }
 
 pub fn peers_table(peers: &[PeerStatus]) -> String {

@@ -125,6 +125,36 @@ impl Inner {
         Ok(ev)
     }
 
+    /// Several ops in one replicated write (one commit: all or none),
+    /// with local rows in the same transaction: a DR action's change with
+    /// its `Op::Record`.
+    pub async fn write_all(
+        &self,
+        ops: Vec<Op>,
+        actor: &str,
+        local: Vec<LocalMutation>,
+    ) -> Result<(), Fail> {
+        self.sp.alive()?;
+        self.db
+            .execute_with_local(crate::replica::Command::Ops(ops), actor, local)
+            .await?;
+        Ok(())
+    }
+
+    /// The history's record of a DR action (`Op::Record`), to write with
+    /// the action's own ops or, for an action that writes none, alone.
+    pub fn record(&self, id: &ServiceId, action: &str, rp: Option<&RpId>, summary: String) -> Op {
+        Op::Record {
+            service: id.clone(),
+            action: action.to_string(),
+            rp: rp.cloned(),
+            summary: crate::replica::audit::clip(
+                &summary,
+                crate::replica::audit::MAX_SUMMARY_BYTES,
+            ),
+        }
+    }
+
     /// A command decided in the writer (see `replica::decide`), durable when
     /// it returns. A crashed engine writes nothing.
     pub async fn execute(

@@ -70,7 +70,27 @@ impl Inner {
         let s = self.live_service(id)?;
         match self.plan_failover(&s, rp, recovery_zone)? {
             Activation::Done(_, done) => Ok(done),
-            Activation::Activate(rp) => self.activate_from(&s, &rp, recovery_zone, actor).await,
+            Activation::Activate(rp) => {
+                let others: Vec<ZoneId> = s
+                    .active_zones()
+                    .into_iter()
+                    .filter(|z| z != &self.zone)
+                    .collect();
+                let still = if others.is_empty() {
+                    String::new()
+                } else {
+                    format!("; the VM is still active in {}", zones_text(&others))
+                };
+                let to = recovery_zone
+                    .map(|rz| format!("; its RPs now go to {rz}"))
+                    .unwrap_or_default();
+                let summary = format!(
+                    "failed over to {} from RP {} (origin {}){still}{to}",
+                    self.zone, rp.id, rp.origin
+                );
+                self.activate_from(&s, &rp, recovery_zone, actor, ("failover", summary))
+                    .await
+            }
         }
     }
 
@@ -108,7 +128,7 @@ impl Inner {
         if recovery_zone.is_some() {
             // The write's own verdict (e.g. a zone with an active VM cannot
             // be the recovery zone), before any volume is made.
-            let cmd = self.activation(s, &rp, recovery_zone);
+            let cmd = self.activation(s, &rp, recovery_zone, None);
             self.db.decide(&cmd, |_, _| ())?;
         }
         Ok(Activation::Activate(rp))
@@ -268,7 +288,13 @@ impl Inner {
             (_, Activation::Done(_, done)) => return Ok(done),
             (source, Activation::Activate(rp)) => (source, rp),
         };
-        let out = self.activate_from(&s, &rp, None, actor).await?;
+        let summary = format!(
+            "migration from {source} completed: VM active in {} from final RP {}",
+            self.zone, rp.id
+        );
+        let out = self
+            .activate_from(&s, &rp, None, actor, ("migrate-complete", summary))
+            .await?;
         tracing::info!(zone = %self.zone, service = %id, from = %source, rp = %rp.id, "migration completed");
         Ok(out)
     }
@@ -320,7 +346,7 @@ impl Inner {
         &self,
         id: &ServiceId,
         rp: &RpId,
-        _actor: &str,
+        actor: &str,
     ) -> Result<FailoverOutcome, Fail> {
         let lock = self.lock_for(id);
         let _held = lock.lock().await;
@@ -336,6 +362,21 @@ impl Inner {
                 .run(self.sp.client.volume_revert(&v.volume, &req))
                 .await?;
         }
+        // A revert writes no state: its record is its only trace, written
+        // once StorPool reverted every volume (a crash before it leaves the
+        // volumes reverted and no row; the caller saw no answer).
+        let summary = format!(
+            "{} volume(s) in {} reverted to RP {}",
+            plan.volumes.len(),
+            self.zone,
+            plan.rp.id
+        );
+        self.write_all(
+            vec![self.record(id, "revert", Some(&plan.rp.id), summary)],
+            actor,
+            Vec::new(),
+        )
+        .await?;
         tracing::info!(zone = %self.zone, service = %id, rp = %plan.rp.id, "reverted");
         Ok(self.outcome(id, &plan.rp, plan.volumes))
     }
@@ -381,7 +422,7 @@ impl Inner {
         &self,
         id: &ServiceId,
         rp: Option<&RpId>,
-        _actor: &str,
+        actor: &str,
     ) -> Result<FailoverOutcome, Fail> {
         let lock = self.lock_for(id);
         let _held = lock.lock().await;
@@ -394,6 +435,19 @@ impl Inner {
         self.local(vec![journal::put(journal::test_key(id), &record)])
             .await?;
         let volumes = self.create_volumes(Kind::Test, id, &rp, &names).await?;
+        // Like a revert, its record is its only replicated trace.
+        let summary = format!(
+            "{} test clone(s) of RP {} made in {}",
+            volumes.len(),
+            rp.id,
+            self.zone
+        );
+        self.write_all(
+            vec![self.record(id, "test-failover", Some(&rp.id), summary)],
+            actor,
+            Vec::new(),
+        )
+        .await?;
         tracing::info!(zone = %self.zone, service = %id, rp = %rp.id, "test failover volumes created");
         Ok(self.outcome(id, &rp, volumes))
     }
@@ -421,11 +475,12 @@ impl Inner {
 
     /// Deletes a test failover's clones: those its record names and any
     /// other volume tagged as one of the service's test clones.
-    pub async fn cleanup_test_failover(&self, id: &ServiceId, _actor: &str) -> Result<(), Fail> {
+    pub async fn cleanup_test_failover(&self, id: &ServiceId, actor: &str) -> Result<(), Fail> {
         let lock = self.lock_for(id);
         let _held = lock.lock().await;
         let key = journal::test_key(id);
         let record = self.local_get::<TestRecord>(&key)?;
+        let from_rp = record.as_ref().map(|r| r.rp.clone());
         let mut names: Vec<String> = record.map(|r| r.volumes).unwrap_or_default();
         for v in self.sp.run(self.sp.client.volumes_list()).await? {
             if naming::is_ours(&v.tags, Kind::Test, id, None) && !names.contains(&v.name) {
@@ -441,7 +496,22 @@ impl Inner {
                 }
             }
         }
-        self.local(vec![journal::del(key)]).await?;
+        // The record goes with the journal row's removal, in one commit.
+        let summary = format!(
+            "test failover cleaned up in {}: {} clone(s) deleted",
+            self.zone,
+            names.len()
+        );
+        let ops = if self.service(id).is_some() {
+            vec![self.record(id, "test-cleanup", from_rp.as_ref(), summary)]
+        } else {
+            Vec::new()
+        };
+        if ops.is_empty() {
+            self.local(vec![journal::del(key)]).await?;
+        } else {
+            self.write_all(ops, actor, vec![journal::del(key)]).await?;
+        }
         tracing::info!(zone = %self.zone, service = %id, volumes = names.len(), "test failover cleaned up");
         Ok(())
     }
@@ -493,12 +563,15 @@ impl Inner {
 
     /// Creates the VM's volumes from `rp` and marks the VM active here, in
     /// one replicated write that also pins the RP (volumes depend on it).
+    /// `record` is the action and summary of its history record, written
+    /// in the same commit as the slot.
     async fn activate_from(
         &self,
         s: &Service,
         rp: &RecoveryPoint,
         recovery_zone: Option<&ZoneId>,
         actor: &str,
+        record: (&str, String),
     ) -> Result<FailoverOutcome, Fail> {
         let id = &s.id;
         let key = journal::vol_key(id);
@@ -524,22 +597,26 @@ impl Inner {
                 return Err(e);
             }
         };
-        let cmd = self.activation(s, rp, recovery_zone);
+        let (action, summary) = record;
+        let record = self.record(id, action, Some(&rp.id), summary);
+        let cmd = self.activation(s, rp, recovery_zone, Some(record));
         let local = vec![
             journal::del(key),
             journal::put(journal::dep_key(id, &rp.id), &names),
         ];
         self.execute_with_local(cmd, actor, local).await?;
-        tracing::info!(zone = %self.zone, service = %id, rp = %rp.id, recovery_zone = ?recovery_zone, "VM active here");
+        tracing::info!(zone = %self.zone, service = %id, rp = %rp.id, recovery_zone = ?recovery_zone, action, "VM active here");
         Ok(self.outcome(id, rp, volumes))
     }
 
     /// The write that runs the VM here on volumes made from `rp`.
+    /// `record`: its history entry (`Op::Record`), written with it.
     fn activation(
         &self,
         s: &Service,
         rp: &RecoveryPoint,
         recovery_zone: Option<&ZoneId>,
+        record: Option<Op>,
     ) -> Command {
         let cmp_vm_id = s
             .slot(&self.zone)
@@ -554,6 +631,7 @@ impl Inner {
                 active: true,
             },
             recovery_zone: recovery_zone.cloned(),
+            record,
         }
     }
 

@@ -295,8 +295,22 @@ impl Inner {
                 logical: 0,
             },
         };
+        let mut ops = vec![op];
+        if intent.purpose == Purpose::Final {
+            // The migration's record goes with its final RP, in one commit.
+            let target = s
+                .as_ref()
+                .and_then(|s| s.policy.get())
+                .map(|p| p.recovery_zone.to_string())
+                .unwrap_or_else(|| "the recovery zone".into());
+            let summary = format!(
+                "migration to {target} started: VM stopped in {}, final RP {} taken",
+                self.zone, intent.rp
+            );
+            ops.push(self.record(id, "migrate", Some(&intent.rp), summary));
+        }
         match self
-            .write(op, &intent.actor, vec![journal::del(key.clone())])
+            .write_all(ops, &intent.actor, vec![journal::del(key.clone())])
             .await
         {
             Ok(_) => {}

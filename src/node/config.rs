@@ -3,6 +3,7 @@
 
 pub use crate::api::{ApiConfig, Role, TokenEntry};
 pub use crate::engine::{EngineConfig, EngineSetup};
+pub use crate::store::HistoryConfig;
 pub use crate::sync::{SyncConfig, SyncSetup, SyncZone};
 
 use crate::model::ZoneId;
@@ -55,6 +56,9 @@ pub struct Config {
     /// The local StorPool cluster's API (see `crate::storpool`).
     #[serde(default)]
     pub storpool: crate::storpool::StorPoolConfig,
+    /// How much audit history the zone keeps (see `crate::store`).
+    #[serde(default)]
+    pub history: HistoryConfig,
 }
 
 /// An ed25519 public key, written in hex in the configuration and parsed
@@ -244,6 +248,9 @@ impl Config {
                 "must be a number of intervals, at least engine.rpo_warning_factor",
             ));
         }
+        self.history
+            .validate()
+            .map_err(|(key, message)| invalid(key, message))?;
         Ok(())
     }
 

@@ -81,7 +81,9 @@ impl Node {
             source,
         })?;
         let path = config.data_dir.join(DB_FILE);
-        let store = open_store(&path, &config.zone).await?;
+        let store = open_store(&path, &config.zone)
+            .await?
+            .with_history(config.history.clone());
         let replica = Replica::new(config.zone.clone(), Some(key.clone()), config.directory());
         let db = Db::open(store, replica)?;
         tracing::info!(path = %path.display(), "replica opened");

@@ -10,7 +10,7 @@
 //! between the look and the write: no lock elsewhere guards a rule.
 
 use super::{ConflictField, ConflictKind, ConflictTarget, Dot, Op, Replica, Service, WriteError};
-use crate::model::{InvalidInput, Policy, ServiceId, VmSlot, ZoneId};
+use crate::model::{InvalidInput, Policy, RpId, ServiceId, VmSlot, ZoneId};
 
 /// A write asked of the replica; see [`decide`].
 #[derive(Debug, Clone)]
@@ -59,6 +59,8 @@ pub enum Command {
         service: ServiceId,
         slot: VmSlot,
         recovery_zone: Option<ZoneId>,
+        /// Written last, with the rest: the action's history entry.
+        record: Option<Op>,
     },
     /// The engine's reversal of replication: the recovery zone becomes
     /// `recovery_zone`, only if the policy is still `expected` (an
@@ -261,7 +263,15 @@ pub fn decide(
             };
             r.check_local(&op)?;
             check_version(r, service, expect)?;
-            Ok(Decision::write(vec![op]))
+            Ok(Decision::write(vec![
+                op,
+                record(
+                    service,
+                    "delete",
+                    None,
+                    "service deleted in every zone".into(),
+                ),
+            ]))
         }
         Command::Deactivate { service, zone } => {
             let s = live(r, service)?;
@@ -282,14 +292,22 @@ pub fn decide(
             if !any_active && values.len() <= 1 {
                 return Ok(Decision::nothing(Outcome::Unchanged));
             }
-            Ok(Decision::write(vec![Op::SetSlot {
-                service: service.clone(),
-                zone: zone.clone(),
-                slot: Some(VmSlot {
-                    active: false,
-                    ..slot
-                }),
-            }]))
+            Ok(Decision::write(vec![
+                Op::SetSlot {
+                    service: service.clone(),
+                    zone: zone.clone(),
+                    slot: Some(VmSlot {
+                        active: false,
+                        ..slot
+                    }),
+                },
+                record(
+                    service,
+                    "deactivate",
+                    None,
+                    format!("the VM in {zone} marked inactive"),
+                ),
+            ]))
         }
         Command::Resolve {
             service,
@@ -301,6 +319,7 @@ pub fn decide(
             service,
             slot,
             recovery_zone,
+            record,
         } => {
             let s = live(r, service)?;
             let mut ops = vec![Op::SetSlot {
@@ -327,6 +346,7 @@ pub fn decide(
                     });
                 }
             }
+            ops.extend(record.iter().cloned());
             Ok(Decision::write(ops))
         }
         Command::Retarget {
@@ -414,7 +434,7 @@ fn resolve(
         }
     }
     let service = id.clone();
-    let ops = match (&c.kind, choice) {
+    let mut ops = match (&c.kind, choice) {
         (ConflictKind::ActiveVms, _) => {
             let keep = match choice {
                 Choice::Side(dot) => c.sides[side_of(dot)?].zone.clone(),
@@ -465,10 +485,35 @@ fn resolve(
             vec![field_write(s, &service, field, FieldChoice::Value(v))?]
         }
     };
+    let how = match choice {
+        Choice::KeepZone(z) => format!("keeping the VM in {z}"),
+        Choice::Side(dot) => format!("keeping the value of {dot}"),
+        Choice::Value(_) => "with a new value".to_string(),
+    };
+    let rp = match target {
+        ConflictTarget::Field(ConflictField::Hold(rp)) => Some(rp.clone()),
+        _ => None,
+    };
+    ops.push(record(
+        id,
+        "resolve",
+        rp,
+        format!("conflict on {target} resolved, {how}"),
+    ));
     for op in &ops {
         r.check_local(op)?;
     }
     Ok(Decision::write(ops))
+}
+
+/// The history's record of a DR action decided here, written with its ops.
+fn record(service: &ServiceId, action: &str, rp: Option<RpId>, summary: String) -> Op {
+    Op::Record {
+        service: service.clone(),
+        action: action.to_string(),
+        rp,
+        summary: super::audit::clip(&summary, super::audit::MAX_SUMMARY_BYTES),
+    }
 }
 
 enum FieldChoice<'a> {

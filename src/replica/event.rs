@@ -94,6 +94,19 @@ pub enum Op {
         service: ServiceId,
         rps: Vec<RpId>,
     },
+    /// A DR action as an operator or the CMP asked for it (failover,
+    /// revert, test failover, resolve, ...), for the audit history: it
+    /// changes no state. Written in the same commit as the action's own
+    /// ops, if it has any. `action` is one of
+    /// `replica::audit::RECORDED_ACTIONS`; `summary` at most
+    /// `replica::audit::MAX_SUMMARY_BYTES` bytes. The last variant: every
+    /// variant before it keeps its postcard index.
+    Record {
+        service: ServiceId,
+        action: String,
+        rp: Option<RpId>,
+        summary: String,
+    },
 }
 
 impl Op {
@@ -108,7 +121,8 @@ impl Op {
             | Op::CreateRp { service, .. }
             | Op::SetCopy { service, .. }
             | Op::SetHold { service, .. }
-            | Op::PurgeRps { service, .. } => Some(service),
+            | Op::PurgeRps { service, .. }
+            | Op::Record { service, .. } => Some(service),
             Op::SendMessage { .. } | Op::AckMessage { .. } => None,
         }
     }
@@ -127,6 +141,7 @@ impl Op {
             Op::SendMessage { .. } => "send_message",
             Op::AckMessage { .. } => "ack_message",
             Op::PurgeRps { .. } => "purge_rps",
+            Op::Record { .. } => "record",
         }
     }
 }

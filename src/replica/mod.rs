@@ -8,6 +8,7 @@
 //! tokio, redb, libp2p or HTTP. That is why the simulation can drive many
 //! replicas deterministically from a seed.
 
+pub mod audit;
 mod clock;
 mod command;
 mod conflict;
@@ -362,6 +363,19 @@ impl Replica {
                     return Err(WriteError::NoSuchMessage(message.clone()));
                 }
             }
+            // A record may follow the service's deletion in its own batch
+            // (the tombstone stays in the state): it needs the service only.
+            Op::Record {
+                service,
+                action,
+                summary,
+                ..
+            } => {
+                if !self.state.services.contains_key(service) {
+                    return Err(WriteError::NoSuchService(service.clone()));
+                }
+                audit::check_record(action, summary)?;
+            }
         }
         Ok(())
     }
@@ -462,8 +476,9 @@ impl Replica {
         let verdict = authorize(&self.state, &self.directory, ev);
         if verdict.is_ok() {
             match self.state.apply(ev) {
-                Touched::Service(s) => self.dirty.services.insert(s),
-                Touched::Message(m) => self.dirty.messages.insert(m),
+                Some(Touched::Service(s)) => self.dirty.services.insert(s),
+                Some(Touched::Message(m)) => self.dirty.messages.insert(m),
+                None => false,
             };
         }
         self.vv.set(ev.origin.clone(), ev.seq);

@@ -134,6 +134,18 @@ pub fn authorize(state: &State, directory: &Directory, ev: &Event) -> Result<(),
             }
             Ok(())
         }
+        Op::Record {
+            service,
+            action,
+            summary,
+            ..
+        } => {
+            // The tombstone of a service deleted in the same batch stays
+            // in the state, so a record of the deletion passes this too.
+            seen_service(service)?;
+            super::audit::check_record(action, summary)
+                .map_err(|e| Rejected::Invalid(e.to_string()))
+        }
         Op::AckMessage { message } => {
             let m = state
                 .messages

@@ -175,7 +175,16 @@ pub enum Touched {
 impl State {
     /// Applies an event that `rules::authorize` accepted. Pure field writes:
     /// every decision about whether the event may apply was made before.
-    pub(super) fn apply(&mut self, ev: &Event) -> Touched {
+    /// Answers the row it changed (`None` for an `Op::Record`, which
+    /// changes nothing: it is there for the audit history only).
+    pub(super) fn apply(&mut self, ev: &Event) -> Option<Touched> {
+        if matches!(ev.op, Op::Record { .. }) {
+            return None;
+        }
+        Some(self.apply_write(ev))
+    }
+
+    fn apply_write(&mut self, ev: &Event) -> Touched {
         let dot = ev.dot();
         let deps = &ev.deps;
         let hlc = ev.hlc;
@@ -301,6 +310,7 @@ impl State {
                 }
                 Touched::Message(message.clone())
             }
+            Op::Record { service, .. } => Touched::Service(service.clone()),
         }
     }
 

@@ -11,9 +11,14 @@
 //! replays the log above the checkpoint, so the log is never compacted above
 //! it.
 
+mod audit;
 mod helper;
 mod writer;
 
+pub use audit::{
+    AuditRow, Cursor as HistoryCursor, HistoryConfig, HistoryEntry, HistoryPage, HistoryQuery,
+    DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT, MAX_SCAN_ROWS,
+};
 pub use writer::{fingerprint_key, Commit, Db, DbError, Executed, LocalMutation, MAX_WRITE_BATCH};
 
 use crate::model::{MessageId, ServiceId, ZoneId};
@@ -100,6 +105,16 @@ pub struct Store {
     since_checkpoint: AtomicU64,
     /// Fault injection: commits fail while set (see [`Store::fail_commits`]).
     fail_commits: std::sync::atomic::AtomicBool,
+    /// How much audit history to keep (`audit.rs`).
+    history: HistoryConfig,
+}
+
+/// The wall clock, for the audit rows' retention when a caller gives none.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Store {
@@ -112,9 +127,16 @@ impl Store {
             checkpoint_every: AtomicU64::new(CHECKPOINT_EVENTS),
             since_checkpoint: AtomicU64::new(0),
             fail_commits: std::sync::atomic::AtomicBool::new(false),
+            history: HistoryConfig::default(),
         };
         store.init(zone)?;
         Ok(store)
+    }
+
+    /// The store keeping as much audit history as `cfg` says.
+    pub fn with_history(mut self, cfg: HistoryConfig) -> Store {
+        self.history = cfg;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -186,6 +208,7 @@ impl Store {
             txn.open_table(SERVICES).map_err(|e| self.err(e))?;
             txn.open_table(MESSAGES).map_err(|e| self.err(e))?;
             txn.open_table(LOCAL).map_err(|e| self.err(e))?;
+            audit::create_tables(self, &txn)?;
         }
         txn.commit().map_err(|e| self.err(e))
     }
@@ -286,19 +309,36 @@ impl Store {
     /// Writes `events` to the log, the replica's version vector and clock,
     /// and `local` mutations, in one durable transaction; with a checkpoint
     /// of the rows the replica changed when one is due.
+    /// Every event counts as applied: each gets its audit row.
     pub fn commit<'a>(
         &self,
         replica: &mut Replica,
         events: impl IntoIterator<Item = &'a SignedEvent>,
         local: &[LocalMutation],
     ) -> Result<(), StoreError> {
-        self.commit_inner(replica, events, local, false)
+        let events: Vec<&SignedEvent> = events.into_iter().collect();
+        let audit: Vec<AuditRow> = events.iter().map(|e| AuditRow::of(&e.event)).collect();
+        self.commit_inner(replica, events, local, &audit, wall_ms(), false)
+    }
+
+    /// [`Store::commit`] with the batch's audit rows (one per event the
+    /// replica applied; an event the rules refused has none), pruning old
+    /// rows as of `now_ms`, in the same transaction.
+    pub fn commit_audited<'a>(
+        &self,
+        replica: &mut Replica,
+        events: impl IntoIterator<Item = &'a SignedEvent>,
+        local: &[LocalMutation],
+        audit: &[AuditRow],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.commit_inner(replica, events, local, audit, now_ms, false)
     }
 
     /// Writes every changed row now, so that the checkpoint is the replica's
     /// version vector (before compacting the log up to it).
     pub fn checkpoint(&self, replica: &mut Replica) -> Result<(), StoreError> {
-        self.commit_inner(replica, [], &[], true)
+        self.commit_inner(replica, [], &[], &[], wall_ms(), true)
     }
 
     /// Fault injection for tests: while `on`, every commit fails as a
@@ -312,6 +352,8 @@ impl Store {
         replica: &mut Replica,
         events: impl IntoIterator<Item = &'a SignedEvent>,
         local: &[LocalMutation],
+        audit: &[AuditRow],
+        now_ms: u64,
         force_checkpoint: bool,
     ) -> Result<(), StoreError> {
         if self.fail_commits.load(Ordering::SeqCst) {
@@ -352,6 +394,9 @@ impl Store {
                         local_t.remove(k.as_str()).map_err(|e| self.err(e))?;
                     }
                 }
+            }
+            if !audit.is_empty() {
+                self.write_audit(&txn, audit, now_ms)?;
             }
         }
         txn.commit().map_err(|e| self.err(e))?;
@@ -478,6 +523,19 @@ impl Store {
                 log.insert((e.origin.as_str(), e.seq), ev.encode().as_slice())
                     .map_err(|e| self.err(e))?;
             }
+            // The history of what this import applied: the snapshot's live
+            // events this zone had not applied, and what they unblocked.
+            // (What the sender had compacted away it never sees.)
+            let audit: Vec<AuditRow> = snapshot
+                .events
+                .iter()
+                .filter(|ev| !logged.covers(&ev.dot()) && live.contains(&ev.dot()))
+                .chain(applied)
+                .map(|ev| AuditRow::of(&ev.event))
+                .collect();
+            drop(log);
+            drop(meta);
+            self.write_audit(&txn, &audit, wall_ms())?;
         }
         txn.commit().map_err(|e| self.err(e))?;
         self.since_checkpoint.store(0, Ordering::Relaxed);

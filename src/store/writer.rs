@@ -6,7 +6,7 @@
 //! of apply and the order of commit are the same; readers take a read lock.
 
 use super::helper::Helper;
-use super::{Store, StoreError};
+use super::{AuditRow, Store, StoreError};
 use crate::model::ServiceId;
 use crate::model::ZoneId;
 use crate::replica::{
@@ -517,6 +517,9 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
         let mut imported = false;
         let mut compactions = Vec::new();
         let mut exports = Vec::new();
+        // Received events the rules refused: applied (the vector moves on)
+        // but changing nothing, so no history row.
+        let mut refused_dots = std::collections::BTreeSet::new();
         for cmd in cmds {
             match cmd {
                 Cmd::Write {
@@ -550,6 +553,7 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
                             Received::Applied(applied) => {
                                 for a in applied {
                                     if let Some(r) = a.rejected {
+                                        refused_dots.insert(a.event.dot());
                                         report.rejected.push((a.event.dot(), r));
                                     }
                                     report.applied.push(a.event.clone());
@@ -616,9 +620,19 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Cmd>, helper: Helper) {
         let committed = if imported || (events.is_empty() && local.is_empty()) {
             Ok(())
         } else {
-            inner
-                .store
-                .commit(&mut replica, events.iter().map(|(e, _)| e), &local)
+            // One history row per applied event, in the same transaction.
+            let audit: Vec<AuditRow> = events
+                .iter()
+                .filter(|(e, _)| !refused_dots.contains(&e.dot()))
+                .map(|(e, _)| AuditRow::of(&e.event))
+                .collect();
+            inner.store.commit_audited(
+                &mut replica,
+                events.iter().map(|(e, _)| e),
+                &local,
+                &audit,
+                now,
+            )
         };
         if committed.is_ok() && !compactions.is_empty() {
             let res = compact(&inner.store, &mut replica).map_err(|e| {

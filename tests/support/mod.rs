@@ -258,6 +258,7 @@ impl Deployment {
             },
             engine,
             storpool,
+            history: Default::default(),
         };
         cfg.validate().expect("a valid config");
         cfg

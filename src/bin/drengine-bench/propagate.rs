@@ -79,6 +79,7 @@ async fn line(names: &[&str]) -> anyhow::Result<Cluster> {
                 ..Default::default()
             },
             storpool: Default::default(),
+            history: Default::default(),
         };
         cfg.validate()?;
         let store = Store::open(&dir.path().join(format!("{n}.redb")), &cfg.zone)?;

@@ -239,6 +239,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         sync: Default::default(),
         engine: engine_cfg.clone(),
         storpool: sp_config(emu.addrs[zone.as_str()]),
+        history: Default::default(),
     };
     let mut dbs = BTreeMap::new();
     for zone in [&za, &zb] {
