@@ -408,6 +408,12 @@ impl Inner {
         let Some(expected) = s.policy.get().cloned() else {
             return Ok(());
         };
+        // Re-read after planning: an operator may have named another
+        // recovery zone since. Only a policy naming this zone is reversed
+        // (and the writer checks it is still that one).
+        if expected.recovery_zone != self.zone {
+            return Ok(());
+        }
         // Only if nobody changed the policy since it was read: an
         // operator's edit in between wins, and the next pass plans again.
         let cmd = Command::Retarget {

@@ -360,15 +360,6 @@ pub fn decide(
                     "the policy of service {service} changed since it was read"
                 )));
             }
-            // Replication is turned around only away from the writer's
-            // zone: a policy read after an operator named another recovery
-            // zone is not one to reverse.
-            if &expected.recovery_zone != r.zone() {
-                return Err(WriteError::Changed(format!(
-                    "service {service} replicates to {}, not to this zone",
-                    expected.recovery_zone
-                )));
-            }
             let policy = Policy {
                 recovery_zone: recovery_zone.clone(),
                 ..expected.clone()
