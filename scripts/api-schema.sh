@@ -11,6 +11,7 @@
 #
 #   scripts/api-schema.sh                  # default budget
 #   API_SCHEMA_MAX_EXAMPLES=200 scripts/api-schema.sh
+#   scripts/api-schema.sh --setup          # only install schemathesis
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,8 +24,10 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check 'schemathesis>=4,<5'
 fi
+[ "${1:-}" = --setup ] && exit 0
 
-cargo build --release --quiet --bin drengine
+# scripts/test.sh sets DRENGINE_SKIP_BUILD: its `cargo test` has just built every binary.
+[ -n "${DRENGINE_SKIP_BUILD:-}" ] || cargo build --release --quiet --bin drengine
 bin="$target/release/drengine"
 
 work="$(mktemp -d)"
@@ -58,7 +61,7 @@ done
 [ -n "$api" ] || { echo "devnet did not report its API in time" >&2; exit 1; }
 echo "node under test: $api"
 
-# The change feed never ends, so it is left out here; tests/api_feed_metrics.rs covers it.
+# The change feed never ends, so it is left out here; tests/api/feed_metrics.rs covers it.
 # The DR actions are run in a second pass that allows 5xx: with the engine off
 # they answer 503 engine_not_running by design.
 actions='^/v1/services/\{service\}/(failover|migrate|migrate/complete|revert|test-failover|test-failover/cleanup|rps)$'

@@ -4,14 +4,17 @@
 # Installs the bindings and pytest (quietly, idempotent), builds the emulator in release mode,
 # starts it with two clusters on free loopback ports, runs tests/python, and stops the
 # emulator whatever happens. Extra arguments go to pytest. Exits non-zero on failure.
+# `--setup` only installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
 export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 "$PYTHON" -m pip install --quiet 'storpool==7.3.0' pytest
+[ "${1:-}" = --setup ] && exit 0
 
-cargo build --release --bin storpool-emulator
+# scripts/test.sh sets DRENGINE_SKIP_BUILD: its `cargo test` has just built every binary.
+[ -n "${DRENGINE_SKIP_BUILD:-}" ] || cargo build --release --bin storpool-emulator
 BIN="$(scripts/target-dir.sh)/release/storpool-emulator"
 
 WORK="$(mktemp -d)"

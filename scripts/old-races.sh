@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 16's proof: the race tests of tests/api_races.rs fail on the code
+# Issue 16's proof: the race tests of tests/api/races.rs fail on the code
 # before "one place decides every write" (commit aefee42), where a resolve
 # wrote its ops one commit at a time, a deactivate was a read-modify-write
 # under the API's edit lock and the engine's reverse replication wrote the
@@ -8,7 +8,7 @@
 #   scripts/old-races.sh [TEST_NAME...]
 #
 # Checks out aefee42 in a temporary worktree, adds this checkout's
-# tests/api_races.rs with the test support ported to the old APIs
+# tests/api/races.rs (as tests/api_races.rs) with the test support ported to the old APIs
 # (scripts/old-races/support.patch: tests only, nothing under src/), runs
 # each race test on its own and succeeds only if every one of them FAILS
 # there. Copies target/ in first when there is one (saves the dependency
@@ -34,8 +34,8 @@ git worktree add --detach "$dir" "$old" >/dev/null
 (
     cd "$dir"
     git apply "$here/scripts/old-races/support.patch"
-    sed 's|^mod api_support;|#[path = "races_support/mod.rs"]\nmod api_support;|' \
-        "$here/tests/api_races.rs" > tests/api_races.rs
+    sed 's|^use crate::harness::\*;|#[path = "races_support/mod.rs"]\nmod harness;\nuse harness::*;|' \
+        "$here/tests/api/races.rs" > tests/api_races.rs
     cargo test --release --test api_races --no-run
 )
 failed=0

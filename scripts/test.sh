@@ -10,16 +10,44 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DRENGINE_SIM_SEEDS="${DRENGINE_SIM_SEEDS:-0..300}"
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+tmp="$(mktemp -d)"
+log="$tmp/cargo-test.log"
+pylog="$tmp/conformance.log"
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 
-cargo build --release --bins
+# The installs (pip, the schemathesis virtualenv, Debian's prometheus) wait on
+# the network, not the CPU: they run beside the build, and each is waited for
+# (and its log shown on failure) before its check runs.
+setup() {
+    local name="$1"
+    shift
+    "$@" >"$tmp/setup-$name.log" 2>&1 &
+    echo $! >"$tmp/setup-$name.pid"
+}
+setup_done() {
+    local name="$1"
+    if ! wait "$(cat "$tmp/setup-$name.pid")"; then
+        cat "$tmp/setup-$name.log" >&2
+        echo "setup of $name failed" >&2
+        exit 1
+    fi
+}
+setup conformance scripts/conformance.sh --setup
+setup api-schema scripts/api-schema.sh --setup
+setup alerts scripts/check-alerts.sh --setup
+
 # A node without the devnet feature has no path into the emulator; keep it building.
 cargo check --release --no-default-features --lib --bin drengine
+# Builds the library, every binary and every test target, then runs them.
 cargo test --release --all-targets 2>&1 | tee "$log"
-pylog="$(mktemp)"
+# The scripts below use the binaries `cargo test` just built (building them
+# again with the dependencies' non-test features would rebuild the library).
+export DRENGINE_SKIP_BUILD=1
+setup_done conformance
 scripts/conformance.sh 2>&1 | tee "$pylog"
+setup_done api-schema
 scripts/api-schema.sh
+setup_done alerts
 scripts/check-alerts.sh
 
 # Rust: every "test result: ok. N passed; M failed"; Python: pytest's last summary.
@@ -28,4 +56,3 @@ scripts/check-alerts.sh
     { grep -hoE '^[0-9]+ passed' "$pylog" || true; } | tail -n 1
 } | awk '{ for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
         END { printf "tests: %d passed, %d failed\n", p, f }'
-rm -f "$pylog"

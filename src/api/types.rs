@@ -6,7 +6,7 @@
 //! carries what the engine or sync layer knows (RPO, peers, a failover's
 //! volumes), it has its own wire shape here and the handler converts, so a
 //! change inside those layers cannot change the JSON (checked by
-//! `tests/layering.rs`).
+//! `tests/state/layering.rs`).
 
 use crate::model::{CopyState, MessageId, Policy, RpDisk, RpId, ServiceId, VmSlot, ZoneId};
 use crate::replica::{Conflict, ConflictTarget, Dot, Hlc, VersionVector};

@@ -10,10 +10,11 @@
 //!   emulator with a cluster per zone, and each zone's [`Config`] built from
 //!   all of that. The API, sync, engine and CLI test benches build their
 //!   nodes from it; what is specific to them (a node on HTTP, a sync node,
-//!   a stepped engine) stays in their own support module.
+//!   a stepped engine) stays in their own `harness` module.
 //!
-//! Included by a test target as `mod support;`, or by another support
-//! module as `#[path = "../support/mod.rs"] mod support;`.
+//! Each test binary (`tests/*/main.rs`) includes it once, as
+//! `#[path = "../support/mod.rs"] mod support;`; its harness re-exports
+//! what its tests use.
 #![allow(dead_code)]
 
 use drengine::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
