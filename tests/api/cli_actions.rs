@@ -4,11 +4,10 @@
 //! Checks `--json` answers and exit codes (0 ok, 3 not found, 4 conflict or
 //! precondition, 5 unreachable).
 
-
+use crate::support::wait_until;
 use serde_json::{json, Value};
 use std::process::Stdio;
 use std::time::Duration;
-use crate::support::wait_until;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 

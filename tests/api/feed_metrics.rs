@@ -1,6 +1,5 @@
 //! The change feed, `/metrics` and the OpenAPI document, over real HTTP.
 
-
 use crate::harness::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

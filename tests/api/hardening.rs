@@ -5,7 +5,6 @@
 //! sends its request, a slow request answers 503 `timeout`, and HTTPS works
 //! with the right CA (HTTP client and CLI) and fails with a wrong one.
 
-
 use crate::harness::*;
 use drengine::node::config::Config;
 use reqwest::{Method, StatusCode};

@@ -2,14 +2,16 @@
 //! data directory, tokens of every role, and a small HTTP client.
 #![allow(dead_code)]
 
+#[allow(unused_imports)]
+pub use crate::support::{now_ms, open_store, wait_for, wait_until, Deployment};
+use drengine::model::ZoneId;
 use drengine::node::config::{Config, Role, TokenEntry};
 use drengine::node::{Node, NodeHandle};
 use drengine::replica::{Directory, Replica};
+use drengine::storpool::{StorPoolClient, VolumeCreate};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
-#[allow(unused_imports)]
-pub use crate::support::{now_ms, open_store, wait_for, wait_until, Deployment};
 
 pub const READ_TOKEN: &str = "read-token";
 pub const CMP_TOKEN: &str = "cmp-token";
@@ -282,5 +284,146 @@ impl SseReader {
                 _ => return None,
             }
         }
+    }
+}
+
+/// One node's API as a client sees it (status and JSON body, Null if not
+/// JSON).
+pub struct Api {
+    pub url: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(node: &NodeHandle) -> Api {
+        Api {
+            url: node.api_url(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// GET as the reader; must answer 200.
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call(Method::GET, path, READ_TOKEN, None, &[]).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+}
+
+/// Two real nodes, zone-a and zone-b, synced over libp2p, each with its
+/// engine on its own cluster of one in-process StorPool emulator, and one
+/// service protected from zone-a towards zone-b: its disks made in zone-a's
+/// cluster, created by the CMP (actor cmp-1) on a daily schedule, and its
+/// first RP, taken by the CMP, complete in zone-b.
+pub struct ProtectedPair {
+    pub dep: Deployment,
+    pub node_a: NodeHandle,
+    pub node_b: NodeHandle,
+    pub a: Api,
+    pub b: Api,
+    /// The first RP's id.
+    pub rp1: String,
+}
+
+pub async fn protected_pair(
+    service: &str,
+    vm: &str,
+    disks: &[&str],
+    wait: Duration,
+) -> ProtectedPair {
+    let dep = Deployment::with_emulator(&["zone-a", "zone-b"], |_| {})
+        .await
+        .link("zone-a", "zone-b");
+    let node_a = start_zone(&dep, "zone-a", |_| {}).await;
+    let node_b = start_zone(&dep, "zone-b", |_| {}).await;
+    let addr = wait_for("zone-a's sync listen address", wait, || async {
+        node_a.sync().listen_addrs().first().cloned()
+    })
+    .await;
+    let zone_a: ZoneId = "zone-a".parse().unwrap();
+    node_b.sync().set_peer_addr(&zone_a, addr).await.unwrap();
+    let (a, b) = (Api::new(&node_a), Api::new(&node_b));
+
+    let sp_a = StorPoolClient::new(dep.emulator().storpool_config("zone-a").unwrap()).unwrap();
+    for d in disks {
+        sp_a.volume_create(&VolumeCreate {
+            name: Some(d.to_string()),
+            size: Some(1 << 20),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let mut body = json!({
+        "id": service,
+        "cmp_vm_id": vm,
+        "disks": disks,
+        "metadata": "<vm/>",
+        "policy": policy(),
+    });
+    body["policy"]["interval_s"] = json!(86_400);
+    let (status, created) = a
+        .call(Method::POST, "/v1/services", CMP_TOKEN, Some(body), &[])
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, rp1) = a
+        .call(
+            Method::POST,
+            &format!("/v1/services/{service}/rps"),
+            CMP_TOKEN,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rp1}");
+    let rp1 = rp1["id"].as_str().unwrap().to_string();
+    wait_until(
+        "RP 1 complete in zone-b, as zone-b sees it",
+        wait,
+        || async {
+            let (s, v) = b
+                .call(
+                    Method::GET,
+                    &format!("/v1/services/{service}/rps/{rp1}"),
+                    READ_TOKEN,
+                    None,
+                    &[],
+                )
+                .await;
+            s == StatusCode::OK && v["copies"]["zone-b"]["state"] == "complete"
+        },
+    )
+    .await;
+    ProtectedPair {
+        dep,
+        node_a,
+        node_b,
+        a,
+        b,
+        rp1,
     }
 }

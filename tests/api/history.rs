@@ -7,11 +7,10 @@
 //! 400 on bad parameters; and the table stays within `[history]` bounds,
 //! operator actions kept over routine rows.
 
-
 use crate::harness::*;
 use drengine::model::{names, RpDisk, RpId, ServiceId, ZoneId};
 use drengine::replica::{Op, VersionVector};
-use drengine::storpool::{StorPoolClient, VolumeCreate};
+
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -25,46 +24,7 @@ fn zone(z: &str) -> ZoneId {
     z.parse().unwrap()
 }
 
-/// One node's API.
-struct Api {
-    url: String,
-    http: reqwest::Client,
-}
-
 impl Api {
-    fn new(url: String) -> Api {
-        Api {
-            url,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        let text = res.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let (status, body) = self.call(Method::GET, path, READ_TOKEN, None).await;
-        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
-        body
-    }
-
     /// A DR action under the service, as `token`; must answer 200.
     async fn act(&self, what: &str, token: &str, body: Value) -> Value {
         let (status, v) = self
@@ -73,6 +33,7 @@ impl Api {
                 &format!("/v1/services/{SVC}/{what}"),
                 token,
                 Some(body),
+                &[],
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{what}: {v}");
@@ -126,72 +87,16 @@ fn assert_newest_first(list: &[Value]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dr_actions_are_entries_in_every_zone_across_compaction_and_restart() {
-    let dep = Deployment::with_emulator(&["zone-a", "zone-b"], |_| {})
-        .await
-        .link("zone-a", "zone-b");
-    let node_a = start_zone(&dep, "zone-a", |_| {}).await;
-    let mut node_b = start_zone(&dep, "zone-b", |_| {}).await;
-    let addr = wait_for("zone-a's sync listen address", WAIT, || async {
-        node_a.sync().listen_addrs().first().cloned()
-    })
-    .await;
-    node_b
-        .sync()
-        .set_peer_addr(&zone("zone-a"), addr)
-        .await
-        .unwrap();
-    let (a, b) = (Api::new(node_a.api_url()), Api::new(node_b.api_url()));
-
-    // The VM's disks in zone-a's cluster, protected towards zone-b by the
-    // CMP (actor cmp-1), and an RP complete in zone-b.
-    let sp_a = StorPoolClient::new(dep.emulator().storpool_config("zone-a").unwrap()).unwrap();
-    for d in DISKS {
-        sp_a.volume_create(&VolumeCreate {
-            name: Some(d.into()),
-            size: Some(1 << 20),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
-    let mut body = json!({
-        "id": SVC,
-        "cmp_vm_id": "vm-hist",
-        "disks": DISKS,
-        "metadata": "<vm/>",
-        "policy": policy(),
-    });
-    body["policy"]["interval_s"] = json!(86_400);
-    let (status, created) = a
-        .call(Method::POST, "/v1/services", CMP_TOKEN, Some(body))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let (status, rp1) = a
-        .call(
-            Method::POST,
-            &format!("/v1/services/{SVC}/rps"),
-            CMP_TOKEN,
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{rp1}");
-    let rp1 = rp1["id"].as_str().unwrap().to_string();
-    wait_until(
-        "RP 1 complete in zone-b, as zone-b sees it",
-        WAIT,
-        || async {
-            let (s, v) = b
-                .call(
-                    Method::GET,
-                    &format!("/v1/services/{SVC}/rps/{rp1}"),
-                    READ_TOKEN,
-                    None,
-                )
-                .await;
-            s == StatusCode::OK && v["copies"]["zone-b"]["state"] == "complete"
-        },
-    )
-    .await;
+    // The VM protected towards zone-b by the CMP (actor cmp-1), RP 1
+    // complete in zone-b.
+    let ProtectedPair {
+        dep,
+        node_a,
+        mut node_b,
+        a,
+        b,
+        rp1,
+    } = protected_pair(SVC, "vm-hist", &DISKS, WAIT).await;
 
     // Failover to zone-b by the operator (actor alice): one entry, its RP.
     let done = b.act("failover", OP_TOKEN, json!({})).await;
@@ -360,7 +265,7 @@ async fn dr_actions_are_entries_in_every_zone_across_compaction_and_restart() {
         ),
         (&format!("{hist}?service={SVC}"), "service"),
     ] {
-        let (status, v) = b.call(Method::GET, path, READ_TOKEN, None).await;
+        let (status, v) = b.call(Method::GET, path, READ_TOKEN, None, &[]).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {v}");
         assert_eq!(v["error"]["field"], field, "{path}: {v}");
         assert!(v["error"]["code"].is_string() && v["error"]["message"].is_string());
@@ -371,6 +276,7 @@ async fn dr_actions_are_entries_in_every_zone_across_compaction_and_restart() {
             "/v1/services/svc-none/history",
             READ_TOKEN,
             None,
+            &[],
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
@@ -410,7 +316,7 @@ async fn dr_actions_are_entries_in_every_zone_across_compaction_and_restart() {
     // A restart reopens the same redb file: the history is still there.
     node_b.shutdown().await;
     node_b = start_zone(&dep, "zone-b", |_| {}).await;
-    let b = Api::new(node_b.api_url());
+    let b = Api::new(&node_b);
     let after = b.walk("/v1/history", 1000).await;
     for e in &before_compaction {
         assert!(after.contains(e), "lost to the restart: {e}");

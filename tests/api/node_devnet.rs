@@ -1,7 +1,6 @@
 //! The devnet as one process: three nodes (a–b–c, no a–c link) wired with
 //! real sync, driven through the real HTTP API.
 
-
 use crate::harness::{create_body, wait_until};
 use drengine::model::ZoneId;
 use drengine::node::devnet::{Devnet, DevnetOptions};

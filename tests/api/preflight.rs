@@ -10,13 +10,12 @@
 //! (RP 1 used, RP 2's data lost, zone-a unreachable and still active, a
 //! conflict, the volumes by their names).
 
-
 use crate::harness::*;
 use drengine::emulator::FaultUpdate;
 use drengine::engine::naming::{object_name, Kind};
-use drengine::model::{RpId, ServiceId, ZoneId};
-use drengine::node::NodeHandle;
-use drengine::storpool::{StorPoolClient, VolumeCreate};
+use drengine::model::{RpId, ServiceId};
+
+use drengine::storpool::StorPoolClient;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -45,54 +44,7 @@ const MUTATING: &[&str] = &[
     "SnapshotsRemoteUnexport",
 ];
 
-fn zone(z: &str) -> ZoneId {
-    z.parse().unwrap()
-}
-
-/// One node's API.
-struct Api {
-    url: String,
-    http: reqwest::Client,
-}
-
 impl Api {
-    fn new(node: &NodeHandle) -> Api {
-        Api {
-            url: node.api_url(),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-        headers: &[(&str, &str)],
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        let text = res.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let (status, body) = self.call(Method::GET, path, READ_TOKEN, None, &[]).await;
-        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
-        body
-    }
-
     async fn digest(&self) -> String {
         self.get("/v1/status").await["digest"]
             .as_str()
@@ -232,75 +184,16 @@ fn expected_names(kind: Kind, rp: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dry_run_changes_nothing_says_what_the_action_does_and_is_refused_alike() {
-    let dep = Deployment::with_emulator(&["zone-a", "zone-b"], |_| {})
-        .await
-        .link("zone-a", "zone-b");
-    let node_a = start_zone(&dep, "zone-a", |_| {}).await;
-    let node_b = start_zone(&dep, "zone-b", |_| {}).await;
-    let addr = wait_for("zone-a's sync listen address", WAIT, || async {
-        node_a.sync().listen_addrs().first().cloned()
-    })
-    .await;
-    node_b
-        .sync()
-        .set_peer_addr(&zone("zone-a"), addr)
-        .await
-        .unwrap();
-    let (a, b) = (Api::new(&node_a), Api::new(&node_b));
-
-    // The VM's disks in zone-a's cluster, protected towards zone-b.
-    let sp_a = StorPoolClient::new(dep.emulator().storpool_config("zone-a").unwrap()).unwrap();
-    for d in DISKS {
-        sp_a.volume_create(&VolumeCreate {
-            name: Some(d.into()),
-            size: Some(1 << 20),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
-    let mut body = json!({
-        "id": SVC,
-        "cmp_vm_id": "vm-pre",
-        "disks": DISKS,
-        "metadata": "<vm/>",
-        "policy": policy(),
-    });
-    body["policy"]["interval_s"] = json!(86_400);
-    let (status, created) = a
-        .call(Method::POST, "/v1/services", CMP_TOKEN, Some(body), &[])
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-
-    // RP 1, complete in zone-b.
-    let (status, rp1) = a
-        .call(
-            Method::POST,
-            &format!("/v1/services/{SVC}/rps"),
-            CMP_TOKEN,
-            None,
-            &[],
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{rp1}");
-    let rp1 = rp1["id"].as_str().unwrap().to_string();
-    wait_until(
-        "RP 1 complete in zone-b, as zone-b sees it",
-        WAIT,
-        || async {
-            let (s, v) = b
-                .call(
-                    Method::GET,
-                    &format!("/v1/services/{SVC}/rps/{rp1}"),
-                    READ_TOKEN,
-                    None,
-                    &[],
-                )
-                .await;
-            s == StatusCode::OK && v["copies"]["zone-b"]["state"] == "complete"
-        },
-    )
-    .await;
+    // The VM's disks in zone-a's cluster, protected towards zone-b; RP 1
+    // complete in zone-b.
+    let ProtectedPair {
+        dep,
+        node_a,
+        node_b,
+        a,
+        b,
+        rp1,
+    } = protected_pair(SVC, "vm-pre", &DISKS, WAIT).await;
     // RP 2, stuck on its way to zone-b.
     dep.emulator()
         .set_faults(

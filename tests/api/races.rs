@@ -20,7 +20,6 @@
 //! round offers the old code many chances to show its race (see each
 //! test's comment for why it failed there).
 
-
 use crate::harness::*;
 use drengine::engine::schedule::next_due_ms;
 use drengine::model::{Policy, ServiceId, VmSlot, ZoneId};

@@ -1,7 +1,6 @@
 //! The HTTP API over real HTTP against a real node: auth and roles, services
 //! CRUD, idempotent create, version tokens, and 4xx for every bad request.
 
-
 use crate::harness::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

@@ -3,10 +3,9 @@
 //! out); a fresh engine over the same redb file and the same emulator must
 //! finish or undo the step with no duplicate, leaked or lost snapshot.
 
-
+use crate::harness::*;
 use drengine::engine::{CrashPoint, EngineError};
 use drengine::model::ServiceId;
-use crate::harness::*;
 
 const MAX_CALLS_PER_STEP: u64 = 12;
 

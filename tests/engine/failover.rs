@@ -1,9 +1,8 @@
 //! Failover stories, against the StorPool emulator over HTTP.
 
-
+use crate::harness::*;
 use drengine::engine::{naming, EngineError};
 use drengine::replica::ConflictKind;
-use crate::harness::*;
 
 /// A VM protected in zone a replicates to b; a goes dark; b fails over
 /// from the newest RP complete there and gets volumes cloned from it.

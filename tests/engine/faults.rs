@@ -4,11 +4,10 @@
 //! every service is back within its RPO and StorPool holds exactly the
 //! snapshots the state records: nothing leaked, nothing lost.
 
-
+use crate::harness::*;
 use drengine::emulator::FaultUpdate;
 use drengine::engine::schedule;
 use drengine::model::{RpId, ServiceId};
-use crate::harness::*;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -1,11 +1,10 @@
 //! Planned migration and failback, revert, test failover, retention.
 
-
+use crate::harness::*;
 use drengine::emulator::FaultUpdate;
 use drengine::engine::{naming, EngineError};
 use drengine::model::CopyState;
 use drengine::replica::{ConflictKind, Op};
-use crate::harness::*;
 
 fn stuck(net: &Net, stuck: bool) {
     net.dep

@@ -5,6 +5,8 @@
 //! conditions with deadlines, never bare sleeps.
 #![allow(dead_code)]
 
+#[allow(unused_imports)]
+pub use crate::support::{now_ms, quick_engine, wait_for, wait_until, Deployment};
 use drengine::emulator::EmulatorConfig;
 use drengine::engine::{naming, Clock, Engine};
 use drengine::model::{CopyState, Policy, Retention, RpId, ServiceId, VmSlot, ZoneId};
@@ -16,8 +18,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-#[allow(unused_imports)]
-pub use crate::support::{now_ms, quick_engine, wait_for, wait_until, Deployment};
 
 pub const TOKEN: &str = crate::support::SP_TOKEN;
 pub const MIB: u64 = 1024 * 1024;

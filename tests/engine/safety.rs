@@ -2,12 +2,11 @@
 //! the engine touches only the StorPool objects it made for a service and
 //! RP, and RP order and RPO do not rest on one zone's raw wall clock.
 
-
+use crate::harness::*;
 use drengine::engine::{naming, schedule, EngineError};
 use drengine::model::{CopyState, RpDisk, RpId, ServiceId};
 use drengine::replica::{Hlc, Op, MAX_CLOCK_DRIFT_MS};
 use drengine::storpool::{SnapshotUpdate, Tags, VolumeSnapshot};
-use crate::harness::*;
 use std::time::{Duration, Instant};
 
 const HOUR_MS: i64 = 3_600_000;

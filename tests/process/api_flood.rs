@@ -8,7 +8,6 @@
 //! cluster; the node's open files stay under the cap plus what it had; and a
 //! SIGINT still stops it cleanly, flood or not.
 
-
 use crate::harness::*;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

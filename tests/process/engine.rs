@@ -18,13 +18,12 @@
 //!
 //! `DRENGINE_PROCESS_ROUNDS=N` repeats every scenario N times with fresh data.
 
-
+use crate::harness::*;
 use drengine::api::types::{RpList, RpView};
 use drengine::engine::{naming, schedule, CLOCK_SKEW_FILE_ENV};
 use drengine::model::{names, RpDisk, RpId, ServiceId, ZoneId};
 use drengine::replica::{Hlc, Op, VersionVector, MAX_CLOCK_DRIFT_MS};
 use drengine::sync::wire::Msg;
-use crate::harness::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};

@@ -10,10 +10,9 @@
 //! after `sync.read_timeout_ms`, every drop is counted, and a write at
 //! zone-b still reaches zone-a during the attack.
 
-
+use crate::harness::*;
 use drengine::replica::{Op, VersionVector, MAX_PENDING_ORIGIN_BYTES};
 use drengine::sync::wire::{self, Msg};
-use crate::harness::*;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -12,12 +12,11 @@
 //!
 //! `DRENGINE_PROCESS_ROUNDS=N` repeats every scenario N times with fresh data.
 
-
+use crate::harness::*;
 use drengine::model::ServiceId;
 use drengine::replica::{Op, VersionVector};
 use drengine::sync::wire::Msg;
 use ed25519_dalek::SigningKey;
-use crate::harness::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};

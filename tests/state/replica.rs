@@ -1,6 +1,6 @@
 //! The replicated state's rules, one user story per test.
 
-
+use crate::support::{open_store, wait_until};
 use drengine::model::{CopyState, Policy, Retention, RpDisk, RpId, ServiceId, VmSlot, ZoneId};
 use drengine::replica::{
     version_token, Command, ConflictField, ConflictKind, Directory, Dot, Expect, Op, Received,
@@ -9,7 +9,6 @@ use drengine::replica::{
 use drengine::store::{Db, Store};
 use ed25519_dalek::SigningKey;
 use std::time::Duration;
-use crate::support::{open_store, wait_until};
 
 fn z(s: &str) -> ZoneId {
     ZoneId::new(s).unwrap()

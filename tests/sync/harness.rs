@@ -2,6 +2,8 @@
 //! real libp2p on loopback (port 0), and waiting on conditions with deadlines.
 #![allow(dead_code)]
 
+#[allow(unused_imports)]
+pub use crate::support::{now_ms, wait_for, wait_until, Deployment};
 use drengine::model::{Policy, Retention, ServiceId, VmSlot, ZoneId};
 use drengine::node::config::{Config, SyncConfig};
 use drengine::replica::Op;
@@ -9,8 +11,6 @@ use drengine::store::Db;
 use drengine::sync::Sync;
 use drengine::sync::SyncHandle;
 use std::time::Duration;
-#[allow(unused_imports)]
-pub use crate::support::{now_ms, wait_for, wait_until, Deployment};
 
 pub fn zone(s: &str) -> ZoneId {
     ZoneId::new(s).unwrap()

@@ -1,9 +1,8 @@
 //! Five zones in a line, each linked only to its neighbours, carry writes
 //! end to end in both directions and end with equal state.
 
-
-use std::time::Duration;
 use crate::harness::*;
+use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 

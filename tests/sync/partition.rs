@@ -2,11 +2,10 @@
 //! concurrent writes to one field and a failover while the primary is cut
 //! off, converge after the heal with every conflict visible everywhere.
 
-
+use crate::harness::*;
 use drengine::model::ServiceId;
 use drengine::replica::{ConflictField, ConflictKind, Op};
 use std::time::Duration;
-use crate::harness::*;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -1,13 +1,12 @@
 //! Who may connect, and what happens to bad input from a peer that may.
 
-
+use crate::harness::*;
 use drengine::model::ZoneId;
 use drengine::replica::{Event, Hlc, Op, SignedEvent};
 use drengine::sync::wire::{self, Msg};
 use drengine::sync::DropReason;
 use ed25519_dalek::SigningKey;
 use std::time::Duration;
-use crate::harness::*;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
