@@ -166,6 +166,7 @@ impl From<Rejected> for ApiError {
             Rejected::UnknownMessage(_) => ApiError::not_found("message", e.to_string()),
             Rejected::NotOwner { .. } => ApiError::conflict("not_owner", e.to_string()),
             Rejected::Exists(_) => ApiError::conflict("exists", e.to_string()),
+            Rejected::Expired(_) => ApiError::conflict("expired", e.to_string()),
             Rejected::Invalid(_) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_input",
@@ -185,6 +186,8 @@ impl From<WriteError> for ApiError {
             }
             WriteError::NoSuchRp(_) => ApiError::not_found("rp", e.to_string()),
             WriteError::NoSuchMessage(_) => ApiError::not_found("message", e.to_string()),
+            WriteError::NotAddressee { .. } => ApiError::conflict("not_addressee", e.to_string()),
+            WriteError::Answered(_) => ApiError::conflict("already_acked", e.to_string()),
             WriteError::Exists(_) => ApiError::conflict("exists", e.to_string()),
             WriteError::Rejected(r) => r.into(),
             WriteError::Rebuilding { .. } => ApiError::rebuilding(e.to_string()),

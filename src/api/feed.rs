@@ -34,7 +34,17 @@ pub fn feed_event(ev: &SignedEvent, from_peer: Option<&crate::model::ZoneId>) ->
             (Some(rp.clone()), None, None)
         }
         Op::SendMessage { to, .. } => (None, Some(to.clone()), Some(message_id(&e.dot()))),
-        Op::AckMessage { message } => (None, None, Some(message.clone())),
+        Op::AckMessage { message } | Op::Deliver { message } | Op::Answer { message, .. } => {
+            (None, None, Some(message.clone()))
+        }
+        Op::Send { to, .. } => {
+            let one = if to.len() == 1 {
+                to.first().cloned()
+            } else {
+                None
+            };
+            (None, one, Some(message_id(&e.dot())))
+        }
         _ => (None, None, None),
     };
     FeedEvent {

@@ -9,7 +9,7 @@ use super::services::read_service;
 use super::types::{parse_rfc3339_ms, rfc3339_ms, HistoryEntryView, HistoryList};
 use super::ApiState;
 use crate::model::{ServiceId, ZoneId, MAX_ACTOR_BYTES};
-use crate::replica::audit::ACTIONS;
+use crate::replica::audit;
 use crate::store::{
     HistoryCursor, HistoryEntry, HistoryQuery, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT,
 };
@@ -32,10 +32,11 @@ fn query(mut q: Params, service: Option<ServiceId>) -> ApiResult<HistoryQuery> {
         }
     })?;
     let action = q.take_parsed("action", |s| {
-        if ACTIONS.contains(&s) {
+        if audit::is_action(s) {
             Ok(s.to_string())
         } else {
-            Err(format!("not an action; one of {}", ACTIONS.join(", ")))
+            let all: Vec<&str> = audit::actions().collect();
+            Err(format!("not an action; one of {}", all.join(", ")))
         }
     })?;
     let since_ms = q.take_parsed("since", parse_rfc3339_ms)?;
@@ -93,6 +94,31 @@ async fn page(state: &ApiState, q: HistoryQuery) -> ApiResult<HistoryList> {
     })
 }
 
+/// The filters and page of both routes, for the OpenAPI document only:
+/// [`query`] parses them (and refuses any other key).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct Filters {
+    /// Only events from this zone
+    zone: Option<ZoneId>,
+    /// Only this actor's (a token name, or node)
+    actor: Option<String>,
+    /// Only this action (failover, revert, rp-taken, ...)
+    action: Option<String>,
+    /// At or after this RFC 3339 time
+    #[param(format = DateTime)]
+    since: Option<String>,
+    /// At or before this RFC 3339 time
+    #[param(format = DateTime)]
+    until: Option<String>,
+    /// The previous page's next_before
+    before: Option<String>,
+    /// Most entries (default 100)
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+}
+
 #[utoipa::path(
     get,
     path = "/v1/history",
@@ -100,13 +126,7 @@ async fn page(state: &ApiState, q: HistoryQuery) -> ApiResult<HistoryList> {
     summary = "What happened in the deployment, newest first (this zone's audit history)",
     params(
         ("service" = Option<ServiceId>, Query, description = "Only this service's entries"),
-        ("zone" = Option<ZoneId>, Query, description = "Only events from this zone"),
-        ("actor" = Option<String>, Query, description = "Only this actor's (a token name, or node)"),
-        ("action" = Option<String>, Query, description = "Only this action (failover, revert, rp-taken, ...)"),
-        ("since" = Option<String>, Query, format = DateTime, description = "At or after this RFC 3339 time"),
-        ("until" = Option<String>, Query, format = DateTime, description = "At or before this RFC 3339 time"),
-        ("before" = Option<String>, Query, description = "The previous page's next_before"),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Most entries (default 100)"),
+        Filters,
     ),
     responses(
         (status = 200, description = "Entries, newest first", body = HistoryList),
@@ -129,13 +149,7 @@ pub async fn list(
     summary = "What happened to a service, newest first",
     params(
         ("service" = ServiceId, Path, description = "The service id"),
-        ("zone" = Option<ZoneId>, Query, description = "Only events from this zone"),
-        ("actor" = Option<String>, Query, description = "Only this actor's (a token name, or node)"),
-        ("action" = Option<String>, Query, description = "Only this action (failover, revert, rp-taken, ...)"),
-        ("since" = Option<String>, Query, format = DateTime, description = "At or after this RFC 3339 time"),
-        ("until" = Option<String>, Query, format = DateTime, description = "At or before this RFC 3339 time"),
-        ("before" = Option<String>, Query, description = "The previous page's next_before"),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Most entries (default 100)"),
+        Filters,
     ),
     responses(
         (status = 200, description = "Entries, newest first", body = HistoryList),

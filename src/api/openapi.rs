@@ -284,6 +284,17 @@ pub enum Direction {
     All,
 }
 
+/// Where a message stands (`GET /v1/messages?state=`).
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum MessageStateParam {
+    Sent,
+    Delivered,
+    Acked,
+    Expired,
+}
+
 /// `replica::Conflict` flattens its internally tagged kind into the
 /// object, which utoipa's derive renders as an `allOf` that a closed object
 /// cannot describe; this is the flat shape the JSON has.

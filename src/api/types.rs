@@ -355,36 +355,95 @@ pub struct ConflictList {
     pub conflicts: Vec<Conflict>,
 }
 
-/// `POST /v1/messages`: a message to another zone's CMP.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// `POST /v1/messages`: a control message to another zone (its CMP, or
+/// its node for the `drengine.` kinds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
-    pub to: ZoneId,
-    #[schema(max_length = 16384)]
-    pub body: String,
+    /// A zone id, or `*` for every other zone.
+    pub to: String,
+    /// A dotted name: `cmp.…` for the CMPs' own kinds, `drengine.…` for the
+    /// node's (`drengine.request-rp`, `drengine.request-deactivate`).
+    /// Default `cmp.text`.
+    #[serde(default)]
+    #[schema(max_length = 64, example = "cmp.keep-stopped")]
+    pub kind: Option<String>,
+    /// The service it is about (required by the `drengine.` kinds).
+    #[serde(default)]
+    pub service: Option<ServiceId>,
+    /// Any JSON value, at most 16384 bytes as JSON text.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub body: serde_json::Value,
+    /// Seconds it waits for an answer before it expires (default one day,
+    /// at most 30 days).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 2592000)]
+    pub ttl_s: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Ack {
-    /// The actor (token name) in the target zone that acknowledged.
+/// `POST /v1/messages/{message}/ack`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AckMessage {
+    /// The answer, any JSON value (at most 16384 bytes as JSON text). To a
+    /// `drengine.request-deactivate`, `{"confirm": true}` marks this
+    /// zone's VM inactive.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub result: serde_json::Value,
+}
+
+/// One step of a message in one zone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MessageStep {
+    /// RFC 3339.
+    pub at: String,
+    /// The token name, or `node`.
     pub by: String,
-    pub at: Hlc,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// One addressee's view of a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MessageRecipient {
+    pub zone: ZoneId,
+    /// `sent`, `delivered`, `acked` or `expired`.
+    pub state: String,
+    #[schema(required = true)]
+    pub delivered: Option<MessageStep>,
+    #[schema(required = true)]
+    pub acked: Option<MessageStep>,
+    /// The answer (null until acked).
+    #[schema(value_type = Object)]
+    pub result: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MessageView {
     pub id: MessageId,
     pub from: ZoneId,
-    pub to: ZoneId,
-    /// Who sent it (the token name in the sending zone).
-    pub actor: String,
-    pub sent: Hlc,
-    pub body: String,
+    /// Its addressees.
+    pub to: Vec<ZoneId>,
+    /// Sent to `*`.
+    pub broadcast: bool,
+    pub kind: String,
     #[schema(required = true)]
-    pub acked: Option<Ack>,
+    pub service: Option<ServiceId>,
+    /// Who sent it (the token name in the sending zone, or `node`).
+    pub actor: String,
+    /// RFC 3339.
+    pub sent_at: String,
+    /// RFC 3339: unanswered by then, it is expired.
+    pub expires_at: String,
+    /// `sent` → `delivered` (every addressee's node has it) → `acked`
+    /// (every addressee answered) or `expired`.
+    pub state: String,
+    #[schema(value_type = Object)]
+    pub body: serde_json::Value,
+    pub recipients: Vec<MessageRecipient>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MessageList {
     pub messages: Vec<MessageView>,
 }

@@ -5,10 +5,10 @@
 
 use crate::api::error::ErrorBody;
 use crate::api::types::{
-    ConflictList, CreateService, DeactivateRequest, FailoverOutcome, FailoverRequest, FeedEvent,
-    HistoryList, MessageList, MessageView, MigrateRequest, MigrationStarted, PeerList, Preflight,
-    RebuildView, ResolveRequest, Resync, RevertRequest, RpList, RpView, SendMessage, ServiceList,
-    ServiceView, TestFailoverRequest, UpdateService, ZoneStatus,
+    AckMessage, ConflictList, CreateService, DeactivateRequest, FailoverOutcome, FailoverRequest,
+    FeedEvent, HistoryList, MessageList, MessageView, MigrateRequest, MigrationStarted, PeerList,
+    Preflight, RebuildView, ResolveRequest, Resync, RevertRequest, RpList, RpView, SendMessage,
+    ServiceList, ServiceView, TestFailoverRequest, UpdateService, ZoneStatus,
 };
 use crate::model::{MessageId, RpId, ServiceId, ZoneId};
 use reqwest::{Method, StatusCode};
@@ -111,6 +111,10 @@ pub struct MessageFilter {
     pub direction: Option<String>,
     /// `Some(false)`: only messages not yet acknowledged.
     pub acked: Option<bool>,
+    /// `sent`, `delivered`, `acked` or `expired`.
+    pub state: Option<String>,
+    pub kind: Option<String>,
+    pub service: Option<ServiceId>,
 }
 
 /// `GET /v1/history` (or a service's) filters and page.
@@ -563,6 +567,9 @@ impl Client {
         let q = query(&[
             ("direction", f.direction.clone()),
             ("acked", f.acked.map(|a| a.to_string())),
+            ("state", f.state.clone()),
+            ("kind", f.kind.clone()),
+            ("service", f.service.as_ref().map(ServiceId::to_string)),
         ]);
         self.get(&format!("/v1/messages{q}")).await
     }
@@ -573,12 +580,9 @@ impl Client {
     }
 
     /// `POST /v1/messages/{id}/ack`, in the addressee's zone.
-    pub async fn ack(&self, id: &MessageId) -> Result<MessageView, ClientError> {
-        self.post(
-            &format!("/v1/messages/{}/ack", enc(id.as_str())),
-            &NoArgs {},
-        )
-        .await
+    pub async fn ack(&self, id: &MessageId, req: &AckMessage) -> Result<MessageView, ClientError> {
+        self.post(&format!("/v1/messages/{}/ack", enc(id.as_str())), req)
+            .await
     }
 
     /// `GET /v1/events`: opens the change feed, of one service or all.

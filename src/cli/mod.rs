@@ -176,6 +176,10 @@ pub enum Command {
         #[command(flatten)]
         list: ops::MessagesListArgs,
     },
+    /// Send a control message to another zone (or every other zone).
+    Send(ops::SendArgs),
+    /// Answer a control message addressed to this zone.
+    Ack(ops::AckArgs),
     /// The audit history, newest first: every zone's writes and DR actions
     /// (who, from which zone, when), of one service or all.
     History(ops::HistoryArgs),

@@ -7,8 +7,8 @@ use super::error::CliError;
 use super::output::{self, Done};
 use super::{ApiArgs, Command};
 use crate::api::types::{
-    CreateService, DeactivateRequest, FailoverRequest, MigrateRequest, Preflight, ResolveRequest,
-    RevertRequest, RpView, SendMessage, TestFailoverRequest, UpdateService,
+    AckMessage, CreateService, DeactivateRequest, FailoverRequest, MigrateRequest, Preflight,
+    ResolveRequest, RevertRequest, RpView, SendMessage, TestFailoverRequest, UpdateService,
 };
 use crate::model::{MessageId, Policy, Retention, RpId, ServiceId, ZoneId};
 use crate::replica::{ConflictTarget, Dot};
@@ -164,12 +164,52 @@ pub struct ResolveArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct MessagesListArgs {
-    /// inbox, outbox or all.
-    #[arg(long, default_value = "inbox")]
-    pub direction: String,
+    /// inbox (the default), outbox or all.
+    #[arg(long)]
+    pub direction: Option<String>,
     /// Only messages not yet acknowledged.
     #[arg(long)]
     pub unacked: bool,
+    /// Only in this state: sent, delivered (the inbox's waiting ones),
+    /// acked or expired.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only this kind (e.g. drengine.request-rp).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only messages about this service.
+    #[arg(long)]
+    pub service: Option<ServiceId>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SendArgs {
+    /// A zone id, or * for every other zone.
+    #[arg(long)]
+    pub to: String,
+    /// A dotted kind: cmp.… (the CMPs' own) or drengine.request-rp,
+    /// drengine.request-deactivate.
+    #[arg(long, default_value = "cmp.text")]
+    pub kind: String,
+    /// The service it is about.
+    #[arg(long)]
+    pub service: Option<ServiceId>,
+    /// The body, as JSON (default null).
+    #[arg(long)]
+    pub body: Option<String>,
+    /// Seconds it waits for an answer (default one day).
+    #[arg(long)]
+    pub ttl: Option<u64>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct AckArgs {
+    /// The message id.
+    pub id: MessageId,
+    /// The answer, as JSON (default null); {"confirm": true} confirms a
+    /// drengine.request-deactivate.
+    #[arg(long)]
+    pub result: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -203,14 +243,10 @@ pub struct HistoryArgs {
 pub enum MessagesCmd {
     /// Messages of this zone (default: its inbox).
     List(MessagesListArgs),
-    /// Send a message to another zone's CMP.
-    Send {
-        #[arg(long)]
-        to: ZoneId,
-        body: String,
-    },
-    /// Acknowledge a message addressed to this zone.
-    Ack { id: MessageId },
+    /// Send a message to another zone (same as `drengine send`).
+    Send(SendArgs),
+    /// Answer a message addressed to this zone (same as `drengine ack`).
+    Ack(AckArgs),
 }
 
 /// Prints an answer as JSON or through `human`. The JSON goes through
@@ -446,23 +482,22 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
             show(json, &v, output::service_detail);
         }
         Command::Messages { cmd, list } => match cmd.unwrap_or(MessagesCmd::List(list)) {
-            MessagesCmd::List(MessagesListArgs { direction, unacked }) => {
+            MessagesCmd::List(a) => {
                 let filter = MessageFilter {
-                    direction: Some(direction),
-                    acked: unacked.then_some(false),
+                    direction: a.direction,
+                    acked: a.unacked.then_some(false),
+                    state: a.state,
+                    kind: a.kind,
+                    service: a.service,
                 };
                 let v = c.messages(&filter).await?;
                 show(json, &v, output::messages_table);
             }
-            MessagesCmd::Send { to, body } => {
-                let v = c.send_message(&SendMessage { to, body }).await?;
-                show(json, &v, |v| line(format!("sent message {}", v.id)));
-            }
-            MessagesCmd::Ack { id } => {
-                let v = c.ack(&id).await?;
-                show(json, &v, |v| line(format!("acknowledged {}", v.id)));
-            }
+            MessagesCmd::Send(a) => send(&c, json, a).await?,
+            MessagesCmd::Ack(a) => ack(&c, json, a).await?,
         },
+        Command::Send(a) => send(&c, json, a).await?,
+        Command::Ack(a) => ack(&c, json, a).await?,
         Command::History(a) => {
             let filter = HistoryFilter {
                 service: a.service,
@@ -573,6 +608,42 @@ fn resolve_request(
         keep_zone,
         seen: None,
     })
+}
+
+/// A JSON argument (`--body`, `--result`); absent is null.
+fn json_arg(flag: &str, text: Option<String>) -> Result<Value, CliError> {
+    match text {
+        None => Ok(Value::Null),
+        Some(t) => serde_json::from_str(&t).map_err(|e| {
+            CliError::usage(format!(
+                "{flag} takes JSON (e.g. '{{\"a\": 1}}' or '\"text\"'): {e}"
+            ))
+        }),
+    }
+}
+
+async fn send(c: &Client, json: bool, a: SendArgs) -> Result<(), CliError> {
+    let req = SendMessage {
+        to: a.to,
+        kind: Some(a.kind),
+        service: a.service,
+        body: json_arg("--body", a.body)?,
+        ttl_s: a.ttl,
+    };
+    let v = c.send_message(&req).await?;
+    show(json, &v, |v| {
+        line(format!("sent message {} ({})", v.id, v.state))
+    });
+    Ok(())
+}
+
+async fn ack(c: &Client, json: bool, a: AckArgs) -> Result<(), CliError> {
+    let result = json_arg("--result", a.result)?;
+    let v = c.ack(&a.id, &AckMessage { result }).await?;
+    show(json, &v, |v| {
+        line(format!("answered {} ({})", v.id, v.state))
+    });
+    Ok(())
 }
 
 async fn rp(c: &Client, json: bool, cmd: RpCmd) -> Result<(), CliError> {

@@ -386,20 +386,35 @@ pub fn messages_table(l: &MessageList) -> String {
         .messages
         .iter()
         .map(|m| {
+            let to = if m.broadcast {
+                "*".to_string()
+            } else {
+                m.to.iter()
+                    .map(|z| z.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
             vec![
                 m.id.to_string(),
                 m.from.to_string(),
-                m.to.to_string(),
-                hlc_datetime(&m.sent),
-                match &m.acked {
-                    None => "waiting".into(),
-                    Some(a) => format!("acked by {}", a.by),
-                },
-                m.body.clone(),
+                to,
+                m.kind.clone(),
+                m.service
+                    .as_ref()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
+                m.sent_at.clone(),
+                m.state.clone(),
+                m.body.to_string(),
             ]
         })
         .collect();
-    table(&["ID", "FROM", "TO", "SENT", "STATE", "BODY"], &rows)
+    table(
+        &[
+            "ID", "FROM", "TO", "KIND", "SERVICE", "SENT", "STATE", "BODY",
+        ],
+        &rows,
+    )
 }
 
 /// The history page as a table, newest first, and where the next page

@@ -5,6 +5,7 @@
 //! does no I/O, reads no clock and knows nothing of events or storage.
 
 mod ids;
+pub mod message;
 pub mod names;
 mod service;
 

@@ -59,6 +59,30 @@ pub struct Config {
     /// How much audit history the zone keeps (see `crate::store`).
     #[serde(default)]
     pub history: HistoryConfig,
+    /// Control messages: how long done ones are kept (see `node::messages`).
+    #[serde(default)]
+    pub messages: MessagesConfig,
+}
+
+/// The `[messages]` section: how the node handles control messages.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MessagesConfig {
+    /// Seconds a message this zone sent is kept once it is done (acked by
+    /// every addressee, or expired), before it is pruned in every zone.
+    pub retention_s: u64,
+    /// How often (ms) the node looks for messages to deliver, act on,
+    /// expire or prune when no write wakes it.
+    pub tick_ms: u64,
+}
+
+impl Default for MessagesConfig {
+    fn default() -> Self {
+        MessagesConfig {
+            retention_s: 7 * 24 * 3600,
+            tick_ms: 1000,
+        }
+    }
 }
 
 /// An ed25519 public key, written in hex in the configuration and parsed
@@ -251,6 +275,12 @@ impl Config {
         self.history
             .validate()
             .map_err(|(key, message)| invalid(key, message))?;
+        if self.messages.retention_s > 365 * 24 * 3600 {
+            return Err(invalid("messages.retention_s", "must be at most a year"));
+        }
+        if !(10..=60_000).contains(&self.messages.tick_ms) {
+            return Err(invalid("messages.tick_ms", "must be from 10 to 60000"));
+        }
         Ok(())
     }
 

@@ -8,6 +8,7 @@
 pub mod config;
 #[cfg(feature = "devnet")]
 pub mod devnet;
+pub mod messages;
 
 pub use config::{Config, Role};
 
@@ -18,6 +19,7 @@ use crate::replica::Replica;
 use crate::store::{Db, Store, StoreError};
 use crate::storpool::StorPoolClient;
 use crate::sync::{PeerStatus, Sync, SyncError, SyncHandle};
+use messages::MessageWorker;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -130,12 +132,14 @@ impl Node {
                 return Err(e.into());
             }
         };
+        let messages = MessageWorker::start(db.clone(), engine.clone(), config.messages.clone());
         tracing::info!(api = %api.url(), "node started");
         Ok(NodeHandle {
             zone: config.zone.clone(),
             db,
             sync,
             engine,
+            messages,
             api,
             config,
         })
@@ -165,6 +169,7 @@ pub struct NodeHandle {
     db: Db,
     sync: SyncHandle,
     engine: Engine,
+    messages: MessageWorker,
     api: ApiServer,
     config: Config,
 }
@@ -213,6 +218,7 @@ impl NodeHandle {
         let span = tracing::info_span!("node", zone = %self.zone);
         async move {
             self.api.shutdown().await;
+            self.messages.shutdown().await;
             self.engine.shutdown().await;
             self.sync.shutdown().await;
             drop(self.db);

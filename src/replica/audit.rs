@@ -31,18 +31,8 @@ pub const RECORDED_ACTIONS: &[&str] = &[
     "delete",
 ];
 
-/// Every action a history row may show (the recorded actions, then one per
-/// kind of write), for filters to check against.
-pub const ACTIONS: &[&str] = &[
-    "failover",
-    "migrate",
-    "migrate-complete",
-    "revert",
-    "test-failover",
-    "test-cleanup",
-    "deactivate",
-    "resolve",
-    "delete",
+/// The actions of the rows for plain writes, one per kind of write.
+pub const WRITE_ACTIONS: &[&str] = &[
     "protect",
     "edit-policy",
     "edit-metadata",
@@ -60,8 +50,21 @@ pub const ACTIONS: &[&str] = &[
     "release",
     "purge",
     "message",
+    "delivered",
     "ack",
+    "prune-messages",
 ];
+
+/// Every action a history row may show: the recorded actions, then the
+/// writes'.
+pub fn actions() -> impl Iterator<Item = &'static str> {
+    RECORDED_ACTIONS.iter().chain(WRITE_ACTIONS).copied()
+}
+
+/// Whether a history row may show `action` (for filters to check against).
+pub fn is_action(action: &str) -> bool {
+    actions().any(|a| a == action)
+}
 
 /// What a history row says of one event (its time, zone and actor are the
 /// event's own).
@@ -258,6 +261,47 @@ pub fn describe(ev: &Event) -> Entry {
             rp,
             summary,
         } => entry(action, service, rp.as_ref(), summary.clone()),
+        Op::Send {
+            to,
+            broadcast,
+            kind,
+            service,
+            ..
+        } => {
+            let zones = if *broadcast {
+                "every zone".to_string()
+            } else {
+                to.iter().map(|z| z.as_str()).collect::<Vec<_>>().join(", ")
+            };
+            Entry {
+                action: "message".into(),
+                service: service.clone(),
+                rp: None,
+                summary: clip(&format!("{kind} to {zones}"), MAX_SUMMARY_BYTES),
+                routine: false,
+            }
+        }
+        Op::Deliver { message } => Entry {
+            action: "delivered".into(),
+            service: None,
+            rp: None,
+            summary: clip(&format!("message {message} delivered"), MAX_SUMMARY_BYTES),
+            routine: true,
+        },
+        Op::Answer { message, .. } => Entry {
+            action: "ack".into(),
+            service: None,
+            rp: None,
+            summary: clip(&format!("message {message} answered"), MAX_SUMMARY_BYTES),
+            routine: false,
+        },
+        Op::PruneMessages { messages } => Entry {
+            action: "prune-messages".into(),
+            service: None,
+            rp: None,
+            summary: format!("{} done message(s) forgotten", messages.len()),
+            routine: true,
+        },
     }
 }
 
@@ -415,7 +459,7 @@ mod tests {
         for (op, word) in cases {
             let e = describe(&ev("alice", op));
             assert_eq!(e.action, word);
-            assert!(ACTIONS.contains(&e.action.as_str()), "{word} not listed");
+            assert!(is_action(&e.action), "{word} not listed");
             assert!(e.summary.len() <= MAX_SUMMARY_BYTES);
         }
         let failover = describe(&ev(
@@ -491,7 +535,8 @@ mod tests {
             "summary"
         );
         for a in RECORDED_ACTIONS {
-            assert!(ACTIONS.contains(a));
+            assert!(is_action(a));
+            assert!(!WRITE_ACTIONS.contains(a), "{a} is listed twice");
         }
     }
 }

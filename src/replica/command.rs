@@ -10,7 +10,8 @@
 //! between the look and the write: no lock elsewhere guards a rule.
 
 use super::{ConflictField, ConflictKind, ConflictTarget, Dot, Op, Replica, Service, WriteError};
-use crate::model::{InvalidInput, Policy, RpId, ServiceId, VmSlot, ZoneId};
+use crate::model::message::REQUEST_DEACTIVATE_KIND;
+use crate::model::{InvalidInput, MessageId, Policy, RpId, ServiceId, VmSlot, ZoneId};
 
 /// A write asked of the replica; see [`decide`].
 #[derive(Debug, Clone)]
@@ -61,6 +62,15 @@ pub enum Command {
         recovery_zone: Option<ZoneId>,
         /// Written last, with the rest: the action's history entry.
         record: Option<Op>,
+    },
+    /// This zone's answer to a message addressed to it. Answering a
+    /// `drengine.request-deactivate` with `{"confirm": true}` also marks
+    /// this zone's VM of the message's service inactive, in the same
+    /// commit, and the answer written says whether it was
+    /// (`"deactivated"`).
+    Answer {
+        message: MessageId,
+        result: serde_json::Value,
     },
     /// The engine's reversal of replication: the recovery zone becomes
     /// `recovery_zone`, only if the policy is still `expected` (an
@@ -272,6 +282,54 @@ pub fn decide(
                     "service deleted in every zone".into(),
                 ),
             ]))
+        }
+        Command::Answer { message, result } => {
+            let m = r
+                .state()
+                .messages
+                .get(message)
+                .ok_or_else(|| WriteError::NoSuchMessage(message.clone()))?;
+            let mut ops = Vec::new();
+            let mut result = result.clone();
+            let confirmed = result.get("confirm") == Some(&serde_json::Value::Bool(true));
+            if m.kind == REQUEST_DEACTIVATE_KIND && confirmed && m.is_for(r.zone()) {
+                let Some(service) = m.service.clone() else {
+                    return Err(InvalidInput::field(
+                        "result",
+                        "the request names no service to deactivate",
+                    )
+                    .into());
+                };
+                let deactivate = Command::Deactivate {
+                    service,
+                    zone: r.zone().clone(),
+                };
+                let (deactivated, note) = match decide(r, &deactivate, fingerprint_of) {
+                    Ok(d) => {
+                        ops.extend(d.ops);
+                        (true, None)
+                    }
+                    Err(
+                        e @ (WriteError::NoVm { .. }
+                        | WriteError::Deleted(_)
+                        | WriteError::NoSuchService(_)),
+                    ) => (false, Some(e.to_string())),
+                    Err(e) => return Err(e),
+                };
+                if let Some(obj) = result.as_object_mut() {
+                    obj.insert("deactivated".into(), deactivated.into());
+                    if let Some(n) = note {
+                        obj.insert("reason".into(), n.into());
+                    }
+                }
+            }
+            let answer = Op::Answer {
+                message: message.clone(),
+                result: result.to_string(),
+            };
+            r.check_local(&answer)?;
+            ops.push(answer);
+            Ok(Decision::write(ops))
         }
         Command::Deactivate { service, zone } => {
             let s = live(r, service)?;

@@ -16,6 +16,8 @@ pub const EVENT_FORMAT_VERSION: u16 = 1;
 
 /// Most recovery points one `PurgeRps` event names.
 pub const MAX_RPS_PER_PURGE: usize = 256;
+/// Most messages one `PruneMessages` event names.
+pub const MAX_MESSAGES_PER_PRUNE: usize = 256;
 
 /// Domain separation for event signatures.
 const SIGNATURE_CONTEXT: &[u8] = b"drengine/event/v1\0";
@@ -99,13 +101,46 @@ pub enum Op {
     /// changes no state. Written in the same commit as the action's own
     /// ops, if it has any. `action` is one of
     /// `replica::audit::RECORDED_ACTIONS`; `summary` at most
-    /// `replica::audit::MAX_SUMMARY_BYTES` bytes. The last variant: every
-    /// variant before it keeps its postcard index.
+    /// `replica::audit::MAX_SUMMARY_BYTES` bytes. New variants go after the
+    /// last one: every variant before keeps its postcard index.
     Record {
         service: ServiceId,
         action: String,
         rp: Option<RpId>,
         summary: String,
+    },
+    /// A control message from the origin zone (its CMP, or the node) to
+    /// the zones `to` (every other zone the sender knew of when `broadcast`,
+    /// the API's `"*"`). `kind` is a dotted name (`cmp.…` the CMPs' own,
+    /// `drengine.…` the node's), `body` JSON text; it expires `ttl_ms`
+    /// after it was sent. Supersedes `SendMessage`, which old logs still
+    /// hold.
+    Send {
+        to: Vec<ZoneId>,
+        broadcast: bool,
+        kind: String,
+        service: Option<ServiceId>,
+        body: String,
+        ttl_ms: u64,
+    },
+    /// The origin zone's node has the message: only an addressee writes it.
+    Deliver {
+        message: MessageId,
+    },
+    /// The origin zone's answer to a message (its CMP's, or its node's for
+    /// the kinds the node acts on), `result` JSON text. Only an addressee
+    /// writes it, once, and only before the message's deadline: an answer
+    /// stamped later is refused in every zone, so "answered" and "expired"
+    /// are decided alike everywhere.
+    Answer {
+        message: MessageId,
+        result: String,
+    },
+    /// Forgets messages that are done (answered or expired, and past their
+    /// retention). Only the messages' sender writes it; an answer or
+    /// delivery of a forgotten message changes nothing.
+    PruneMessages {
+        messages: Vec<MessageId>,
     },
 }
 
@@ -123,7 +158,12 @@ impl Op {
             | Op::SetHold { service, .. }
             | Op::PurgeRps { service, .. }
             | Op::Record { service, .. } => Some(service),
-            Op::SendMessage { .. } | Op::AckMessage { .. } => None,
+            Op::Send { service, .. } => service.as_ref(),
+            Op::SendMessage { .. }
+            | Op::AckMessage { .. }
+            | Op::Deliver { .. }
+            | Op::Answer { .. }
+            | Op::PruneMessages { .. } => None,
         }
     }
 
@@ -142,6 +182,10 @@ impl Op {
             Op::AckMessage { .. } => "ack_message",
             Op::PurgeRps { .. } => "purge_rps",
             Op::Record { .. } => "record",
+            Op::Send { .. } => "send_message",
+            Op::Deliver { .. } => "deliver_message",
+            Op::Answer { .. } => "ack_message",
+            Op::PruneMessages { .. } => "prune_messages",
         }
     }
 }

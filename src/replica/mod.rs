@@ -32,7 +32,7 @@ pub use conflict::{
 };
 pub use event::{
     sign_canonical, Directory, Event, EventError, Op, SignedEvent, EVENT_FORMAT_VERSION,
-    MAX_EVENT_BYTES, MAX_RPS_PER_PURGE,
+    MAX_EVENT_BYTES, MAX_MESSAGES_PER_PRUNE, MAX_RPS_PER_PURGE,
 };
 pub use mvr::{Mvr, Versioned};
 pub use pending::{
@@ -42,10 +42,16 @@ pub use pending::{
 pub use rebuild::{RebuildState, RebuildStatus};
 pub use rules::{authorize, Rejected};
 pub use snapshot::{check_equivocation, merge, snapshot_dots, Snapshot, SnapshotError};
-pub use state::{message_id, Message, RecoveryPoint, Service, State, Touched};
+pub use state::{
+    message_dot, message_id, Answered, Message, MessageState, RecoveryPoint, Service, State, Step,
+    Touched,
+};
 pub use vv::{Dot, VersionVector};
 
-use crate::model::{InvalidInput, MessageId, ServiceId, ZoneId, MAX_METADATA_BYTES};
+use crate::model::message::{check_kind, check_ttl_ms};
+use crate::model::{
+    InvalidInput, MessageId, ServiceId, ZoneId, MAX_MESSAGE_BYTES, MAX_METADATA_BYTES,
+};
 use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -62,6 +68,10 @@ pub enum WriteError {
     NoSuchRp(String),
     #[error("message {0} does not exist")]
     NoSuchMessage(MessageId),
+    #[error("message {message} is for {to}; answer it there")]
+    NotAddressee { message: MessageId, to: String },
+    #[error("message {0} is already answered from this zone")]
+    Answered(MessageId),
     #[error("{0} already exists")]
     Exists(String),
     #[error("refused: {0}")]
@@ -363,6 +373,74 @@ impl Replica {
                     return Err(WriteError::NoSuchMessage(message.clone()));
                 }
             }
+            Op::Send {
+                to,
+                broadcast,
+                kind,
+                body,
+                ttl_ms,
+                ..
+            } => {
+                if to.is_empty() && !broadcast {
+                    return Err(InvalidInput::field("to", "no zone to send to").into());
+                }
+                if to.is_empty() {
+                    return Err(InvalidInput::field("to", "this zone knows no other zone").into());
+                }
+                if let Some(z) = to.iter().find(|z| !known(z)) {
+                    return Err(InvalidInput::field("to", format!("unknown zone {z}")).into());
+                }
+                if to.contains(&self.zone) {
+                    return Err(InvalidInput::field("to", "a message goes to another zone").into());
+                }
+                check_kind(kind)?;
+                check_ttl_ms(*ttl_ms)?;
+                if body.len() > MAX_MESSAGE_BYTES {
+                    return Err(InvalidInput::field(
+                        "body",
+                        format!("longer than {MAX_MESSAGE_BYTES} bytes as JSON"),
+                    )
+                    .into());
+                }
+            }
+            Op::Deliver { message } | Op::Answer { message, .. } => {
+                let m = self
+                    .state
+                    .messages
+                    .get(message)
+                    .ok_or_else(|| WriteError::NoSuchMessage(message.clone()))?;
+                if !m.is_for(&self.zone) {
+                    return Err(WriteError::NotAddressee {
+                        message: message.clone(),
+                        to: m
+                            .to
+                            .iter()
+                            .map(|z| z.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+                if let Op::Answer { result, .. } = op {
+                    if m.answers.contains_key(&self.zone) {
+                        return Err(WriteError::Answered(message.clone()));
+                    }
+                    if result.len() > MAX_MESSAGE_BYTES {
+                        return Err(InvalidInput::field(
+                            "result",
+                            format!("longer than {MAX_MESSAGE_BYTES} bytes as JSON"),
+                        )
+                        .into());
+                    }
+                }
+            }
+            Op::PruneMessages { messages } => {
+                if let Some(m) = messages
+                    .iter()
+                    .find(|m| !self.state.messages.contains_key(*m))
+                {
+                    return Err(WriteError::NoSuchMessage(m.clone()));
+                }
+            }
             // A record may follow the service's deletion in its own batch
             // (the tombstone stays in the state): it needs the service only.
             Op::Record {
@@ -478,6 +556,10 @@ impl Replica {
             match self.state.apply(ev) {
                 Some(Touched::Service(s)) => self.dirty.services.insert(s),
                 Some(Touched::Message(m)) => self.dirty.messages.insert(m),
+                Some(Touched::Messages(ms)) => {
+                    self.dirty.messages.extend(ms);
+                    true
+                }
                 None => false,
             };
         }

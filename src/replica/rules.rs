@@ -6,8 +6,11 @@
 //! (which every node has applied before it), never on concurrent events:
 //! that is what keeps the verdict equal on every node.
 
-use super::event::MAX_RPS_PER_PURGE;
+use super::event::{MAX_MESSAGES_PER_PRUNE, MAX_RPS_PER_PURGE};
+use super::state::message_dot;
 use super::{Directory, Event, Op, State};
+use crate::model::message::{check_kind, check_ttl_ms};
+use crate::model::MessageId;
 use crate::model::{
     names, validate_volume_name, RpDisk, RpId, ServiceId, MAX_ACTOR_BYTES, MAX_DISKS_PER_VM,
     MAX_MESSAGE_BYTES, MAX_METADATA_BYTES,
@@ -28,6 +31,8 @@ pub enum Rejected {
     Exists(String),
     #[error("invalid value: {0}")]
     Invalid(String),
+    #[error("message {0} expired before this answer")]
+    Expired(String),
 }
 
 /// Decides whether `ev` may change `state`.
@@ -146,20 +151,50 @@ pub fn authorize(state: &State, directory: &Directory, ev: &Event) -> Result<(),
             super::audit::check_record(action, summary)
                 .map_err(|e| Rejected::Invalid(e.to_string()))
         }
-        Op::AckMessage { message } => {
-            let m = state
-                .messages
-                .get(message)
-                .filter(|m| ev.deps.covers(&m.dot))
-                .ok_or_else(|| Rejected::UnknownMessage(message.to_string()))?;
-            if m.to != ev.origin {
-                return Err(Rejected::NotOwner {
-                    writer: ev.origin.to_string(),
-                    what: format!("acknowledgement of message {message} to {}", m.to),
-                });
+        Op::Send {
+            to,
+            kind,
+            body,
+            ttl_ms,
+            ..
+        } => {
+            if to.is_empty() || to.len() > directory.len() {
+                return Err(Rejected::Invalid("message addressees".into()));
+            }
+            let distinct: BTreeSet<_> = to.iter().collect();
+            if distinct.len() != to.len()
+                || to.iter().any(|z| *z == ev.origin || !directory.contains(z))
+            {
+                return Err(Rejected::Invalid("message addressees".into()));
+            }
+            check_kind(kind).map_err(|e| Rejected::Invalid(e.to_string()))?;
+            check_ttl_ms(*ttl_ms).map_err(|e| Rejected::Invalid(e.to_string()))?;
+            check_json(body, "message body")
+        }
+        Op::Deliver { message } => seen_message(state, ev, message, None),
+        Op::Answer { message, result } => {
+            check_json(result, "answer")?;
+            seen_message(state, ev, message, Some(true))
+        }
+        Op::PruneMessages { messages } => {
+            if messages.is_empty() || messages.len() > MAX_MESSAGES_PER_PRUNE {
+                return Err(Rejected::Invalid("messages to prune".into()));
+            }
+            for id in messages {
+                match message_dot(id) {
+                    Some(d) if d.origin == ev.origin && ev.deps.covers(&d) => {}
+                    _ => {
+                        return Err(Rejected::NotOwner {
+                            writer: ev.origin.to_string(),
+                            what: format!("the pruning of message {id}"),
+                        })
+                    }
+                }
             }
             Ok(())
         }
+        // The first format's acknowledgement: no deadline was kept then.
+        Op::AckMessage { message } => seen_message(state, ev, message, Some(false)),
     }
 }
 
@@ -213,4 +248,58 @@ fn check_metadata(metadata: &str) -> Result<(), Rejected> {
         return Err(Rejected::Invalid("metadata too long".into()));
     }
     Ok(())
+}
+
+/// A delivery (`answer` None) or answer of message `id` by the event's
+/// origin: the writer saw the message, and the origin is an addressee; an
+/// answer comes once per zone and (`Some(true)`) not after the deadline. A message the writer
+/// saw that is gone here was pruned (by a concurrent event): the write
+/// changes nothing, so it is taken alike everywhere.
+fn seen_message(
+    state: &State,
+    ev: &Event,
+    id: &MessageId,
+    answer: Option<bool>,
+) -> Result<(), Rejected> {
+    let unknown = || Rejected::UnknownMessage(id.to_string());
+    let dot = message_dot(id).ok_or_else(unknown)?;
+    if !ev.deps.covers(&dot) {
+        return Err(unknown());
+    }
+    let Some(m) = state.messages.get(id) else {
+        return Ok(());
+    };
+    if !m.is_for(&ev.origin) {
+        return Err(Rejected::NotOwner {
+            writer: ev.origin.to_string(),
+            what: format!("message {id} to {}", join_zones(&m.to)),
+        });
+    }
+    if let Some(by_deadline) = answer {
+        if m.answers.contains_key(&ev.origin) {
+            return Err(Rejected::Exists(format!("an answer to message {id}")));
+        }
+        if by_deadline && ev.hlc.wall_ms > m.deadline_ms {
+            return Err(Rejected::Expired(id.to_string()));
+        }
+    }
+    Ok(())
+}
+
+fn join_zones(zones: &[crate::model::ZoneId]) -> String {
+    zones
+        .iter()
+        .map(|z| z.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// JSON text of at most [`MAX_MESSAGE_BYTES`].
+fn check_json(text: &str, what: &str) -> Result<(), Rejected> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(Rejected::Invalid(format!("{what} too long")));
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .map(|_| ())
+        .map_err(|_| Rejected::Invalid(format!("{what} is not JSON")))
 }

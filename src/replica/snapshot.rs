@@ -249,9 +249,8 @@ impl State {
         }
         for m in self.messages.values() {
             out.insert(m.dot.clone());
-            if let Some(a) = &m.acked {
-                out.insert(a.dot.clone());
-            }
+            out.extend(m.delivered.values().map(|d| d.dot.clone()));
+            out.extend(m.answers.values().map(|a| a.step.dot.clone()));
         }
         out
     }

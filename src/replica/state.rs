@@ -2,6 +2,7 @@
 //! Equal sets of applied events give equal `State` values, byte for byte.
 
 use super::{Dot, Event, Hlc, Mvr, Op, VersionVector, Versioned};
+use crate::model::message::{DEFAULT_MESSAGE_TTL_MS, TEXT_KIND};
 use crate::model::{CopyState, MessageId, Policy, RpDisk, RpId, ServiceId, VmSlot, ZoneId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -54,18 +55,112 @@ impl RecoveryPoint {
     }
 }
 
-/// A control message between CMPs, carried as an event.
+/// A control message between zones, carried as events: its sending, then
+/// per addressee its delivery (the addressee's node has it) and its answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub id: MessageId,
     pub dot: Dot,
     pub from: ZoneId,
-    pub to: ZoneId,
+    /// The addressees.
+    pub to: Vec<ZoneId>,
+    /// Sent to `"*"`: every zone the sender knew of.
+    pub broadcast: bool,
     pub actor: String,
     pub sent: Hlc,
+    pub kind: String,
+    pub service: Option<ServiceId>,
+    /// JSON text.
     pub body: String,
-    /// Who acknowledged it in the target zone, and when.
-    pub acked: Option<Versioned<String>>,
+    /// Unix ms after which an unanswered message is expired and no answer
+    /// is taken.
+    pub deadline_ms: u64,
+    /// Per addressee, its node's delivery.
+    pub delivered: BTreeMap<ZoneId, Step>,
+    /// Per addressee, its answer.
+    pub answers: BTreeMap<ZoneId, Answered>,
+}
+
+/// One step of a message in one zone: the event that wrote it, when, and
+/// who asked (a token's name, or `node`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub dot: Dot,
+    pub at: Hlc,
+    pub by: String,
+}
+
+/// An addressee's answer to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answered {
+    pub step: Step,
+    /// JSON text.
+    pub result: String,
+}
+
+/// Where a message stands for one addressee, or for all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MessageState {
+    Sent,
+    Delivered,
+    Acked,
+    Expired,
+}
+
+impl MessageState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageState::Sent => "sent",
+            MessageState::Delivered => "delivered",
+            MessageState::Acked => "acked",
+            MessageState::Expired => "expired",
+        }
+    }
+}
+
+impl Message {
+    pub fn is_for(&self, zone: &ZoneId) -> bool {
+        self.to.contains(zone)
+    }
+
+    /// Where it stands for addressee `zone` at `now_ms`: an answer wins
+    /// over the deadline (it was stamped before it: later ones are refused).
+    pub fn state_for(&self, zone: &ZoneId, now_ms: u64) -> MessageState {
+        if self.answers.contains_key(zone) {
+            MessageState::Acked
+        } else if now_ms > self.deadline_ms {
+            MessageState::Expired
+        } else if self.delivered.contains_key(zone) {
+            MessageState::Delivered
+        } else {
+            MessageState::Sent
+        }
+    }
+
+    /// Where it stands as a whole: acked once every addressee answered,
+    /// expired once the deadline passed with any still silent, else
+    /// delivered once every addressee has it.
+    pub fn state(&self, now_ms: u64) -> MessageState {
+        let states: Vec<MessageState> = self.to.iter().map(|z| self.state_for(z, now_ms)).collect();
+        if states.iter().all(|s| *s == MessageState::Acked) {
+            MessageState::Acked
+        } else if now_ms > self.deadline_ms {
+            MessageState::Expired
+        } else if states.iter().all(|s| *s >= MessageState::Delivered) {
+            MessageState::Delivered
+        } else {
+            MessageState::Sent
+        }
+    }
+
+    /// When it was done (its last answer, or its deadline), if it is.
+    pub fn done_at_ms(&self, now_ms: u64) -> Option<u64> {
+        match self.state(now_ms) {
+            MessageState::Acked => self.answers.values().map(|a| a.step.at.wall_ms).max(),
+            MessageState::Expired => Some(self.deadline_ms),
+            _ => None,
+        }
+    }
 }
 
 impl Service {
@@ -170,6 +265,8 @@ pub struct State {
 pub enum Touched {
     Service(ServiceId),
     Message(MessageId),
+    /// Messages forgotten (their rows go).
+    Messages(Vec<MessageId>),
 }
 
 impl State {
@@ -284,34 +381,122 @@ impl State {
                 }
             }),
             Op::SendMessage { to, body } => {
-                let id = message_id(&dot);
-                self.messages.insert(
-                    id.clone(),
-                    Message {
-                        id: id.clone(),
-                        dot,
-                        from: ev.origin.clone(),
-                        to: to.clone(),
-                        actor: ev.actor.clone(),
-                        sent: hlc,
-                        body: body.clone(),
-                        acked: None,
-                    },
-                );
-                Touched::Message(id)
+                // The first format: free text to one zone, a day to answer.
+                let text = serde_json::to_string(body).unwrap_or_default();
+                self.add_message(
+                    ev,
+                    &dot,
+                    hlc,
+                    vec![to.clone()],
+                    false,
+                    TEXT_KIND,
+                    None,
+                    text,
+                    DEFAULT_MESSAGE_TTL_MS,
+                )
             }
-            Op::AckMessage { message } => {
+            Op::Send {
+                to,
+                broadcast,
+                kind,
+                service,
+                body,
+                ttl_ms,
+            } => self.add_message(
+                ev,
+                &dot,
+                hlc,
+                to.clone(),
+                *broadcast,
+                kind,
+                service.clone(),
+                body.clone(),
+                *ttl_ms,
+            ),
+            Op::AckMessage { message } => self.answer(ev, &dot, hlc, message, "null".into()),
+            Op::Answer { message, result } => self.answer(ev, &dot, hlc, message, result.clone()),
+            Op::Deliver { message } => {
                 if let Some(m) = self.messages.get_mut(message) {
-                    m.acked = Some(Versioned {
+                    m.delivered.entry(ev.origin.clone()).or_insert(Step {
                         dot,
-                        hlc,
-                        value: ev.actor.clone(),
+                        at: hlc,
+                        by: ev.actor.clone(),
                     });
                 }
                 Touched::Message(message.clone())
             }
+            Op::PruneMessages { messages } => {
+                for m in messages {
+                    self.messages.remove(m);
+                }
+                Touched::Messages(messages.clone())
+            }
             Op::Record { service, .. } => Touched::Service(service.clone()),
         }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_message(
+        &mut self,
+        ev: &Event,
+        dot: &Dot,
+        hlc: Hlc,
+        to: Vec<ZoneId>,
+        broadcast: bool,
+        kind: &str,
+        service: Option<ServiceId>,
+        body: String,
+        ttl_ms: u64,
+    ) -> Touched {
+        let id = message_id(dot);
+        self.messages.insert(
+            id.clone(),
+            Message {
+                id: id.clone(),
+                dot: dot.clone(),
+                from: ev.origin.clone(),
+                to,
+                broadcast,
+                actor: ev.actor.clone(),
+                sent: hlc,
+                kind: kind.to_string(),
+                service,
+                body,
+                deadline_ms: hlc.wall_ms.saturating_add(ttl_ms),
+                delivered: BTreeMap::new(),
+                answers: BTreeMap::new(),
+            },
+        );
+        Touched::Message(id)
+    }
+
+    /// The origin's answer; its first one stands (the rules refuse a
+    /// second from the same zone, and late ones).
+    fn answer(
+        &mut self,
+        ev: &Event,
+        dot: &Dot,
+        hlc: Hlc,
+        id: &MessageId,
+        result: String,
+    ) -> Touched {
+        if let Some(m) = self.messages.get_mut(id) {
+            m.answers.entry(ev.origin.clone()).or_insert(Answered {
+                step: Step {
+                    dot: dot.clone(),
+                    at: hlc,
+                    by: ev.actor.clone(),
+                },
+                result,
+            });
+            // An answer is also a delivery.
+            m.delivered.entry(ev.origin.clone()).or_insert(Step {
+                dot: dot.clone(),
+                at: hlc,
+                by: ev.actor.clone(),
+            });
+        }
+        Touched::Message(id.clone())
     }
 
     fn with_service(&mut self, id: &ServiceId, f: impl FnOnce(&mut Service)) -> Touched {
@@ -320,6 +505,15 @@ impl State {
         }
         Touched::Service(id.clone())
     }
+}
+
+/// The event that sent message `id` (ids are `origin.seq`).
+pub fn message_dot(id: &MessageId) -> Option<Dot> {
+    let (origin, seq) = id.as_str().rsplit_once('.')?;
+    Some(Dot {
+        origin: origin.parse().ok()?,
+        seq: seq.parse().ok()?,
+    })
 }
 
 /// The id of the message sent by the event `dot`.

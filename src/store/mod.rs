@@ -21,9 +21,11 @@ pub use audit::{
 };
 pub use writer::{fingerprint_key, Commit, Db, DbError, Executed, LocalMutation, MAX_WRITE_BATCH};
 
+use crate::model::message::{DEFAULT_MESSAGE_TTL_MS, TEXT_KIND};
 use crate::model::{MessageId, ServiceId, ZoneId};
 use crate::replica::{
-    Dot, Hlc, Message, Replica, Service, SignedEvent, Snapshot, State, VersionVector,
+    Answered, Dot, Hlc, Message, Replica, Service, SignedEvent, Snapshot, State, Step,
+    VersionVector,
 };
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::BinaryHeap;
@@ -44,9 +46,11 @@ const META_FORMAT: &str = "format";
 const META_CHECKPOINT: &str = "checkpoint";
 
 /// Version of the on-disk layout; a database of another version is refused.
-/// Version 1 (state rows on every commit) is upgraded in place: its rows are
-/// a checkpoint at its version vector.
-pub const STORE_FORMAT_VERSION: u16 = 2;
+/// Older ones are upgraded in place: version 1 (state rows on every commit)
+/// has its rows made a checkpoint at its version vector; versions 1 and 2
+/// have their message rows rewritten in the message format of version 3
+/// (kinds, addressees, deadlines, deliveries and answers).
+pub const STORE_FORMAT_VERSION: u16 = 3;
 
 /// Log events written since the last checkpoint that make the next commit
 /// a checkpoint: this bounds the replay on restart.
@@ -109,8 +113,9 @@ pub struct Store {
     history: HistoryConfig,
 }
 
-/// The wall clock, for the audit rows' retention when a caller gives none.
-fn wall_ms() -> u64 {
+/// The wall clock (Unix ms): the audit rows' retention when a caller gives
+/// none, and where a message stands.
+pub fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -145,6 +150,24 @@ impl Store {
 
     fn err<E: Into<redb::Error>>(&self, e: E) -> StoreError {
         redb_err(&self.path, e)
+    }
+
+    /// Rewrites message rows of the first message format (store versions 1
+    /// and 2) in the current one.
+    fn upgrade_messages(&self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        let mut rows = txn.open_table(MESSAGES).map_err(|e| self.err(e))?;
+        let mut upgraded = Vec::new();
+        for row in rows.iter().map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            let old: MessageV2 = postcard::from_bytes(v.value())
+                .map_err(|e| self.corrupt(format!("messages/{}", k.value()), e))?;
+            upgraded.push((k.value().to_string(), encode(&old.upgrade())));
+        }
+        for (k, v) in upgraded {
+            rows.insert(k.as_str(), v.as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
     }
 
     fn corrupt(&self, key: impl Into<String>, reason: impl ToString) -> StoreError {
@@ -187,6 +210,10 @@ impl Store {
                             meta.insert(META_CHECKPOINT, vv.as_slice())
                                 .map_err(|e| self.err(e))?;
                         }
+                    }
+                    if format == 1 || format == 2 {
+                        // Versions 1 and 2 kept the first message format.
+                        self.upgrade_messages(&txn)?;
                         meta.insert(META_FORMAT, &STORE_FORMAT_VERSION.to_le_bytes()[..])
                             .map_err(|e| self.err(e))?;
                     } else if format != STORE_FORMAT_VERSION {
@@ -440,10 +467,12 @@ impl Store {
         }
         let mut rows = txn.open_table(MESSAGES).map_err(|e| self.err(e))?;
         for id in messages {
-            if let Some(m) = replica.state().messages.get(id) {
-                rows.insert(id.as_str(), encode(m).as_slice())
-                    .map_err(|e| self.err(e))?;
+            match replica.state().messages.get(id) {
+                Some(m) => rows.insert(id.as_str(), encode(m).as_slice()),
+                // Pruned.
+                None => rows.remove(id.as_str()),
             }
+            .map_err(|e| self.err(e))?;
         }
         self.write_vv_and_clock(txn, replica)?;
         let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
@@ -781,6 +810,58 @@ fn redb_err<E: Into<redb::Error>>(path: &Path, e: E) -> StoreError {
     StoreError::Redb {
         path: path.to_path_buf(),
         source: Box::new(e.into()),
+    }
+}
+
+/// A message row as store versions 1 and 2 wrote it.
+#[derive(serde::Deserialize)]
+struct MessageV2 {
+    id: MessageId,
+    dot: Dot,
+    from: ZoneId,
+    to: ZoneId,
+    actor: String,
+    sent: Hlc,
+    body: String,
+    acked: Option<crate::replica::Versioned<String>>,
+}
+
+impl MessageV2 {
+    /// What the first message format's events make of it now: free text
+    /// (`cmp.text`) to one zone, a day to answer.
+    fn upgrade(self) -> Message {
+        let step = |a: &crate::replica::Versioned<String>| Step {
+            dot: a.dot.clone(),
+            at: a.hlc,
+            by: a.value.clone(),
+        };
+        let mut delivered = std::collections::BTreeMap::new();
+        let mut answers = std::collections::BTreeMap::new();
+        if let Some(a) = &self.acked {
+            delivered.insert(self.to.clone(), step(a));
+            answers.insert(
+                self.to.clone(),
+                Answered {
+                    step: step(a),
+                    result: "null".into(),
+                },
+            );
+        }
+        Message {
+            id: self.id,
+            dot: self.dot,
+            from: self.from,
+            to: vec![self.to],
+            broadcast: false,
+            actor: self.actor,
+            sent: self.sent,
+            kind: TEXT_KIND.into(),
+            service: None,
+            body: serde_json::to_string(&self.body).unwrap_or_default(),
+            deadline_ms: self.sent.wall_ms.saturating_add(DEFAULT_MESSAGE_TTL_MS),
+            delivered,
+            answers,
+        }
     }
 }
 

@@ -1,7 +1,6 @@
 //! The `drengine` binary against a real node: --json output and exit codes
 //! (0 ok, 1 server error, 2 usage, 3 not found, 4 conflict, 5 unreachable).
 
-
 use crate::harness::*;
 use serde_json::Value;
 use std::process::Stdio;
@@ -230,11 +229,50 @@ async fn messages_conflicts_and_peers_in_json() {
     let out = drengine(
         &n.url,
         CMP_TOKEN,
-        &["--json", "messages", "send", "--to", "zone-b", "stop vm-1"],
+        &[
+            "--json",
+            "send",
+            "--to",
+            "zone-b",
+            "--kind",
+            "cmp.keep-stopped",
+            "--body",
+            r#"{"vm": "vm-1"}"#,
+        ],
     )
     .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json()["kind"], "cmp.keep-stopped");
+    assert_eq!(out.json()["body"]["vm"], "vm-1");
     let id = out.json()["id"].as_str().unwrap().to_string();
+    let out = drengine(
+        &n.url,
+        CMP_TOKEN,
+        &["send", "--to", "zone-b", "--body", "{oops"],
+    )
+    .await;
+    assert_eq!(out.code, 2, "bad JSON is a usage error: {}", out.stderr);
+    let out = drengine(
+        &n.url,
+        READ_TOKEN,
+        &[
+            "--json",
+            "messages",
+            "--direction",
+            "outbox",
+            "--kind",
+            "cmp.keep-stopped",
+            "--state",
+            "sent",
+        ],
+    )
+    .await;
+    assert_eq!(
+        out.json()["messages"][0]["id"],
+        id.as_str(),
+        "{}",
+        out.stdout
+    );
     let out = drengine(
         &n.url,
         READ_TOKEN,
@@ -242,6 +280,8 @@ async fn messages_conflicts_and_peers_in_json() {
     )
     .await;
     assert_eq!(out.json()["messages"][0]["id"], id.as_str());
+    let out = drengine(&n.url, CMP_TOKEN, &["ack", &id, "--result", "true"]).await;
+    assert_eq!(out.code, 4, "only the addressee acknowledges");
     let out = drengine(&n.url, CMP_TOKEN, &["messages", "ack", &id]).await;
     assert_eq!(out.code, 4, "only the addressee acknowledges");
     let out = drengine(&n.url, READ_TOKEN, &["--json", "conflicts"]).await;

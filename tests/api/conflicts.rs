@@ -2,7 +2,6 @@
 //! with other zones played by replicas whose events are ingested as if
 //! they had arrived over sync.
 
-
 use crate::harness::*;
 use drengine::model::{CopyState, RpDisk, VmSlot, ZoneId};
 use drengine::replica::{Op, Replica};
@@ -408,7 +407,10 @@ async fn messages_go_out_come_in_and_are_acknowledged_by_the_addressee() {
     assert_eq!(sent.status, StatusCode::CREATED, "{}", sent.body);
     assert_eq!(sent.body["from"], "zone-a");
     assert_eq!(sent.body["actor"], "cmp-1");
-    assert!(sent.body["acked"].is_null());
+    assert_eq!(sent.body["state"], "sent");
+    assert_eq!(sent.body["kind"], "cmp.text");
+    assert_eq!(sent.body["to"], json!(["zone-b"]));
+    assert!(sent.body["recipients"][0]["acked"].is_null());
     let out = n.get("/v1/messages?direction=outbox", READ_TOKEN).await;
     assert_eq!(out.body["messages"].as_array().unwrap().len(), 1);
     assert_eq!(
@@ -420,10 +422,11 @@ async fn messages_go_out_come_in_and_are_acknowledged_by_the_addressee() {
         .post(
             &format!("/v1/messages/{}/ack", sent.body["id"].as_str().unwrap()),
             CMP_TOKEN,
-            json!(null),
+            json!({}),
         )
         .await;
     a.assert_error(409);
+    assert_eq!(a.error_code(), Some("not_addressee"));
     n.post(
         "/v1/messages",
         CMP_TOKEN,
@@ -469,10 +472,23 @@ async fn messages_go_out_come_in_and_are_acknowledged_by_the_addressee() {
     assert_eq!(msgs[0]["from"], "zone-c");
     let mid = msgs[0]["id"].as_str().unwrap();
     let acked = n
-        .post(&format!("/v1/messages/{mid}/ack"), CMP_TOKEN, json!(null))
+        .post(
+            &format!("/v1/messages/{mid}/ack"),
+            CMP_TOKEN,
+            json!({"result": {"stopped": true}}),
+        )
         .await;
     assert_eq!(acked.status, StatusCode::OK, "{}", acked.body);
-    assert_eq!(acked.body["acked"]["by"], "cmp-1");
+    assert_eq!(acked.body["state"], "acked");
+    assert_eq!(acked.body["recipients"][0]["acked"]["by"], "cmp-1");
+    assert_eq!(
+        acked.body["recipients"][0]["result"],
+        json!({"stopped": true})
+    );
+    // Answered once: a second answer is refused.
+    n.post(&format!("/v1/messages/{mid}/ack"), CMP_TOKEN, json!({}))
+        .await
+        .assert_error(409);
     assert_eq!(
         n.get("/v1/messages?acked=false", READ_TOKEN).await.body["messages"],
         json!([])

@@ -15,6 +15,7 @@ mod conflicts;
 mod feed_metrics;
 mod hardening;
 mod history;
+mod messages;
 mod node_devnet;
 mod preflight;
 mod races;

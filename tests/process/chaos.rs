@@ -29,10 +29,9 @@
 //! choices, not the same interleaving. `DRENGINE_CHAOS_SECS` is how long
 //! the chaos lasts (default [`DEFAULT_SECS`]).
 
-
+use crate::harness::*;
 use crate::proxy::Proxy;
 use drengine::model::{names, RpId, ServiceId};
-use crate::harness::*;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -998,7 +997,7 @@ fn check_writes(
                 }
                 Est::Acked(id) => {
                     for (z, m) in messages {
-                        if !m.get(id).is_some_and(|v| v["acked"].is_object()) {
+                        if !m.get(id).is_some_and(|v| v["state"] == "acked") {
                             failures.push(format!("{z}: message {id} acked in {} is not", w.zone));
                         }
                     }

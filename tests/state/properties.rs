@@ -202,6 +202,32 @@ fn op_s() -> impl Strategy<Value = Op> {
                 rp,
                 summary,
             }),
+        (
+            prop::collection::vec(zone_s(), 0..3),
+            any::<bool>(),
+            "[a-z]{1,6}\\.[a-z-]{1,10}",
+            prop::option::of(service_s()),
+            ".{0,24}",
+            any::<u64>()
+        )
+            .prop_map(|(to, broadcast, kind, service, body, ttl_ms)| Op::Send {
+                to,
+                broadcast,
+                kind,
+                service,
+                body,
+                ttl_ms
+            }),
+        name_s().prop_map(|m| Op::Deliver {
+            message: MessageId::new(m).unwrap()
+        }),
+        (name_s(), ".{0,24}").prop_map(|(m, result)| Op::Answer {
+            message: MessageId::new(m).unwrap(),
+            result
+        }),
+        prop::collection::vec(name_s(), 0..3).prop_map(|ms| Op::PruneMessages {
+            messages: ms.into_iter().map(|m| MessageId::new(m).unwrap()).collect()
+        }),
     ]
 }
 
@@ -559,18 +585,29 @@ fn op_for(r: &Replica, w: &Write, t: u64) -> Option<Op> {
                 rps: own,
             }
         }
-        Write::Message(z) => Op::SendMessage {
-            to: zone(ZONES[*z]),
-            body: format!("to {z}"),
+        Write::Message(z) => Op::Send {
+            to: vec![zone(ZONES[*z])],
+            broadcast: false,
+            kind: "cmp.test".into(),
+            service: None,
+            body: format!("\"to {z}\""),
+            ttl_ms: drengine::model::message::DEFAULT_MESSAGE_TTL_MS,
         },
         Write::Ack => {
             let m = r
                 .state()
                 .messages
                 .values()
-                .find(|m| m.to == me && m.acked.is_none())?;
-            Op::AckMessage {
-                message: m.id.clone(),
+                .find(|m| m.is_for(&me) && !m.answers.contains_key(&me))?;
+            if m.delivered.contains_key(&me) {
+                Op::Answer {
+                    message: m.id.clone(),
+                    result: "true".into(),
+                }
+            } else {
+                Op::Deliver {
+                    message: m.id.clone(),
+                }
             }
         }
         Write::Record(s) => {

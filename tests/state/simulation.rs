@@ -617,9 +617,13 @@ impl Sim {
                     rps: mine,
                 }
             }
-            89..=91 => Op::SendMessage {
-                to: other,
-                body: "stop vm".into(),
+            89..=91 => Op::Send {
+                to: vec![other],
+                broadcast: false,
+                kind: "cmp.keep-stopped".into(),
+                service: Some(s),
+                body: "\"stop vm\"".into(),
+                ttl_ms: drengine::model::message::DEFAULT_MESSAGE_TTL_MS,
             },
             // A DR action's record: changes no state, takes a dot.
             92..=93 => Op::Record {
@@ -629,15 +633,35 @@ impl Sim {
                 summary: "sim".into(),
             },
             _ => {
-                let mine: Vec<_> = replica
-                    .state()
-                    .messages
+                // A message to this zone: delivered, then answered; or one
+                // this zone sent and had answered: pruned.
+                let msgs = &replica.state().messages;
+                if let Some(m) = msgs
                     .values()
-                    .filter(|m| m.to == me && m.acked.is_none())
-                    .map(|m| m.id.clone())
-                    .collect();
-                let m = mine.first()?.clone();
-                Op::AckMessage { message: m }
+                    .find(|m| m.is_for(&me) && !m.answers.contains_key(&me))
+                {
+                    if m.delivered.contains_key(&me) {
+                        Op::Answer {
+                            message: m.id.clone(),
+                            result: "{\"ok\":true}".into(),
+                        }
+                    } else {
+                        Op::Deliver {
+                            message: m.id.clone(),
+                        }
+                    }
+                } else {
+                    let done: Vec<_> = msgs
+                        .values()
+                        .filter(|m| m.from == me && m.to.iter().all(|z| m.answers.contains_key(z)))
+                        .map(|m| m.id.clone())
+                        .take(4)
+                        .collect();
+                    if done.is_empty() {
+                        return None;
+                    }
+                    Op::PruneMessages { messages: done }
+                }
             }
         })
     }

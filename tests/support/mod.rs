@@ -260,6 +260,7 @@ impl Deployment {
             engine,
             storpool,
             history: Default::default(),
+            messages: Default::default(),
         };
         cfg.validate().expect("a valid config");
         cfg

@@ -80,6 +80,7 @@ async fn line(names: &[&str]) -> anyhow::Result<Cluster> {
             },
             storpool: Default::default(),
             history: Default::default(),
+            messages: Default::default(),
         };
         cfg.validate()?;
         let store = Store::open(&dir.path().join(format!("{n}.redb")), &cfg.zone)?;

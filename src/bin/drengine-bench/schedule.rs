@@ -240,6 +240,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         engine: engine_cfg.clone(),
         storpool: sp_config(emu.addrs[zone.as_str()]),
         history: Default::default(),
+        messages: Default::default(),
     };
     let mut dbs = BTreeMap::new();
     for zone in [&za, &zb] {
