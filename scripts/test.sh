@@ -5,7 +5,8 @@
 #    loopback, redb files, the StorPool emulator), in the release profile;
 #  - StorPool's own Python bindings against the emulator (conformance);
 #  - schemathesis against the OpenAPI document a running devnet serves;
-#  - promtool on the alerting rules (config/alerts.yaml) and their tests.
+#  - promtool on the alerting rules (config/alerts.yaml) and their tests;
+#  - the dashboard (/ui/) in headless chromium against a devnet (scripts/ui-test.sh).
 # It ends with one line counting the Rust and Python tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,8 @@ log="$tmp/cargo-test.log"
 pylog="$tmp/conformance.log"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 
-# The installs (pip, the schemathesis virtualenv, Debian's prometheus) wait on
+# The installs (pip, the schemathesis virtualenv, Debian's prometheus and
+# chromium, playwright-core from npm) wait on
 # the network, not the CPU: they run beside the build, and each is waited for
 # (and its log shown on failure) before its check runs.
 setup() {
@@ -35,6 +37,7 @@ setup_done() {
 setup conformance scripts/conformance.sh --setup
 setup api-schema scripts/api-schema.sh --setup
 setup alerts scripts/check-alerts.sh --setup
+setup ui scripts/ui-test.sh --setup
 
 # A node without the devnet feature has no path into the emulator; keep it building.
 cargo check --release --no-default-features --lib --bin drengine
@@ -49,6 +52,8 @@ setup_done api-schema
 scripts/api-schema.sh
 setup_done alerts
 scripts/check-alerts.sh
+setup_done ui
+scripts/ui-test.sh
 
 # Rust: every "test result: ok. N passed; M failed"; Python: pytest's last summary.
 {
