@@ -293,6 +293,22 @@ const steps = [
     },
   ],
   [
+    "zone-a's page shows its own link, and zone-c as a zone it has no link to",
+    async () => {
+      const other = await context.newPage();
+      try {
+        await other.goto(`${A}/ui/#token=${VIEW_TOKEN}`);
+        await other.waitForFunction(() => document.querySelectorAll('g.zone').length === 3, null, { timeout: WAIT_MS });
+        await other.locator(`${zoneNode('zone-a')}[data-state="local"]`).waitFor({ timeout: WAIT_MS });
+        await other.locator(`${link('zone-a', 'zone-b')}[data-state="up"]`).waitFor({ timeout: WAIT_MS });
+        await other.locator(`${zoneNode('zone-c')}[data-state="indirect"]`).waitFor({ timeout: WAIT_MS });
+        assert((await other.locator('g.link').count()) === 1, 'zone-a shows a link it does not have');
+      } finally {
+        await other.close();
+      }
+    },
+  ],
+  [
     'a service created through the API appears without a reload',
     async () => {
       await ok('POST', `${storpool(0)}/ctrl/1.0/VolumeCreate`, {
