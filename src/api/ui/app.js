@@ -16,6 +16,7 @@
   const RECONNECT_MIN_MS = 500;
   const RECONNECT_MAX_MS = 10000;
   const BURST_RELOAD = 200; // more services changed at once: re-read the whole list
+  const MIN_FULL_RELOAD_MS = 10000; // but not more often than this (10,000 services: 10 requests)
   const FETCH_CONCURRENCY = 4;
   const MAX_SSE_BUFFER = 1 << 20;
   const HISTORY_PAGE = 100;
@@ -349,9 +350,11 @@
   // ---- what changed: batched re-reads ------------------------------------------
 
   let dirty = new Set();
-  let needAll = false;
+  let needAll = false; // re-read the whole list now (a reconnect, the periodic refresh)
+  let needBurst = false; // re-read it, but rate-limited (a resync: the feed is busy)
   let flushTimer = null;
   let flushing = false;
+  let lastFullMs = 0;
 
   function scheduleFlush(ms) {
     if (!flushTimer) flushTimer = setTimeout(flush, ms === undefined ? 150 : ms);
@@ -364,14 +367,27 @@
       scheduleFlush(300);
       return;
     }
+    const burst = needBurst || dirty.size > BURST_RELOAD;
+    const all = needAll || burst;
+    // A busy feed costs at most one whole-list re-read per
+    // MIN_FULL_RELOAD_MS; the service on screen is re-read at once.
+    if (!needAll && burst && Date.now() - lastFullMs < MIN_FULL_RELOAD_MS) {
+      if (S.route.name === 'service' && dirty.has(S.route.id)) loadServicePage(S.route.id, true);
+      scheduleFlush(lastFullMs + MIN_FULL_RELOAD_MS - Date.now());
+      return;
+    }
     flushing = true;
     const ids = [...dirty];
-    const all = needAll || ids.length > BURST_RELOAD;
     dirty = new Set();
     needAll = false;
+    needBurst = false;
     try {
-      if (all) await loadServices();
-      else await pool(ids, FETCH_CONCURRENCY, refreshService);
+      if (all) {
+        lastFullMs = Date.now();
+        await loadServices();
+      } else {
+        await pool(ids, FETCH_CONCURRENCY, refreshService);
+      }
       await loadConflicts();
       S.lastError = null;
       if (S.route.name === 'service' && (all || ids.includes(S.route.id))) {
@@ -379,7 +395,7 @@
       }
     } catch (e) {
       // Try again later with what was asked.
-      if (all) needAll = true;
+      if (all) needBurst = true;
       for (const id of ids) dirty.add(id);
       if (e.status !== 401) {
         showError(e);
@@ -393,7 +409,7 @@
 
   function onFeedEvent(name, data) {
     if (name === 'resync') {
-      needAll = true;
+      needBurst = true;
     } else if (name === 'event') {
       let ev = null;
       try {
@@ -407,7 +423,6 @@
       return;
     }
     scheduleFlush();
-    loadStatus();
   }
 
   // ---- the change feed, read with fetch (EventSource cannot send a header) ------
