@@ -5,17 +5,20 @@
 #    loopback, redb files, the StorPool emulator), in the release profile;
 #  - StorPool's own Python bindings against the emulator (conformance);
 #  - schemathesis against the OpenAPI document a running devnet serves;
-#  - promtool on the alerting rules (config/alerts.yaml) and their tests.
-# It ends with one line counting the Rust and Python tests.
+#  - promtool on the alerting rules (config/alerts.yaml) and their tests;
+#  - the dashboard (/ui/) in headless chromium against a devnet (scripts/ui-test.sh).
+# It ends with one line counting the Rust, Python and browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DRENGINE_SIM_SEEDS="${DRENGINE_SIM_SEEDS:-0..300}"
 tmp="$(mktemp -d)"
 log="$tmp/cargo-test.log"
 pylog="$tmp/conformance.log"
+uilog="$tmp/ui-test.log"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 
-# The installs (pip, the schemathesis virtualenv, Debian's prometheus) wait on
+# The installs (pip, the schemathesis virtualenv, Debian's prometheus and
+# chromium, playwright-core from npm) wait on
 # the network, not the CPU: they run beside the build, and each is waited for
 # (and its log shown on failure) before its check runs.
 setup() {
@@ -35,6 +38,7 @@ setup_done() {
 setup conformance scripts/conformance.sh --setup
 setup api-schema scripts/api-schema.sh --setup
 setup alerts scripts/check-alerts.sh --setup
+setup ui scripts/ui-test.sh --setup
 
 # A node without the devnet feature has no path into the emulator; keep it building.
 cargo check --release --no-default-features --lib --bin drengine
@@ -49,10 +53,14 @@ setup_done api-schema
 scripts/api-schema.sh
 setup_done alerts
 scripts/check-alerts.sh
+setup_done ui
+scripts/ui-test.sh 2>&1 | tee "$uilog"
 
-# Rust: every "test result: ok. N passed; M failed"; Python: pytest's last summary.
+# Rust: every "test result: ok. N passed; M failed"; Python: pytest's last
+# summary; the browser: "ui: N passed, M failed".
 {
     grep -hoE 'test result: [a-z]+\. [0-9]+ passed; [0-9]+ failed' "$log" || true
     { grep -hoE '^[0-9]+ passed' "$pylog" || true; } | tail -n 1
+    grep -hoE '^ui: [0-9]+ passed, [0-9]+ failed' "$uilog" || true
 } | awk '{ for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
         END { printf "tests: %d passed, %d failed\n", p, f }'

@@ -1,5 +1,6 @@
 //! The HTTP JSON API under `/v1` for the CMP and operators, plus `/healthz`,
-//! `/metrics` and the OpenAPI document.
+//! `/metrics`, the OpenAPI document and the read-only dashboard (`ui`, at
+//! `/ui/`).
 //!
 //! A request crosses three files at most: the extractors (`auth`, `extract`)
 //! turn the request into typed values or a 4xx, one handler file per
@@ -28,6 +29,7 @@ mod rps;
 mod serve;
 mod services;
 mod status;
+mod ui;
 
 use crate::engine::Engine;
 use crate::model::ZoneId;
@@ -252,6 +254,8 @@ pub fn app(cfg: &ApiConfig, state: ApiState) -> Router {
     let request_timeout = Duration::from_millis(cfg.request_timeout_ms);
     routes()
         .router
+        // The dashboard's static files: not API operations, so not in `routes()`.
+        .merge(ui::router())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| {

@@ -12,6 +12,7 @@ mod cli_commands;
 mod cli_devnet;
 mod config_examples;
 mod conflicts;
+mod dashboard;
 mod feed_metrics;
 mod hardening;
 mod history;
