@@ -295,10 +295,9 @@ impl Store {
         }
         .map_err(|e| self.err(e))?;
         let mut entries = Vec::new();
-        let mut scanned = 0usize;
         let mut last: Option<Cursor> = None;
         let mut next_before = None;
-        for row in range.rev() {
+        for (scanned, row) in range.rev().enumerate() {
             let (k, v) = row.map_err(|e| self.err(e))?;
             let key = k.value();
             if q.since_ms.is_some_and(|s| key.0 < s) {
@@ -309,7 +308,6 @@ impl Store {
                 next_before = last.take();
                 break;
             }
-            scanned += 1;
             let cursor = Cursor::of_key(key);
             let r: Row = postcard::from_bytes(v.value())
                 .map_err(|e| self.corrupt(format!("audit/{}/{}/{}", key.0, key.2, key.3), e))?;

@@ -81,7 +81,7 @@ pub struct IngestReport {
 
 enum Cmd {
     Write {
-        cmd: Command,
+        cmd: Box<Command>,
         actor: String,
         local: Vec<LocalMutation>,
         reply: oneshot::Sender<Result<Executed, DbError>>,
@@ -339,7 +339,7 @@ impl Db {
     ) -> Result<Executed, DbError> {
         let actor = actor.to_string();
         self.call(|reply| Cmd::Write {
-            cmd,
+            cmd: Box::new(cmd),
             actor,
             local,
             reply,
