@@ -815,6 +815,7 @@ fn redb_err<E: Into<redb::Error>>(path: &Path, e: E) -> StoreError {
 
 /// A message row as store versions 1 and 2 wrote it.
 #[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct MessageV2 {
     id: MessageId,
     dot: Dot,
@@ -1213,6 +1214,58 @@ mod tests {
         drop(store);
         let store = f.open();
         assert_eq!(f.load(&store).digest(), digest);
+        let txn = store.db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        let format = meta.get(META_FORMAT).unwrap().unwrap().value().to_vec();
+        assert_eq!(format, STORE_FORMAT_VERSION.to_le_bytes());
+    }
+
+    #[test]
+    fn a_version_2_database_has_its_message_rows_upgraded() {
+        let f = Fixture::new();
+        let store = f.open();
+        store.set_checkpoint_every(1);
+        let mut replica = f.load(&store);
+        // The first message format's events, written as version 2 did.
+        let b = ZoneId::new("b").unwrap();
+        let sent = replica
+            .local_write(
+                Op::SendMessage {
+                    to: b.clone(),
+                    body: "stop vm-1".into(),
+                },
+                "cmp-1",
+                1_700_000_000_000,
+            )
+            .unwrap();
+        store.commit(&mut replica, [&sent], &[]).unwrap();
+        let m = replica.state().messages.values().next().unwrap().clone();
+        assert_eq!(m.kind, TEXT_KIND);
+        assert_eq!(m.body, "\"stop vm-1\"");
+        let old = MessageV2 {
+            id: m.id.clone(),
+            dot: m.dot.clone(),
+            from: m.from.clone(),
+            to: b,
+            actor: m.actor.clone(),
+            sent: m.sent,
+            body: "stop vm-1".into(),
+            acked: None,
+        };
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut rows = txn.open_table(MESSAGES).unwrap();
+            rows.insert(m.id.as_str(), encode(&old).as_slice()).unwrap();
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert(META_FORMAT, &2u16.to_le_bytes()[..]).unwrap();
+        }
+        txn.commit().unwrap();
+        let digest = replica.digest();
+        drop(store);
+        let store = f.open();
+        let loaded = f.load(&store);
+        assert_eq!(loaded.state().messages.get(&m.id), Some(&m));
+        assert_eq!(loaded.digest(), digest);
         let txn = store.db.begin_read().unwrap();
         let meta = txn.open_table(META).unwrap();
         let format = meta.get(META_FORMAT).unwrap().unwrap().value().to_vec();
