@@ -7,7 +7,8 @@
 //! and every node restarted, and the test checks:
 //!
 //! - every acknowledged write (2xx) is present in every zone, or superseded
-//!   by a write to the same register acknowledged after it was sent (see
+//!   by a write to the same register acknowledged after it was sent, or
+//!   unanswered and possibly committed after it was sent (see
 //!   [`check_writes`] for exactly what each kind establishes);
 //! - a value whose write was refused (any non-2xx answer) is nowhere;
 //! - digests, version vectors and conflict lists are equal in every zone;
@@ -55,6 +56,9 @@ const CONVERGE_WAIT: Duration = Duration::from_secs(120);
 const FAULT_GRACE: Duration = Duration::from_secs(10);
 /// Each client's timeout of one request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long after its client gave up an unanswered write may still commit:
+/// the node's own request timeout (`api.request_timeout_ms`) and a margin.
+const LATE_COMMIT: Duration = Duration::from_secs(35);
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|s| s.trim().parse().ok())
@@ -105,7 +109,13 @@ struct Write {
     kind: &'static str,
     zone: String,
     sent: Instant,
+    /// When it was acknowledged; for an unanswered write, the latest time
+    /// it may have committed.
     acked: Instant,
+    /// False for a write that got no answer (node killed, timeout): it may
+    /// or may not have committed, so it is never checked for presence, but
+    /// it may have superseded another.
+    answered: bool,
     est: Vec<Est>,
 }
 
@@ -256,6 +266,21 @@ impl Api {
             zone: zone.to_string(),
             sent,
             acked: Instant::now(),
+            answered: true,
+            est,
+        });
+    }
+
+    /// A write that got no answer: what it would establish if it committed,
+    /// which it may have done up to [`LATE_COMMIT`] after its client gave up.
+    fn unanswered(&self, kind: &'static str, zone: &str, est: Vec<Est>) {
+        let now = Instant::now();
+        self.record().writes.push(Write {
+            kind,
+            zone: zone.to_string(),
+            sent: now,
+            acked: now + LATE_COMMIT,
+            answered: false,
             est,
         });
     }
@@ -417,6 +442,11 @@ async fn op_edit(api: &Api, rng: &mut StdRng, zone: &str, svc: &str, policy: boo
         let m = format!("meta-{n}");
         (json!({ "metadata": m }), json!(m))
     };
+    let est = vec![Est::Reg {
+        svc: svc.to_string(),
+        reg: if policy { Reg::Policy } else { Reg::Metadata },
+        value: value.clone(),
+    }];
     let Some((a, sent)) = api
         .call(
             op,
@@ -429,20 +459,11 @@ async fn op_edit(api: &Api, rng: &mut StdRng, zone: &str, svc: &str, policy: boo
         )
         .await
     else {
+        api.unanswered(op, zone, est);
         return;
     };
     if a.status == 200 {
-        let reg = if policy { Reg::Policy } else { Reg::Metadata };
-        api.acked(
-            op,
-            zone,
-            sent,
-            vec![Est::Reg {
-                svc: svc.to_string(),
-                reg,
-                value,
-            }],
-        );
+        api.acked(op, zone, sent, est);
     } else {
         let mut r = api.record();
         match value {
@@ -508,6 +529,14 @@ async fn op_failover(api: &Api, zone: &str, svc: &str) {
     let Some(to) = view["policy"]["recovery_zone"].as_str().map(String::from) else {
         return;
     };
+    let est = vec![
+        Est::Reg {
+            svc: svc.to_string(),
+            reg: Reg::Slot(to.clone()),
+            value: json!(true),
+        },
+        Est::Failover(svc.to_string()),
+    ];
     let Some((a, sent)) = api
         .call(
             "failover",
@@ -520,22 +549,11 @@ async fn op_failover(api: &Api, zone: &str, svc: &str) {
         )
         .await
     else {
+        api.unanswered("failover", &to, est);
         return;
     };
     if a.status == 200 {
-        api.acked(
-            "failover",
-            &to,
-            sent,
-            vec![
-                Est::Reg {
-                    svc: svc.to_string(),
-                    reg: Reg::Slot(to.clone()),
-                    value: json!(true),
-                },
-                Est::Failover(svc.to_string()),
-            ],
-        );
+        api.acked("failover", &to, sent, est);
     }
 }
 
@@ -574,6 +592,12 @@ async fn op_deactivate(api: &Api, rng: &mut StdRng, zone: &str) {
     else {
         return;
     };
+    let body = json!({ "zone": off });
+    let est = vec![Est::Reg {
+        svc: svc.clone(),
+        reg: Reg::Slot(off),
+        value: json!(false),
+    }];
     let Some((a, sent)) = api
         .call(
             "deactivate",
@@ -581,24 +605,16 @@ async fn op_deactivate(api: &Api, rng: &mut StdRng, zone: &str) {
             Method::POST,
             &format!("/v1/services/{svc}/deactivate"),
             OP_TOKEN,
-            Some(json!({ "zone": off })),
+            Some(body),
             &[],
         )
         .await
     else {
+        api.unanswered("deactivate", zone, est);
         return;
     };
     if a.status == 200 {
-        api.acked(
-            "deactivate",
-            zone,
-            sent,
-            vec![Est::Reg {
-                svc,
-                reg: Reg::Slot(off),
-                value: json!(false),
-            }],
-        );
+        api.acked("deactivate", zone, sent, est);
     }
 }
 
@@ -659,6 +675,7 @@ async fn op_resolve(api: &Api, rng: &mut StdRng, zone: &str) {
         )
         .await
     else {
+        api.unanswered("resolve", zone, est);
         return;
     };
     if a.status == 200 {
@@ -930,8 +947,10 @@ fn reg_values(view: &Value, reg: &Reg) -> Vec<Value> {
 ///   inactive): the value is among the register's values (read value or
 ///   conflict sides) in every zone, or another write to the same register
 ///   was acknowledged after this one was sent (the only writes that can
-///   causally follow it). A policy may also have been retargeted by the
-///   engine after any acknowledged failover of that service;
+///   causally follow it), or got no answer and may have committed after
+///   this one was sent (a node killed before it answered, a timeout). A
+///   policy may also have been retargeted by the engine after any failover
+///   of that service;
 /// - message: listed with its body in every zone; ack: acknowledged in
 ///   every zone;
 /// - RP take: not checked for presence (retention deletes and purges RPs);
@@ -950,7 +969,7 @@ fn check_writes(
             _ => None,
         })
         .collect();
-    for (i, w) in writes.iter().enumerate() {
+    for (i, w) in writes.iter().enumerate().filter(|(_, w)| w.answered) {
         for e in &w.est {
             match e {
                 Est::Service(id) => {
@@ -1007,6 +1026,14 @@ fn check_writes(
         }
     }
     failures
+}
+
+/// The service an establishment is about ("" for messages).
+fn est_service(e: &Est) -> &str {
+    match e {
+        Est::Service(s) | Est::Failover(s) | Est::Reg { svc: s, .. } | Est::Rp { svc: s, .. } => s,
+        Est::Message { .. } | Est::Acked(_) => "",
+    }
 }
 
 /// The messages `ids` as `zone` shows them (absent: not there).
@@ -1324,11 +1351,42 @@ async fn seeded_chaos_over_processes_loses_no_acknowledged_write() {
         messages.insert(z.clone(), messages_in(&net, z, &ids).await);
     }
     let failures = check_writes(&record.writes, &views, &messages);
-    assert!(
-        failures.is_empty(),
-        "seed {seed}: acknowledged writes missing:\n{}",
-        failures.join("\n")
-    );
+    if !failures.is_empty() {
+        // What the first zone's history says of each service involved, so
+        // a failure names the writes that led there.
+        let named = |svc: &str| !svc.is_empty() && failures.iter().any(|f| f.contains(svc));
+        let involved: BTreeSet<&str> = record
+            .writes
+            .iter()
+            .flat_map(|w| &w.est)
+            .map(est_service)
+            .filter(|svc| named(svc))
+            .collect();
+        let mut histories = Vec::new();
+        for svc in &involved {
+            let h = net
+                .get(&zones[0], &format!("/v1/services/{svc}/history?limit=100"))
+                .await;
+            histories.push(format!("history of {svc} in {}: {}", zones[0], h.text));
+        }
+        let mine: Vec<String> = record
+            .writes
+            .iter()
+            .filter(|w| w.est.iter().any(|e| involved.contains(est_service(e))))
+            .map(|w| {
+                format!(
+                    "{} in {} answered={} {:?}",
+                    w.kind, w.zone, w.answered, w.est
+                )
+            })
+            .collect();
+        panic!(
+            "seed {seed}: acknowledged writes missing:\n{}\nthe clients' writes of those services:\n{}\n{}",
+            failures.join("\n"),
+            mine.join("\n"),
+            histories.join("\n")
+        );
+    }
     for (z, v) in &views {
         for (id, s) in &v.services {
             for m in reg_values(s, &Reg::Metadata) {
@@ -1357,7 +1415,7 @@ async fn seeded_chaos_over_processes_loses_no_acknowledged_write() {
 
     // Figures.
     let mut by_kind: BTreeMap<&str, u64> = BTreeMap::new();
-    for w in &record.writes {
+    for w in record.writes.iter().filter(|w| w.answered) {
         *by_kind.entry(w.kind).or_default() += 1;
     }
     let answers: u64 = record.answers.values().sum();
@@ -1368,7 +1426,7 @@ async fn seeded_chaos_over_processes_loses_no_acknowledged_write() {
     println!("figure: chaos seed {seed}, {n_zones} zones, {chaos_secs}s, {CLIENTS} clients");
     println!(
         "figure: acknowledged writes {} by kind {by_kind:?}",
-        record.writes.len()
+        by_kind.values().sum::<u64>()
     );
     println!(
         "figure: answers {answers}, unanswered {unanswered} {:?}",
