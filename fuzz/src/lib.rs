@@ -354,7 +354,7 @@ pub fn write_seeds(seeds: impl IntoIterator<Item = Vec<u8>>) {
 /// Seeds of `wire_frame`: one frame of each message kind, with real
 /// vectors, events and a snapshot part, and the whole lot as one stream.
 pub fn wire_seeds() -> Vec<Vec<u8>> {
-    use drengine::sync::wire::{encode_frame, KnownMap, Msg};
+    use drengine::sync::wire::{encode_frame, KnownMap, LinkReport, Msg};
     let f = fixture();
     let known: KnownMap = [(zone("zone-a"), f.a_vv.clone()), (zone("zone-c"), f.c_vv.clone())]
         .into_iter()
@@ -366,6 +366,11 @@ pub fn wire_seeds() -> Vec<Vec<u8>> {
             vv: f.a_vv.clone(),
             known: known.clone(),
             floor: f.c_vv.clone(),
+            links: vec![LinkReport {
+                zone: zone("zone-b"),
+                connected: true,
+                rtt_us: Some(180),
+            }],
         },
         Msg::Welcome {
             vv: f.c_vv.clone(),

@@ -81,6 +81,8 @@ impl PeerSource for StaticPeers {
                 behind_events: 0,
                 ahead_events: 0,
                 last_seen_ms_ago: None,
+                links: Vec::new(),
+                links_reported_ms_ago: None,
             })
             .collect()
     }

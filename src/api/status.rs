@@ -2,7 +2,9 @@
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
-use super::types::{Health, PeerList, PeerStatus, RebuildView, StorageLinksView, ZoneStatus};
+use super::types::{
+    Health, PeerLink, PeerList, PeerStatus, RebuildView, StorageLinksView, ZoneStatus,
+};
 use super::ApiState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -49,6 +51,16 @@ fn peer_view(p: crate::sync::PeerStatus) -> PeerStatus {
         behind_events: p.behind_events,
         ahead_events: p.ahead_events,
         last_seen_ms_ago: p.last_seen_ms_ago,
+        links: p
+            .links
+            .into_iter()
+            .map(|l| PeerLink {
+                zone: l.zone,
+                connected: l.connected,
+                rtt_ms: l.rtt_us.map(|us| f64::from(us) / 1000.0),
+            })
+            .collect(),
+        links_reported_ms_ago: p.links_reported_ms_ago,
     }
 }
 

@@ -465,6 +465,24 @@ pub struct PeerStatus {
     /// Milliseconds since we last heard from the peer.
     #[schema(required = true)]
     pub last_seen_ms_ago: Option<u64>,
+    /// The peer's own control links as it last reported them (in its sync
+    /// handshake, every anti-entropy interval): how this zone sees links it
+    /// is not on. Empty until the first report.
+    pub links: Vec<PeerLink>,
+    /// Milliseconds since that report; an old one is stale.
+    #[schema(required = true)]
+    pub links_reported_ms_ago: Option<u64>,
+}
+
+/// One control link of a peer, as the peer reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PeerLink {
+    /// The zone at the link's other end.
+    pub zone: ZoneId,
+    pub connected: bool,
+    /// Round-trip time the peer measured, milliseconds.
+    #[schema(required = true)]
+    pub rtt_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -64,6 +64,11 @@ pub struct PeerStatus {
     pub ahead_events: u64,
     /// Milliseconds since we last heard from the peer.
     pub last_seen_ms_ago: Option<u64>,
+    /// The peer's own control links, as its last Hello reported them
+    /// (none yet: empty).
+    pub links: Vec<wire::LinkReport>,
+    /// Milliseconds since that report.
+    pub links_reported_ms_ago: Option<u64>,
 }
 
 /// Why the sync layer could not start or carry out a request.
@@ -108,6 +113,8 @@ pub(crate) struct PeerEntry {
     /// What the peer is known to have: from handshakes, acks, and the
     /// version vectors on the batches it sends us.
     known: VersionVector,
+    /// The peer's control links as its last Hello reported them, and when.
+    links: Option<(Instant, Vec<wire::LinkReport>)>,
 }
 
 /// State shared by the swarm task, the sessions and the handle.
@@ -143,6 +150,43 @@ impl Shared {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .contains(zone)
+    }
+
+    /// Our control links, for our Hello: every peer we dial or that is
+    /// connected.
+    fn own_links(&self) -> Vec<wire::LinkReport> {
+        lock(&self.book)
+            .iter()
+            .filter(|(_, e)| e.dialled || e.connected)
+            .map(|(zone, e)| wire::LinkReport {
+                zone: zone.clone(),
+                connected: e.connected,
+                rtt_us: e
+                    .rtt_ms
+                    .filter(|ms| ms.is_finite() && *ms >= 0.0)
+                    .map(|ms| (ms * 1000.0).min(f64::from(u32::MAX)) as u32),
+            })
+            .collect()
+    }
+
+    /// Keeps what `zone`'s Hello said of its links: only links to other
+    /// zones of the directory, each once, so a peer's report is bounded by
+    /// the directory whatever it sends.
+    fn note_links(&self, zone: &ZoneId, links: Vec<wire::LinkReport>) {
+        let mut book = lock(&self.book);
+        let mut kept: Vec<wire::LinkReport> = Vec::new();
+        for l in links {
+            if kept.len() > book.len() {
+                break;
+            }
+            let known = l.zone == self.zone || book.contains_key(&l.zone);
+            if known && &l.zone != zone && !kept.iter().any(|k| k.zone == l.zone) {
+                kept.push(l);
+            }
+        }
+        if let Some(e) = book.get_mut(zone) {
+            e.links = Some((Instant::now(), kept));
+        }
     }
 
     fn known(&self, zone: &ZoneId) -> VersionVector {
@@ -272,6 +316,7 @@ impl Sync {
                     rtt_ms: None,
                     last_seen: None,
                     known: VersionVector::new(),
+                    links: None,
                 },
             );
         }
@@ -353,6 +398,11 @@ impl SyncHandle {
                 last_seen_ms_ago: e
                     .last_seen
                     .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+                links: e.links.as_ref().map(|(_, l)| l.clone()).unwrap_or_default(),
+                links_reported_ms_ago: e
+                    .links
+                    .as_ref()
+                    .map(|(t, _)| now.saturating_duration_since(*t).as_millis() as u64),
             })
             .collect()
     }

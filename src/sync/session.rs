@@ -233,6 +233,7 @@ fn hello(shared: &Shared) -> Result<Msg, SessionError> {
         vv,
         known,
         floor: shared.floor()?,
+        links: shared.own_links(),
     })
 }
 
@@ -385,6 +386,7 @@ async fn answer(
             vv,
             known,
             floor,
+            links,
         } => {
             if &claimed != zone {
                 return Ok(unexpected(format!(
@@ -392,6 +394,7 @@ async fn answer(
                 )));
             }
             shared.db.peer_report(zone, &vv, &known);
+            shared.note_links(zone, links);
             shared.learn(zone, Known::Merge(vv));
             inbound.floor = Some(floor);
             let (vv, known) = shared.vv_and_known();

@@ -21,7 +21,8 @@ use std::collections::BTreeMap;
 pub const PROTOCOL: &str = "/drengine/sync/1";
 
 /// Version of [`Msg`]'s encoding. A frame of another version is dropped.
-pub const WIRE_VERSION: u16 = 2;
+/// 3: Hello carries the sender's own control links ([`LinkReport`]).
+pub const WIRE_VERSION: u16 = 3;
 
 /// Bytes of the length prefix and the version.
 pub const FRAME_OVERHEAD_BYTES: usize = 4 + 2;
@@ -32,6 +33,18 @@ const SKIP_CHUNK_BYTES: usize = 64 * 1024;
 /// Per zone, what a node knows that zone has. Swapped in handshakes so a
 /// zone we never hear from directly still lets the log be compacted.
 pub type KnownMap = BTreeMap<ZoneId, VersionVector>;
+
+/// One of the sender's control links as it sees it, in its Hello, so a
+/// zone shows the links of the zones it talks to (the dashboard's graph)
+/// and not only its own. Display only: nothing decides on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkReport {
+    /// The zone at the other end of the sender's link.
+    pub zone: ZoneId,
+    pub connected: bool,
+    /// Round-trip time from libp2p ping, microseconds.
+    pub rtt_us: Option<u32>,
+}
 
 /// One message of the sync protocol.
 ///
@@ -46,12 +59,13 @@ pub enum Msg {
     /// Opens (and, for anti-entropy, re-opens) a session: who we are, what
     /// we have, what we know each zone has (for compaction), and our
     /// compaction floor: a receiver behind it accepts a snapshot on this
-    /// stream, and only then.
+    /// stream, and only then. `links`: the sender's control links.
     Hello {
         zone: ZoneId,
         vv: VersionVector,
         known: KnownMap,
         floor: VersionVector,
+        links: Vec<LinkReport>,
     },
     /// The answer to Hello: what the receiver has and knows.
     Welcome { vv: VersionVector, known: KnownMap },
@@ -279,6 +293,11 @@ mod tests {
                 vv: VersionVector::new(),
                 known: KnownMap::new(),
                 floor: VersionVector::new(),
+                links: vec![LinkReport {
+                    zone: zone("b"),
+                    connected: true,
+                    rtt_us: Some(250),
+                }],
             };
             let mut bytes = Vec::new();
             bytes.extend(frame_with_version(9, b"whatever"));

@@ -1100,6 +1100,7 @@ impl HostilePeer {
             vv: VersionVector::new(),
             known: Default::default(),
             floor: VersionVector::new(),
+            links: Vec::new(),
         })
     }
 
@@ -1187,6 +1188,7 @@ impl HostilePeer {
             vv: VersionVector::new(),
             known: Default::default(),
             floor,
+            links: Vec::new(),
         })
     }
 

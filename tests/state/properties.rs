@@ -18,7 +18,7 @@ use drengine::model::{
 use drengine::replica::{
     Directory, Dot, Event, Hlc, Mvr, Op, Received, Replica, SignedEvent, Snapshot, VersionVector,
 };
-use drengine::sync::wire::{self, KnownMap, Msg, Read};
+use drengine::sync::wire::{self, KnownMap, LinkReport, Msg, Read};
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
@@ -264,15 +264,31 @@ fn known_s() -> impl Strategy<Value = KnownMap> {
     prop::collection::btree_map(zone_s(), vv_s(), 0..3)
 }
 
+fn links_s() -> impl Strategy<Value = Vec<LinkReport>> {
+    prop::collection::vec(
+        (zone_s(), any::<bool>(), any::<Option<u32>>()).prop_map(|(zone, connected, rtt_us)| {
+            LinkReport {
+                zone,
+                connected,
+                rtt_us,
+            }
+        }),
+        0..4,
+    )
+}
+
 fn msg_s() -> impl Strategy<Value = Msg> {
     let bytes = || prop::collection::vec(any::<u8>(), 0..64);
     prop_oneof![
-        (zone_s(), vv_s(), known_s(), vv_s()).prop_map(|(zone, vv, known, floor)| Msg::Hello {
-            zone,
-            vv,
-            known,
-            floor
-        }),
+        (zone_s(), vv_s(), known_s(), vv_s(), links_s()).prop_map(
+            |(zone, vv, known, floor, links)| Msg::Hello {
+                zone,
+                vv,
+                known,
+                floor,
+                links
+            }
+        ),
         (vv_s(), known_s()).prop_map(|(vv, known)| Msg::Welcome { vv, known }),
         (
             any::<u64>(),

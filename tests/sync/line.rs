@@ -74,6 +74,25 @@ async fn five_zones_in_a_line_propagate_a_write_end_to_end() {
     })
     .await;
 
+    // Each peer's Hello reports its own links: c sees b's link to a (and
+    // its own to b), then sees it go down when a stops.
+    let b_links = |up: bool| {
+        let peers = nodes[2].sync.peers();
+        let Some(b) = peers.iter().find(|p| p.zone.as_str() == "b") else {
+            return false;
+        };
+        let links: Vec<(&str, bool)> = b
+            .links
+            .iter()
+            .map(|l| (l.zone.as_str(), l.connected))
+            .collect();
+        links == vec![("a", up), ("c", true)] && b.links_reported_ms_ago.is_some()
+    };
+    wait_until("b's report of its links, as c sees it", TIMEOUT, || async {
+        b_links(true)
+    })
+    .await;
+
     // Relay never sends an event back where it came from: every event
     // arrives once per zone, so no zone counts a duplicate.
     for n in &nodes {
@@ -86,6 +105,27 @@ async fn five_zones_in_a_line_propagate_a_write_end_to_end() {
             c.dropped
         );
     }
+    let mut nodes = nodes.into_iter();
+    if let Some(a) = nodes.next() {
+        a.stop().await;
+    }
+    let nodes: Vec<_> = nodes.collect();
+    wait_until(
+        "b reports no live link to a (b does not dial a: once a is gone it is not b's to report), as c sees it",
+        TIMEOUT,
+        || async {
+            let peers = nodes[1].sync.peers();
+            peers.iter().any(|p| {
+                p.zone.as_str() == "b"
+                    && p.links
+                        .iter()
+                        .filter(|l| l.connected)
+                        .map(|l| l.zone.as_str())
+                        .eq(["c"])
+            })
+        },
+    )
+    .await;
     for n in nodes {
         n.stop().await;
     }

@@ -136,6 +136,7 @@ async fn forged_and_malformed_input_is_dropped_counted_and_harmless() {
             vv: Default::default(),
             known: Default::default(),
             floor: Default::default(),
+            links: Vec::new(),
         }),
         events_frame(1, &batch),
         wire::frame_with_version(wire::WIRE_VERSION, &[0xff, 0xff, 0xff]),
@@ -147,6 +148,7 @@ async fn forged_and_malformed_input_is_dropped_counted_and_harmless() {
             vv: Default::default(),
             known: Default::default(),
             floor: Default::default(),
+            links: Vec::new(),
         }),
         wire::encode_frame(&Msg::Ack {
             id: 1,

@@ -293,7 +293,7 @@ const steps = [
     },
   ],
   [
-    "zone-a's page shows its own link, and zone-c as a zone it has no link to",
+    "zone-a's page shows its own link, zone-c as a zone it has no link to, and the b–c link as zone-b reports it, live",
     async () => {
       const other = await context.newPage();
       try {
@@ -302,7 +302,16 @@ const steps = [
         await other.locator(`${zoneNode('zone-a')}[data-state="local"]`).waitFor({ timeout: WAIT_MS });
         await other.locator(`${link('zone-a', 'zone-b')}[data-state="up"]`).waitFor({ timeout: WAIT_MS });
         await other.locator(`${zoneNode('zone-c')}[data-state="indirect"]`).waitFor({ timeout: WAIT_MS });
-        assert((await other.locator('g.link').count()) === 1, 'zone-a shows a link it does not have');
+        const bc = `${link('zone-b', 'zone-c')}[data-reported-by="zone-b"]`;
+        await other.locator(`${bc}[data-state="up"]`).waitFor({ timeout: WAIT_MS });
+        assert((await other.locator('g.link').count()) === 2, 'zone-a shows a link that does not exist');
+        // zone-c stops: zone-b's next report turns b–c down on zone-a's page.
+        await stopProc('zone-c');
+        await other.locator(`${bc}[data-state="down"]`).waitFor({ timeout: WAIT_MS });
+        await other.screenshot({ path: path.join(SHOTS, '01b-zone-a-sees-b-c-down.png') }).catch(() => {});
+        startZone('zone-c');
+        await waitReady(2);
+        await other.locator(`${bc}[data-state="up"]`).waitFor({ timeout: WAIT_MS });
       } finally {
         await other.close();
       }

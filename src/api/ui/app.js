@@ -9,6 +9,9 @@
   const PAGE_ROWS = 50; // services rendered at once (one page of the table)
   const LIST_PAGE = 1000; // services per API request (the API's maximum)
   const MAX_SERVICES = 200000; // stop reading the list beyond this many
+  // A peer's report of its own links is sent every anti-entropy interval
+  // (5 s by default); older than this, the page shows those links as '?'.
+  const REPORT_STALE_MS = 20000;
   const STATUS_POLL_MS = 2000; // peers and links are not on the feed: polled
   const LIST_REFRESH_MS = 60000; // RPO levels change with time: re-read the list
   const TICK_MS = 5000; // re-render ages
@@ -605,6 +608,32 @@
       g.append(el('svg:title', { text: `${st.zone} ↔ ${z}: ${state}; ${rtt}; ${seen(p)}` }));
       svg.append(g);
     }
+    // Then the links between other zones, as a peer at one end last
+    // reported them; unknown once that report is old or the peer is gone.
+    const drawn = new Set([...peers.keys()].map((z) => [st.zone, z].sort().join('|')));
+    for (const [r, p] of peers) {
+      const fresh = !stale && p.connected && p.links_reported_ms_ago !== null && p.links_reported_ms_ago <= REPORT_STALE_MS;
+      for (const l of p.links || []) {
+        const pair = [r, l.zone].sort();
+        const key = pair.join('|');
+        const a = pos.get(r);
+        const b = pos.get(l.zone);
+        if (l.zone === st.zone || drawn.has(key) || !a || !b) continue;
+        drawn.add(key);
+        const state = !fresh ? 'unknown' : l.connected ? 'up' : 'down';
+        const g = el('svg:g', { class: `link reported ${state}`, 'data-link': key, 'data-state': state, 'data-reported-by': r });
+        g.append(el('svg:line', { x1: a.x, y1: a.y, x2: b.x, y2: b.y }));
+        const mx = (a.x + b.x) / 2;
+        const my = (a.y + b.y) / 2;
+        const rtt = l.rtt_ms === null ? 'RTT ?' : `RTT ${l.rtt_ms < 10 ? l.rtt_ms.toFixed(2) : Math.round(l.rtt_ms)} ms`;
+        const when = p.links_reported_ms_ago === null ? '' : `, ${age(p.links_reported_ms_ago / 1000)} ago`;
+        g.append(el('svg:text', { x: mx, y: my - 48, class: 'link-state', text: { up: 'up', down: 'DOWN', unknown: '?' }[state] }));
+        g.append(el('svg:text', { x: mx, y: my - 32, text: state === 'up' ? rtt : '' }));
+        g.append(el('svg:text', { x: mx, y: my + 44, text: `as ${r} reported${when}` }));
+        g.append(el('svg:title', { text: `${pair[0]} ↔ ${pair[1]}: ${state}, as ${r} reported it${when}; ${rtt}` }));
+        svg.append(g);
+      }
+    }
     for (const z of zones) {
       const { x, y } = pos.get(z);
       const p = peers.get(z);
@@ -679,7 +708,7 @@
           ? ` · StorPool sends RPs to: ${links.reachable.join(', ') || 'none'}` +
               (links.unreachable.length ? ` (no link to ${links.unreachable.join(', ')})` : '')
           : '',
-        ` · each node reports only its own control links; open another zone's /ui/ for its links.`,
+        ` · links between other zones as a zone at one end last reported them (? once that report is ${REPORT_STALE_MS / 1000} s old).`,
       ),
     );
   }
