@@ -42,6 +42,9 @@ setup ui scripts/ui-test.sh --setup
 
 # A node without the devnet feature has no path into the emulator; keep it building.
 cargo check --release --no-default-features --lib --bin drengine
+# The fuzz targets (fuzz/, run on nightly by scripts/fuzz.sh) keep building
+# against the crate: checked here on stable, in the same target directory.
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" cargo check --manifest-path fuzz/Cargo.toml --all-targets
 # Builds the library, every binary and every test target, then runs them.
 cargo test --release --all-targets 2>&1 | tee "$log"
 # The scripts below use the binaries `cargo test` just built (building them

@@ -14,7 +14,7 @@
 use drengine::api::error::ApiError;
 use drengine::api::extract::parse_json;
 use drengine::api::types::*;
-use drengine::model::{ServiceId, VmSlot, MAX_MESSAGE_BYTES};
+use drengine::model::{ServiceId, VmSlot};
 use drengine::replica::{
     decide, parse_field_value, Choice, Command, ConflictTarget, Expect, Op, Received, WriteError,
 };
@@ -129,17 +129,31 @@ fn resolve(req: ResolveRequest) -> Result<Option<Command>, ApiError> {
     }))
 }
 
-/// `messages::send`.
+/// `messages::send` (one addressee or `*`, the ttl checked; the size and
+/// kind rules are the replicated ones `decide` applies).
 fn send(req: SendMessage) -> Result<Option<Command>, ApiError> {
-    if req.body.len() > MAX_MESSAGE_BYTES {
-        return Err(ApiError::invalid("body", "too long"));
-    }
-    if req.to == zone("zone-a") {
-        return Err(ApiError::invalid("to", "another zone"));
-    }
-    Ok(Some(Command::Ops(vec![Op::SendMessage {
-        to: req.to,
-        body: req.body,
+    let (to, broadcast) = if req.to == "*" {
+        (vec![zone("zone-b"), zone("zone-c")], true)
+    } else {
+        let z: drengine::model::ZoneId = req
+            .to
+            .parse()
+            .map_err(|e| ApiError::invalid("to", format!("a zone id or *: {e}")))?;
+        (vec![z], false)
+    };
+    let ttl_ms = match req.ttl_s {
+        None => drengine::model::message::DEFAULT_MESSAGE_TTL_MS,
+        Some(s) => s
+            .checked_mul(1000)
+            .ok_or_else(|| ApiError::invalid("ttl_s", "too large"))?,
+    };
+    Ok(Some(Command::Ops(vec![Op::Send {
+        to,
+        broadcast,
+        kind: req.kind.unwrap_or_else(|| drengine::model::message::TEXT_KIND.into()),
+        service: req.service,
+        body: req.body.to_string(),
+        ttl_ms,
     }])))
 }
 

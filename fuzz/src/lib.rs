@@ -492,7 +492,7 @@ pub fn api_seeds() -> Vec<Vec<u8>> {
             })
             .unwrap_or_default(),
         ),
-        (2, serde_json::to_vec(&FailoverRequest { rp: Some(rp.clone()) }).unwrap_or_default()),
+        (2, serde_json::to_vec(&FailoverRequest { rp: Some(rp.clone()), recovery_zone: Some(zone("zone-c")) }).unwrap_or_default()),
         (3, serde_json::to_vec(&MigrateRequest { target: zone("zone-b") }).unwrap_or_default()),
         (4, serde_json::to_vec(&RevertRequest { rp }).unwrap_or_default()),
         (
@@ -523,7 +523,13 @@ pub fn api_seeds() -> Vec<Vec<u8>> {
         ),
         (
             7,
-            serde_json::to_vec(&SendMessage { to: zone("zone-b"), body: "hi".into() })
+            serde_json::to_vec(&SendMessage {
+                to: "zone-b".into(),
+                kind: Some("drengine.request-rp".into()),
+                service: None,
+                body: serde_json::json!({ "why": "drill" }),
+                ttl_s: Some(600),
+            })
                 .unwrap_or_default(),
         ),
     ];
