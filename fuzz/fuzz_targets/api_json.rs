@@ -16,7 +16,7 @@ use drengine::api::extract::parse_json;
 use drengine::api::types::*;
 use drengine::model::{ServiceId, VmSlot};
 use drengine::replica::{
-    decide, parse_field_value, Choice, Command, ConflictTarget, Expect, Op, Received, WriteError,
+    decide, parse_field_value, Choice, Command, ConflictTarget, Expect, Received, WriteError,
 };
 use drengine_fuzz::{fixture, keys, zone, NOW_MS};
 use libfuzzer_sys::fuzz_target;
@@ -60,7 +60,12 @@ fuzz_target!(
 );
 
 fn assert_4xx(e: &ApiError) {
-    assert!(e.status.is_client_error(), "bad input answered {}: {}", e.status, e.message);
+    assert!(
+        e.status.is_client_error(),
+        "bad input answered {}: {}",
+        e.status,
+        e.message
+    );
 }
 
 /// Parses as the extractor does, and checks the body round trips.
@@ -129,32 +134,10 @@ fn resolve(req: ResolveRequest) -> Result<Option<Command>, ApiError> {
     }))
 }
 
-/// `messages::send` (one addressee or `*`, the ttl checked; the size and
-/// kind rules are the replicated ones `decide` applies).
+/// `messages::send`: the handler's own `send_op`.
 fn send(req: SendMessage) -> Result<Option<Command>, ApiError> {
-    let (to, broadcast) = if req.to == "*" {
-        (vec![zone("zone-b"), zone("zone-c")], true)
-    } else {
-        let z: drengine::model::ZoneId = req
-            .to
-            .parse()
-            .map_err(|e| ApiError::invalid("to", format!("a zone id or *: {e}")))?;
-        (vec![z], false)
-    };
-    let ttl_ms = match req.ttl_s {
-        None => drengine::model::message::DEFAULT_MESSAGE_TTL_MS,
-        Some(s) => s
-            .checked_mul(1000)
-            .ok_or_else(|| ApiError::invalid("ttl_s", "too large"))?,
-    };
-    Ok(Some(Command::Ops(vec![Op::Send {
-        to,
-        broadcast,
-        kind: req.kind.unwrap_or_else(|| drengine::model::message::TEXT_KIND.into()),
-        service: req.service,
-        body: req.body.to_string(),
-        ttl_ms,
-    }])))
+    let op = drengine::api::messages::send_op(req, || vec![zone("zone-b"), zone("zone-c")])?;
+    Ok(Some(Command::Ops(vec![op])))
 }
 
 /// The writer's `execute` and `write_ops`, then a peer receives the events.
@@ -187,11 +170,19 @@ fn execute(cmd: &Command) {
         match peer.receive(ev, NOW_MS + 3_600_000) {
             Received::Applied(applied) => {
                 for a in applied {
-                    assert!(a.rejected.is_none(), "a peer rejects a local write: {:?}", a.rejected);
+                    assert!(
+                        a.rejected.is_none(),
+                        "a peer rejects a local write: {:?}",
+                        a.rejected
+                    );
                 }
             }
             other => panic!("a peer does not apply a local write: {other:?}"),
         }
     }
-    assert_eq!(peer.digest(), r.digest(), "the peer's state differs from the writer's");
+    assert_eq!(
+        peer.digest(),
+        r.digest(),
+        "the peer's state differs from the writer's"
+    );
 }

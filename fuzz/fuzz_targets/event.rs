@@ -52,6 +52,13 @@ fn check(r: &Replica) {
     }
     let _ = conflicts(st);
     let _ = st.live_dots();
-    let again = Replica::restore(zone("zone-c"), None, directory(), st.clone(), r.vv().clone(), r.clock());
+    let again = Replica::restore(
+        zone("zone-c"),
+        None,
+        directory(),
+        st.clone(),
+        r.vv().clone(),
+        r.clock(),
+    );
     assert_eq!(again.digest(), r.digest());
 }

@@ -11,7 +11,7 @@
 //! vector and digest, and the store's own export of it proves itself
 //! (`Snapshot::verify`) to that same state.
 #![no_main]
-use drengine::replica::{Received, Replica, Snapshot, SignedEvent};
+use drengine::replica::{Received, Replica, SignedEvent, Snapshot};
 use drengine::store::Store;
 use drengine_fuzz::{directory, fixture, keys, resign_snapshot, zone, NOW_MS};
 use libfuzzer_sys::fuzz_target;
@@ -78,5 +78,9 @@ fn durable(snap: &Snapshot) {
     let proven = export
         .verify(&directory())
         .unwrap_or_else(|e| panic!("the importer's own export does not prove itself: {e}"));
-    assert_eq!(&proven, r.state(), "the importer's export proves another state");
+    assert_eq!(
+        &proven,
+        r.state(),
+        "the importer's export proves another state"
+    );
 }

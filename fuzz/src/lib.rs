@@ -211,7 +211,12 @@ fn build_fixture() -> Fixture {
     let rp1 = RpId::for_origin(&zone("zone-a"), "1").expect("rp id");
     let rp2 = RpId::for_origin(&zone("zone-a"), "2").expect("rp id");
     let taken = a.tick(t);
-    write(&mut a, rp_create(&service, &rp1, taken), &mut t, &mut events);
+    write(
+        &mut a,
+        rp_create(&service, &rp1, taken),
+        &mut t,
+        &mut events,
+    );
     write(
         &mut a,
         Op::SendMessage {
@@ -276,7 +281,12 @@ fn build_fixture() -> Fixture {
     );
     deliver(&mut a, &events[events_at_c..].to_vec(), t);
     let taken = a.tick(t);
-    write(&mut a, rp_create(&service, &rp2, taken), &mut t, &mut events);
+    write(
+        &mut a,
+        rp_create(&service, &rp2, taken),
+        &mut t,
+        &mut events,
+    );
     write(
         &mut a,
         Op::SetCopy {
@@ -356,9 +366,12 @@ pub fn write_seeds(seeds: impl IntoIterator<Item = Vec<u8>>) {
 pub fn wire_seeds() -> Vec<Vec<u8>> {
     use drengine::sync::wire::{encode_frame, KnownMap, LinkReport, Msg};
     let f = fixture();
-    let known: KnownMap = [(zone("zone-a"), f.a_vv.clone()), (zone("zone-c"), f.c_vv.clone())]
-        .into_iter()
-        .collect();
+    let known: KnownMap = [
+        (zone("zone-a"), f.a_vv.clone()),
+        (zone("zone-c"), f.c_vv.clone()),
+    ]
+    .into_iter()
+    .collect();
     let snap = postcard::to_stdvec(&f.a_snapshot).unwrap_or_default();
     let msgs = vec![
         Msg::Hello {
@@ -379,7 +392,10 @@ pub fn wire_seeds() -> Vec<Vec<u8>> {
         Msg::Events {
             id: 7,
             vv: f.a_vv.clone(),
-            events: f.events[f.events_at_c..].iter().map(SignedEvent::encode).collect(),
+            events: f.events[f.events_at_c..]
+                .iter()
+                .map(SignedEvent::encode)
+                .collect(),
         },
         Msg::Ack {
             id: 7,
@@ -466,7 +482,9 @@ pub fn api_seeds() -> Vec<Vec<u8>> {
     use drengine::replica::{ConflictField, ConflictTarget};
     let f = fixture();
     let rp = RpId::for_origin(&zone("zone-a"), "1").expect("rp id");
-    let side = f.a_state.services[&f.service].metadata.values()[0].dot.clone();
+    let side = f.a_state.services[&f.service].metadata.values()[0]
+        .dot
+        .clone();
     let bodies: Vec<(u8, Vec<u8>)> = vec![
         (
             0,
@@ -492,12 +510,31 @@ pub fn api_seeds() -> Vec<Vec<u8>> {
             })
             .unwrap_or_default(),
         ),
-        (2, serde_json::to_vec(&FailoverRequest { rp: Some(rp.clone()), recovery_zone: Some(zone("zone-c")) }).unwrap_or_default()),
-        (3, serde_json::to_vec(&MigrateRequest { target: zone("zone-b") }).unwrap_or_default()),
-        (4, serde_json::to_vec(&RevertRequest { rp }).unwrap_or_default()),
+        (
+            2,
+            serde_json::to_vec(&FailoverRequest {
+                rp: Some(rp.clone()),
+                recovery_zone: Some(zone("zone-c")),
+            })
+            .unwrap_or_default(),
+        ),
+        (
+            3,
+            serde_json::to_vec(&MigrateRequest {
+                target: zone("zone-b"),
+            })
+            .unwrap_or_default(),
+        ),
+        (
+            4,
+            serde_json::to_vec(&RevertRequest { rp }).unwrap_or_default(),
+        ),
         (
             5,
-            serde_json::to_vec(&DeactivateRequest { zone: Some(zone("zone-b")) }).unwrap_or_default(),
+            serde_json::to_vec(&DeactivateRequest {
+                zone: Some(zone("zone-b")),
+            })
+            .unwrap_or_default(),
         ),
         (
             6,
@@ -530,7 +567,7 @@ pub fn api_seeds() -> Vec<Vec<u8>> {
                 body: serde_json::json!({ "why": "drill" }),
                 ttl_s: Some(600),
             })
-                .unwrap_or_default(),
+            .unwrap_or_default(),
         ),
     ];
     bodies

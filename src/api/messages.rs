@@ -211,15 +211,30 @@ pub async fn send(
 ) -> ApiResult<(StatusCode, Json<MessageView>)> {
     caller.require(Role::Cmp)?;
     let here = state.zone().clone();
-    let (to, broadcast) = if req.to == "*" {
-        let others = state.db().read(|r| {
+    let to = req.to.clone();
+    let op = send_op(req, || {
+        state.db().read(|r| {
             r.directory()
                 .zones()
                 .filter(|z| **z != here)
                 .cloned()
-                .collect::<Vec<_>>()
-        });
-        (others, true)
+                .collect()
+        })
+    })?;
+    let ev = state.db().write(op, &caller.name).await?;
+    let id = message_id(&ev.dot());
+    let view = read_message(&state, &id)?;
+    tracing::info!(zone = %here, msg_id = %id, to = %to, kind = %view.kind, actor = %caller.name, "message sent");
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// The write a send request asks for: one addressee, or every zone
+/// `others` names for `*`; the default kind and ttl filled in, the ttl
+/// checked before it is multiplied. The size and kind rules are the
+/// replicated ones the writer applies. Pure, so the fuzz target runs it.
+pub fn send_op(req: SendMessage, others: impl FnOnce() -> Vec<ZoneId>) -> ApiResult<Op> {
+    let (to, broadcast) = if req.to == "*" {
+        (others(), true)
     } else {
         let z: ZoneId = req
             .to
@@ -233,19 +248,14 @@ pub async fn send(
             .checked_mul(1000)
             .ok_or_else(|| ApiError::invalid("ttl_s", "too large"))?,
     };
-    let kind = req.kind.unwrap_or_else(|| TEXT_KIND.into());
-    let op = Op::Send {
+    Ok(Op::Send {
         to,
         broadcast,
-        kind: kind.clone(),
+        kind: req.kind.unwrap_or_else(|| TEXT_KIND.into()),
         service: req.service,
         body: req.body.to_string(),
         ttl_ms,
-    };
-    let ev = state.db().write(op, &caller.name).await?;
-    let id = message_id(&ev.dot());
-    tracing::info!(zone = %here, msg_id = %id, to = %req.to, kind = %kind, actor = %caller.name, "message sent");
-    Ok((StatusCode::CREATED, Json(read_message(&state, &id)?)))
+    })
 }
 
 #[utoipa::path(

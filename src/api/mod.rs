@@ -24,7 +24,7 @@ mod actions;
 mod conflicts;
 mod feed;
 mod history;
-mod messages;
+pub mod messages;
 mod rps;
 mod serve;
 mod services;

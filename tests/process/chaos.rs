@@ -58,7 +58,10 @@ const FAULT_GRACE: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long after its client gave up an unanswered write may still commit:
 /// the node's own request timeout (`api.request_timeout_ms`) and a margin.
-const LATE_COMMIT: Duration = Duration::from_secs(35);
+fn late_commit() -> Duration {
+    let node = drengine::api::ApiConfig::default().request_timeout_ms;
+    Duration::from_millis(node) + Duration::from_secs(5)
+}
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|s| s.trim().parse().ok())
@@ -272,14 +275,14 @@ impl Api {
     }
 
     /// A write that got no answer: what it would establish if it committed,
-    /// which it may have done up to [`LATE_COMMIT`] after its client gave up.
+    /// which it may have done up to [`late_commit`] after its client gave up.
     fn unanswered(&self, kind: &'static str, zone: &str, est: Vec<Est>) {
         let now = Instant::now();
         self.record().writes.push(Write {
             kind,
             zone: zone.to_string(),
             sent: now,
-            acked: now + LATE_COMMIT,
+            acked: now + late_commit(),
             answered: false,
             est,
         });
