@@ -596,17 +596,14 @@
       // With this node's API not answering, its last answer is no evidence.
       const state = stale ? 'unknown' : p.connected ? 'up' : 'down';
       const pair = [st.zone, z].sort();
-      const g = el('svg:g', { class: `link ${state}`, 'data-link': pair.join('|'), 'data-state': state });
-      g.append(el('svg:line', { x1: a.x, y1: a.y, x2: b.x, y2: b.y }));
-      const mx = (a.x + b.x) / 2;
-      const my = (a.y + b.y) / 2;
-      const rtt = p.rtt_ms === null ? 'RTT ?' : `RTT ${p.rtt_ms < 10 ? p.rtt_ms.toFixed(2) : Math.round(p.rtt_ms)} ms`;
-      g.append(el('svg:text', { x: mx, y: my - 48, class: 'link-state', text: { up: 'up', down: 'DOWN', unknown: '?' }[state] }));
-      g.append(el('svg:text', { x: mx, y: my - 32, text: state === 'up' ? rtt : seen(p) }));
-      g.append(el('svg:text', { x: mx, y: my + 44, text: `${z} behind ${p.behind_events}` }));
-      g.append(el('svg:text', { x: mx, y: my + 60, text: `${z} ahead ${p.ahead_events}` }));
-      g.append(el('svg:title', { text: `${st.zone} ↔ ${z}: ${state}; ${rtt}; ${seen(p)}` }));
-      svg.append(g);
+      const rtt = rttText(p.rtt_ms);
+      svg.append(
+        linkGroup(a, b, { class: `link ${state}`, 'data-link': pair.join('|'), 'data-state': state }, state, [
+          state === 'up' ? rtt : seen(p),
+          `${z} behind ${p.behind_events}`,
+          `${z} ahead ${p.ahead_events}`,
+        ], `${st.zone} ↔ ${z}: ${state}; ${rtt}; ${seen(p)}`),
+      );
     }
     // Then the links between other zones, as a peer at one end last
     // reported them; unknown once that report is old or the peer is gone.
@@ -621,17 +618,12 @@
         if (l.zone === st.zone || drawn.has(key) || !a || !b) continue;
         drawn.add(key);
         const state = !fresh ? 'unknown' : l.connected ? 'up' : 'down';
-        const g = el('svg:g', { class: `link reported ${state}`, 'data-link': key, 'data-state': state, 'data-reported-by': r });
-        g.append(el('svg:line', { x1: a.x, y1: a.y, x2: b.x, y2: b.y }));
-        const mx = (a.x + b.x) / 2;
-        const my = (a.y + b.y) / 2;
-        const rtt = l.rtt_ms === null ? 'RTT ?' : `RTT ${l.rtt_ms < 10 ? l.rtt_ms.toFixed(2) : Math.round(l.rtt_ms)} ms`;
+        const rtt = rttText(l.rtt_ms);
         const when = p.links_reported_ms_ago === null ? '' : `, ${age(p.links_reported_ms_ago / 1000)} ago`;
-        g.append(el('svg:text', { x: mx, y: my - 48, class: 'link-state', text: { up: 'up', down: 'DOWN', unknown: '?' }[state] }));
-        g.append(el('svg:text', { x: mx, y: my - 32, text: state === 'up' ? rtt : '' }));
-        g.append(el('svg:text', { x: mx, y: my + 44, text: `as ${r} reported${when}` }));
-        g.append(el('svg:title', { text: `${pair[0]} ↔ ${pair[1]}: ${state}, as ${r} reported it${when}; ${rtt}` }));
-        svg.append(g);
+        const attrs = { class: `link reported ${state}`, 'data-link': key, 'data-state': state, 'data-reported-by': r };
+        svg.append(
+          linkGroup(a, b, attrs, state, [state === 'up' ? rtt : '', `as ${r} reported${when}`], `${pair[0]} ↔ ${pair[1]}: ${state}, as ${r} reported it${when}; ${rtt}`),
+        );
       }
     }
     for (const z of zones) {
@@ -660,6 +652,23 @@
     }
     box.append(svg);
     renderFacts(st, peers);
+  }
+
+  function rttText(ms) {
+    return ms === null ? 'RTT ?' : `RTT ${ms < 10 ? ms.toFixed(2) : Math.round(ms)} ms`;
+  }
+
+  // One link between points a and b: its line, its state above it, then
+  // `lines` (the first above the line, the rest below), and a tooltip.
+  function linkGroup(a, b, attrs, state, lines, title) {
+    const g = el('svg:g', attrs);
+    g.append(el('svg:line', { x1: a.x, y1: a.y, x2: b.x, y2: b.y }));
+    const mx = (a.x + b.x) / 2;
+    const my = (a.y + b.y) / 2;
+    g.append(el('svg:text', { x: mx, y: my - 48, class: 'link-state', text: { up: 'up', down: 'DOWN', unknown: '?' }[state] }));
+    lines.forEach((text, i) => g.append(el('svg:text', { x: mx, y: i === 0 ? my - 32 : my + 28 + 16 * i, text })));
+    g.append(el('svg:title', { text: title }));
+    return g;
   }
 
   function seen(p) {
