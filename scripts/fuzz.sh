@@ -2,7 +2,12 @@
 # Runs every fuzz target (fuzz/, cargo-fuzz on the nightly toolchain) for
 # SECS seconds each (default 60), or only the TARGETs named:
 #
-#   scripts/fuzz.sh [SECS] [TARGET...]
+#   scripts/fuzz.sh [--dev] [SECS] [TARGET...]
+#
+# --dev builds the targets unoptimised (cargo-fuzz's `--dev`): about 4 min
+# from clean on 2 cores instead of ~14, at a tenth of the executions per
+# second. CI runs `scripts/fuzz.sh --dev 10` (scripts/test.sh) as a smoke
+# run; a real search uses the optimised build.
 #
 # Installs cargo-fuzz (and the nightly toolchain) if missing. Each target
 # starts from its seed corpus, which the target writes itself from real
@@ -10,13 +15,22 @@
 # earlier runs. Prints the executions per target; the last line is JSON,
 # {"target": execs, ...}. Fails if any target crashed: the input is then in
 # fuzz/artifacts/TARGET/ and `cargo +nightly fuzz run --sanitizer none
-# --codegen-units 16 TARGET FILE` replays it (the flags below: no rebuild).
+# --codegen-units 16 TARGET FILE` replays it (the flags below: no rebuild;
+# add --dev after a --dev run).
 # FUZZ_JOBS=N runs N targets at once (default 1); FUZZ_NICE=N nices them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Release code with debug assertions and overflow checks (cargo-fuzz's
+# default), no sanitizer: the crate is safe Rust, and the C it links is not
+# instrumented either way. One build for every target.
+flags=(--sanitizer none --codegen-units 16)
+if [ "${1:-}" = --dev ]; then
+    flags+=(--dev)
+    shift
+fi
 secs="${1:-60}"
 shift || true
-case "$secs" in '' | *[!0-9]*) echo "usage: scripts/fuzz.sh [SECS] [TARGET...]" >&2; exit 2 ;; esac
+case "$secs" in '' | *[!0-9]*) echo "usage: scripts/fuzz.sh [--dev] [SECS] [TARGET...]" >&2; exit 2 ;; esac
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
     rustup toolchain install nightly --profile minimal
@@ -31,10 +45,6 @@ else
     mapfile -t targets < <(cargo +nightly fuzz list)
 fi
 
-# Release code with debug assertions and overflow checks (cargo-fuzz's
-# default), no sanitizer: the crate is safe Rust, and the C it links is not
-# instrumented either way. One build for every target.
-flags=(--sanitizer none --codegen-units 16)
 cargo +nightly fuzz build "${flags[@]}"
 
 logs="$(mktemp -d)"

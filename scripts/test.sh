@@ -6,7 +6,8 @@
 #  - StorPool's own Python bindings against the emulator (conformance);
 #  - schemathesis against the OpenAPI document a running devnet serves;
 #  - promtool on the alerting rules (config/alerts.yaml) and their tests;
-#  - the dashboard (/ui/) in headless chromium against a devnet (scripts/ui-test.sh).
+#  - the dashboard (/ui/) in headless chromium against a devnet (scripts/ui-test.sh);
+#  - a 10 s smoke run of every fuzz target (scripts/fuzz.sh --dev).
 # It ends with one line counting the Rust, Python and browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,9 +43,11 @@ setup ui scripts/ui-test.sh --setup
 
 # A node without the devnet feature has no path into the emulator; keep it building.
 cargo check --release --no-default-features --lib --bin drengine
-# The fuzz targets (fuzz/, run on nightly by scripts/fuzz.sh) keep building
-# against the crate: checked here on stable, in the same target directory.
-CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" cargo check --manifest-path fuzz/Cargo.toml --all-targets
+# A short fuzz run of every target (fuzz/, cargo-fuzz on nightly, both
+# installed if missing): the unoptimised build (~4 min from clean), 10 s a
+# target, two at a time. It fails on any crash; the execution counts are
+# in the log.
+FUZZ_JOBS=2 scripts/fuzz.sh --dev 10
 # Builds the library, every binary and every test target, then runs them.
 cargo test --release --all-targets 2>&1 | tee "$log"
 # The scripts below use the binaries `cargo test` just built (building them
