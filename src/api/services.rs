@@ -57,6 +57,7 @@ pub fn base_view(s: &Service) -> ServiceView {
             .and_then(|z| s.newest_complete_rp(&z).map(|rp| rp.id.clone())),
         rpo: None,
         last_error: None,
+        retention_frozen_since: None,
     }
 }
 
@@ -66,6 +67,7 @@ fn add_engine_status(state: &ApiState, v: &mut ServiceView) {
     if let Some(st) = state.engine().status(&v.id) {
         v.rpo = Some(rpo_view(st.rpo));
         v.last_error = st.last_error;
+        v.retention_frozen_since = st.retention_frozen_since_ms.map(super::types::rfc3339_ms);
     }
 }
 

@@ -81,6 +81,13 @@ pub struct ServiceView {
     /// The last permanent StorPool error met for this service.
     #[schema(required = true)]
     pub last_error: Option<String>,
+    /// Since when (RFC 3339) this zone's retention has stopped ageing out
+    /// the copies it received of this service: no newer one has arrived for
+    /// longer than the policy interval (the zone that takes the RPs is
+    /// unreachable or failing), so every good point it had is kept. Null
+    /// while copies arrive as they should.
+    #[schema(required = true)]
+    pub retention_frozen_since: Option<String>,
 }
 
 /// Where the RPs of a zone's active VM go.

@@ -169,6 +169,10 @@ pub struct ServiceStatus {
     pub rpo: RpoStatus,
     /// The last permanent StorPool error met for this service, if not yet cleared.
     pub last_error: Option<String>,
+    /// Since when this zone's retention has stopped ageing out the copies
+    /// it received of the service, no newer one having arrived
+    /// ([`retention::frozen_since`]), in Unix ms.
+    pub retention_frozen_since_ms: Option<u64>,
 }
 
 /// What one reconciler pass did (for tests and logs).
@@ -469,12 +473,21 @@ impl Engine {
     pub fn status(&self, service: &ServiceId) -> Option<ServiceStatus> {
         let inner = self.inner.as_ref()?;
         let now = inner.now_ms();
-        let rpo = inner.db.read(|r| {
-            r.service(service)
-                .map(|s| rpo::rpo(s, now, &inner.cfg.rpo_rules()))
+        let rules = inner.cfg.rpo_rules();
+        let (rpo, retention_frozen_since_ms) = inner.db.read(|r| {
+            r.service(service).map(|s| {
+                (
+                    rpo::rpo(s, now, &rules),
+                    retention::frozen_since(s, &inner.zone, now, rules.grace_ms),
+                )
+            })
         })?;
         let last_error = inner.mem().last_error.get(service).cloned();
-        Some(ServiceStatus { rpo, last_error })
+        Some(ServiceStatus {
+            rpo,
+            last_error,
+            retention_frozen_since_ms,
+        })
     }
 
     /// RPO of every service this zone protects (its VM is active here) or

@@ -18,6 +18,18 @@
 //! Once no copy of an RP is left in any zone, its origin purges it from the
 //! replicated state ([`purgeable`]).
 //!
+//! **Retention freeze.** Copies received from another zone stop ageing while
+//! no newer one arrives: their ages are judged at [`ageing_stopped_at`], one
+//! policy interval after the newest complete copy here was taken, once that
+//! lies in the past. While the zone that takes the RPs is unreachable (its
+//! node, its cluster or the link between the clusters is down) or keeps
+//! failing to take or send them, no new copy completes, so nothing received
+//! here ages out: a long outage never leaves the recovery zone with fewer
+//! good points than it had when the outage began, whatever `keep_for_s`
+//! says. `keep_last` still counts, so once copies arrive again the newest
+//! ones push the oldest out as before. Deferring a deletion is always safe;
+//! so is the short freeze while the next copy is on its way.
+//!
 //! "Newest" is the one RP order ([`Service::rps_in_order`]: an origin's RPs
 //! by the seq of their creation), never the raw `taken` stamp, so an RP
 //! stamped while a clock ran ahead cannot push the really newest RPs out of
@@ -78,15 +90,15 @@ pub fn select(
         } else {
             &policy.remote_retention
         };
-        let mut group: Vec<&Entry> = entries
-            .iter()
-            .filter(|e| e.own == own && e.state == CopyState::Complete)
-            .collect();
-        // Newest first, in the one RP order.
-        group.sort_by(|a, b| (b.rank, &b.rp).cmp(&(a.rank, &a.rp)));
+        let group = complete_newest_first(entries, own);
         let keep_for_ms = rule.keep_for_s.saturating_mul(1000);
+        let judged_at = if own {
+            now_ms
+        } else {
+            ageing_stopped_at(&group, policy, now_ms).unwrap_or(now_ms)
+        };
         for (i, e) in group.into_iter().enumerate() {
-            let recent = age_ms(e.taken_ms, now_ms).is_some_and(|age| age < keep_for_ms);
+            let recent = age_ms(e.taken_ms, judged_at).is_some_and(|age| age < keep_for_ms);
             if i < rule.keep_last as usize || recent || e.protected {
                 continue;
             }
@@ -94,6 +106,44 @@ pub fn select(
         }
     }
     out
+}
+
+/// The complete copies of `entries` taken here (`own`) or received,
+/// newest first in the one RP order.
+fn complete_newest_first(entries: &[Entry], own: bool) -> Vec<&Entry> {
+    let mut group: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| e.own == own && e.state == CopyState::Complete)
+        .collect();
+    group.sort_by(|a, b| (b.rank, &b.rp).cmp(&(a.rank, &a.rp)));
+    group
+}
+
+/// When the received copies of `complete` (complete copies received from
+/// other zones, newest first in the one RP order) stopped ageing: one
+/// `policy` interval after the newest of them was taken, if that is before
+/// `now_ms` (a freeze, see the module documentation); `None` while they age.
+/// A newest copy stamped in the future has no freeze point before now.
+fn ageing_stopped_at(complete: &[&Entry], policy: &Policy, now_ms: u64) -> Option<u64> {
+    let newest = complete.first()?;
+    let at = newest
+        .taken_ms
+        .saturating_add(policy.interval_s.saturating_mul(1000));
+    (at < now_ms).then_some(at)
+}
+
+/// Since when retention in `zone` has frozen the copies of `service`
+/// received from other zones (see the module documentation), once the
+/// freeze has lasted `grace_ms` (the time one RP takes to be taken and
+/// sent, so that the short freeze before each copy arrives is not shown).
+pub fn frozen_since(service: &Service, zone: &ZoneId, now_ms: u64, grace_ms: u64) -> Option<u64> {
+    let policy = service.policy.get()?;
+    if service.is_deleted() {
+        return None;
+    }
+    let all = entries(service, zone, &BTreeSet::new());
+    let at = ageing_stopped_at(&complete_newest_first(&all, false), policy, now_ms)?;
+    (now_ms.saturating_sub(at) > grace_ms).then_some(at)
 }
 
 /// The retention view of `service` in `zone`: every RP with a copy state
@@ -291,6 +341,43 @@ mod tests {
         let mut out = select(&es, Some(&policy(1, 1, 3)), false, 6_000);
         out.sort();
         assert_eq!(out, vec![rp(1), rp(2), rp(3)]);
+    }
+
+    #[test]
+    fn received_copies_stop_ageing_while_no_newer_one_arrives() {
+        // Hourly RPs over two days, copied here; keep the newest 2 and six
+        // hours' worth.
+        let hour = 3_600_000;
+        let es: Vec<Entry> = (1..=48)
+            .map(|i| Entry {
+                taken_ms: i * hour,
+                ..entry(i, false, CopyState::Complete, false)
+            })
+            .collect();
+        let mut p = policy(2, 2, 6 * 3600);
+        p.interval_s = 3600;
+        // When the next copy was due (an hour after the newest was taken)
+        // the zone deletes what it would have deleted then, and no more a
+        // week later: the outage does not age the copies out.
+        let due = 49 * hour;
+        let at_due = select(&es, Some(&p), false, due);
+        assert_eq!(at_due.len(), 43, "{at_due:?}");
+        for later in [due + 1, due + hour, due + 7 * 24 * hour, u64::MAX] {
+            assert_eq!(select(&es, Some(&p), false, later), at_due, "at {later}");
+        }
+        // Copies taken here (local retention) keep ageing: the zone's own
+        // schedule goes on.
+        let own: Vec<Entry> = es
+            .iter()
+            .map(|e| Entry {
+                own: true,
+                ..e.clone()
+            })
+            .collect();
+        assert_eq!(select(&own, Some(&p), false, due + 7 * 24 * hour).len(), 46);
+        // Before it was due the copies aged as usual.
+        assert_eq!(select(&es, Some(&p), false, due - 1).len(), 42);
+        assert_eq!(select(&es, Some(&p), false, 47 * hour + 1).len(), 41);
     }
 
     #[test]

@@ -11,5 +11,6 @@ mod crash;
 mod failover;
 mod faults;
 mod flows;
+mod retention;
 mod safety;
 mod storpool_client;
