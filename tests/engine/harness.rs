@@ -252,11 +252,25 @@ impl Net {
         interval_s: u64,
         keep_last: u32,
     ) {
-        self.volumes(zone, disks).await;
         let keep = Retention {
             keep_last,
             keep_for_s: 0,
         };
+        self.protect_keeping(zone, id, disks, recovery, interval_s, keep)
+            .await;
+    }
+
+    /// [`Net::protect`] with `keep` as the retention in both zones.
+    pub async fn protect_keeping(
+        &self,
+        zone: &str,
+        id: &ServiceId,
+        disks: &[&str],
+        recovery: &str,
+        interval_s: u64,
+        keep: Retention,
+    ) {
+        self.volumes(zone, disks).await;
         self.db(zone)
             .write(
                 Op::CreateService {

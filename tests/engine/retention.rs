@@ -2,48 +2,16 @@
 //! zone that takes the RPs, with the engines' clocks moved by the test.
 
 use crate::harness::*;
-use drengine::model::{Policy, Retention, ServiceId, VmSlot};
-use drengine::replica::Op;
+use drengine::model::{Retention, ServiceId};
 
 const HOUR_MS: i64 = 3_600_000;
 
-/// Protects `disks` of `zone` with hourly RPs to `recovery`, keeping the
-/// newest `keep_last` and `keep_for_s` seconds' worth in both zones.
-async fn protect_keeping(
-    net: &Net,
-    zone: &str,
-    id: &ServiceId,
-    disks: &[&str],
-    recovery: &str,
-    keep_last: u32,
-    keep_for_s: u64,
-) {
-    net.volumes(zone, disks).await;
-    let keep = Retention {
-        keep_last,
-        keep_for_s,
-    };
-    net.db(zone)
-        .write(
-            Op::CreateService {
-                service: id.clone(),
-                policy: Policy {
-                    interval_s: 3600,
-                    recovery_zone: z(recovery),
-                    local_retention: keep.clone(),
-                    remote_retention: keep,
-                },
-                metadata: String::new(),
-                slot: VmSlot {
-                    cmp_vm_id: format!("cmp-{id}"),
-                    disks: disks.iter().map(|d| d.to_string()).collect(),
-                    active: true,
-                },
-            },
-            "cmp",
-        )
-        .await
-        .unwrap();
+/// Since when `zone`'s engine says its retention of `id` is frozen.
+fn frozen_since(net: &Net, zone: &str, id: &ServiceId) -> Option<u64> {
+    net.engine(zone)
+        .status(id)
+        .unwrap()
+        .retention_frozen_since_ms
 }
 
 /// A week-long outage of zone a (its node and cluster unreachable from b):
@@ -62,7 +30,12 @@ async fn a_week_long_outage_keeps_every_copy_the_recovery_zone_had() {
     let ab = ["a", "b"];
     let id = quiet_service("vm", 3600);
     // Keep the newest 2, and 4 hours' worth.
-    protect_keeping(&net, "a", &id, &["d0", "d1"], "b", 2, 4 * 3600).await;
+    let keep = Retention {
+        keep_last: 2,
+        keep_for_s: 4 * 3600,
+    };
+    net.protect_keeping("a", &id, &["d0", "d1"], "b", 3600, keep)
+        .await;
     let mut rps = Vec::new();
     for _ in 0..4 {
         rps.push(net.engine("a").take_rp(&id, "cmp").await.unwrap());
@@ -71,13 +44,7 @@ async fn a_week_long_outage_keeps_every_copy_the_recovery_zone_had() {
         rps.iter().all(|rp| n.complete_in("b", &id, rp))
     })
     .await;
-    assert_eq!(
-        net.engine("b")
-            .status(&id)
-            .unwrap()
-            .retention_frozen_since_ms,
-        None
-    );
+    assert_eq!(frozen_since(&net, "b", &id), None);
 
     // Zone a goes dark: nothing is relayed to or from it, its engine stops.
     // Zone b lives through a week, an hour at a time.
@@ -113,13 +80,7 @@ async fn a_week_long_outage_keeps_every_copy_the_recovery_zone_had() {
     })
     .await;
     assert!(net.complete_in("b", &id, &rps[3]), "the newest 2 are kept");
-    assert_eq!(
-        net.engine("b")
-            .status(&id)
-            .unwrap()
-            .retention_frozen_since_ms,
-        None
-    );
+    assert_eq!(frozen_since(&net, "b", &id), None);
     for zone in ab {
         net.assert_consistent(zone).await;
     }
