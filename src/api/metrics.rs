@@ -338,12 +338,12 @@ fn registry(state: &ApiState) -> Registry {
     }
     r.register(
         "drengine_services_by_rpo_level",
-        "Services this zone protects or receives, by RPO level (ok, warning, critical)",
+        "Services this zone protects or receives, by RPO level (paused, ok, warning, critical)",
         by_level,
     );
     r.register(
         "drengine_service_rpo_level",
-        "RPO level of a service not ok: 1 warning (older than 2 intervals), 2 critical (3, or unknown)",
+        "RPO level of a service not ok: -1 paused by an operator, 1 warning (older than 2 intervals), 2 critical (3, or unknown)",
         rpo_level,
     );
     r.register(

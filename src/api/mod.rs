@@ -25,6 +25,7 @@ mod conflicts;
 mod feed;
 mod history;
 pub mod messages;
+mod pause;
 mod rps;
 mod serve;
 mod services;
@@ -213,6 +214,8 @@ fn routes() -> Routes {
         .get("/v1/services/{service}/rps/{rp}", rps::show)
         .post("/v1/services/{service}/rps/{rp}/hold", rps::hold)
         .post("/v1/services/{service}/rps/{rp}/release", rps::release)
+        .post("/v1/services/{service}/pause", pause::pause)
+        .post("/v1/services/{service}/resume", pause::resume)
         .post("/v1/services/{service}/failover", actions::failover)
         .post("/v1/services/{service}/migrate", actions::start_migration)
         .post(

@@ -55,6 +55,8 @@ use utoipa::{IntoResponses, Modify, OpenApi, PartialSchema, ToSchema};
         super::rps::show,
         super::rps::hold,
         super::rps::release,
+        super::pause::pause,
+        super::pause::resume,
         super::actions::failover,
         super::actions::start_migration,
         super::actions::complete_migration,

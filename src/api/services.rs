@@ -58,6 +58,14 @@ pub fn base_view(s: &Service) -> ServiceView {
         rpo: None,
         last_error: None,
         retention_frozen_since: None,
+        paused: s.pause().and_then(|v| {
+            let p = v.value.as_ref()?;
+            Some(super::types::PauseView {
+                by: p.by.clone(),
+                reason: p.reason.clone(),
+                since: super::types::rfc3339_ms(v.hlc.wall_ms),
+            })
+        }),
     }
 }
 
@@ -86,6 +94,7 @@ fn rpo_view(r: crate::engine::RpoStatus) -> RpoStatus {
 /// The engine's RPO level in the API's wire shape.
 pub(crate) fn level_view(l: crate::engine::RpoLevel) -> RpoLevel {
     match l {
+        crate::engine::RpoLevel::Paused => RpoLevel::Paused,
         crate::engine::RpoLevel::Ok => RpoLevel::Ok,
         crate::engine::RpoLevel::Warning => RpoLevel::Warning,
         crate::engine::RpoLevel::Critical => RpoLevel::Critical,

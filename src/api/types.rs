@@ -88,6 +88,19 @@ pub struct ServiceView {
     /// while copies arrive as they should.
     #[schema(required = true)]
     pub retention_frozen_since: Option<String>,
+    /// Set while an operator has paused the service's protection: no RP is
+    /// scheduled, no copy is deleted, the RPO level is `paused`.
+    #[schema(required = true)]
+    pub paused: Option<PauseView>,
+}
+
+/// Who paused a service's protection, why and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PauseView {
+    pub by: String,
+    pub reason: String,
+    /// RFC 3339.
+    pub since: String,
 }
 
 /// Where the RPs of a zone's active VM go.
@@ -120,12 +133,14 @@ pub struct RpoStatus {
     pub kept_only_in: Vec<ZoneId>,
 }
 
-/// An RPO graded for alerting, ordered `ok` < `warning` < `critical`.
+/// An RPO graded for alerting, ordered `paused` < `ok` < `warning` <
+/// `critical`.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum RpoLevel {
+    Paused,
     Ok,
     Warning,
     Critical,
@@ -134,19 +149,21 @@ pub enum RpoLevel {
 impl RpoLevel {
     pub fn as_str(self) -> &'static str {
         match self {
+            RpoLevel::Paused => "paused",
             RpoLevel::Ok => "ok",
             RpoLevel::Warning => "warning",
             RpoLevel::Critical => "critical",
         }
     }
 
-    /// Parses `ok`, `warning` or `critical`.
+    /// Parses `paused`, `ok`, `warning` or `critical`.
     pub fn parse(s: &str) -> Result<RpoLevel, String> {
         match s {
+            "paused" => Ok(RpoLevel::Paused),
             "ok" => Ok(RpoLevel::Ok),
             "warning" => Ok(RpoLevel::Warning),
             "critical" => Ok(RpoLevel::Critical),
-            _ => Err("one of ok, warning, critical".into()),
+            _ => Err("one of paused, ok, warning, critical".into()),
         }
     }
 }

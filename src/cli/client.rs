@@ -418,6 +418,22 @@ impl Client {
         self.call(Method::POST, &path, None, &[]).await
     }
 
+    /// `POST /v1/services/{id}/pause` with `reason` (`Some`), or
+    /// `/resume` (`None`).
+    pub async fn set_paused(
+        &self,
+        service: &ServiceId,
+        reason: Option<String>,
+    ) -> Result<ServiceView, ClientError> {
+        let (what, body) = match reason {
+            Some(r) => ("pause", serde_json::json!({ "reason": r })),
+            None => ("resume", serde_json::json!({})),
+        };
+        let path = format!("/v1/services/{}/{what}", enc(service.as_str()));
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        self.call(Method::POST, &path, Some(body), &[]).await
+    }
+
     /// `GET /v1/conflicts`, of one service or all.
     pub async fn conflicts(
         &self,

@@ -84,6 +84,16 @@ pub enum ServiceCmd {
         #[command(flatten)]
         confirm: Confirm,
     },
+    /// Pause protection (maintenance): no new RPs, every copy kept, RPO
+    /// level `paused`.
+    Pause {
+        id: ServiceId,
+        /// Why (shown on the service and in its history).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Resume protection: an RP is taken at once.
+    Resume { id: ServiceId },
 }
 
 #[derive(Debug, Args)]
@@ -355,6 +365,14 @@ pub async fn run(api: &ApiArgs, cmd: Command) -> Result<(), CliError> {
             }
             let v = c.delete_service(&id, if_match.as_deref()).await?;
             show(json, &v, |v| line(format!("deleted {}", v.id)));
+        }
+        Command::Service(ServiceCmd::Pause { id, reason }) => {
+            let v = c.set_paused(&id, Some(reason.unwrap_or_default())).await?;
+            show(json, &v, output::service_detail);
+        }
+        Command::Service(ServiceCmd::Resume { id }) => {
+            let v = c.set_paused(&id, None).await?;
+            show(json, &v, output::service_detail);
         }
         Command::Protect(a) => {
             let req = CreateService {

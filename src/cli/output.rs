@@ -165,6 +165,22 @@ pub fn service_detail(s: &ServiceView) -> String {
             )
         ));
     }
+    if let Some(p) = &s.paused {
+        let why = if p.reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", p.reason)
+        };
+        out.push_str(&format!(
+            "paused     since {} by {}{why} (no RPs taken, every copy kept)\n",
+            p.since, p.by
+        ));
+    }
+    if let Some(since) = &s.retention_frozen_since {
+        out.push_str(&format!(
+            "retention  frozen here since {since} (no newer copy has arrived)\n"
+        ));
+    }
     if let Some(e) = &s.last_error {
         out.push_str(&format!("last error {e}\n"));
     }

@@ -142,20 +142,28 @@ pub struct RpoStatus {
     pub kept_only_in: Vec<ZoneId>,
 }
 
-/// An RPO graded for alerting: `ok`, `warning`, `critical` (ordered).
+/// An RPO graded for alerting: `paused`, `ok`, `warning`, `critical` (ordered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RpoLevel {
+    /// Protection is paused by an operator: no RP is due, nothing alerts.
+    Paused = -1,
     Ok = 0,
     Warning = 1,
     Critical = 2,
 }
 
 impl RpoLevel {
-    pub const ALL: [RpoLevel; 3] = [RpoLevel::Ok, RpoLevel::Warning, RpoLevel::Critical];
+    pub const ALL: [RpoLevel; 4] = [
+        RpoLevel::Paused,
+        RpoLevel::Ok,
+        RpoLevel::Warning,
+        RpoLevel::Critical,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            RpoLevel::Paused => "paused",
             RpoLevel::Ok => "ok",
             RpoLevel::Warning => "warning",
             RpoLevel::Critical => "critical",

@@ -148,7 +148,8 @@ pub fn plan_service(s: &Service, zone: &ZoneId, now_ms: u64, rows: &Rows, mem: &
     if active.len() == 1 && active_here && rz == zone {
         w.reverse_to = previous_zone(s, zone);
     }
-    if active_here && !w.resume_take {
+    let paused = s.pause().is_some();
+    if active_here && !w.resume_take && !paused {
         // The newest RP this zone took, in the one RP order (by its seq,
         // not by the largest `taken`: one RP stamped while the clock ran
         // ahead must not stop the schedule until the clock catches up).
@@ -163,7 +164,7 @@ pub fn plan_service(s: &Service, zone: &ZoneId, now_ms: u64, rows: &Rows, mem: &
             .unwrap_or(0);
         let since = slot_since.max(policy.hlc.wall_ms);
         let due = schedule::next_due_ms(id, policy.value.interval_s, last_taken, since, now_ms);
-        w.take = now_ms >= due;
+        w.take = now_ms >= due || resumed_since(s, zone, now_ms);
     }
     if rz != zone {
         w.exports = s
@@ -215,6 +216,22 @@ pub fn plan_service(s: &Service, zone: &ZoneId, now_ms: u64, rows: &Rows, mem: &
     w.deletes = retention::deletions(s, zone, &depended, now_ms);
     w.dep_checks = dep_checks(s, zone, now_ms, rows, mem);
     w
+}
+
+/// Protection of the service was resumed after the newest RP this zone
+/// took (or it has none): one is due at once. A resume stamped beyond the
+/// allowed drift ahead cannot be placed and does not count (an RP taken
+/// now would never be after it); local stamps follow every stamp within
+/// the drift, so the RP taken at the resume is after it.
+fn resumed_since(s: &Service, zone: &ZoneId, now_ms: u64) -> bool {
+    let Some(resumed) = s.resumed_at() else {
+        return false;
+    };
+    if crate::replica::age_ms(resumed.wall_ms, now_ms).is_none() {
+        return false;
+    }
+    s.newest_rp(|rp| &rp.origin == zone)
+        .is_none_or(|rp| rp.taken < resumed)
 }
 
 /// RPs retention would delete here but for volumes made from them: the

@@ -30,6 +30,10 @@
 //! ones push the oldest out as before. Deferring a deletion is always safe;
 //! so is the short freeze while the next copy is on its way.
 //!
+//! **Pause.** While a service's protection is paused, no zone deletes any
+//! of its copies: existing points are kept until it is resumed (or
+//! deleted).
+//!
 //! "Newest" is the one RP order ([`Service::rps_in_order`]: an origin's RPs
 //! by the seq of their creation), never the raw `taken` stamp, so an RP
 //! stamped while a clock ran ahead cannot push the really newest RPs out of
@@ -207,13 +211,17 @@ fn view(
         .collect()
 }
 
-/// What `zone`'s retention deletes of `service` now.
+/// What `zone`'s retention deletes of `service` now: nothing while its
+/// protection is paused (unless it is deleted).
 pub fn deletions(
     service: &Service,
     zone: &ZoneId,
     depended: &BTreeSet<RpId>,
     now_ms: u64,
 ) -> Vec<RpId> {
+    if service.pause().is_some() && !service.is_deleted() {
+        return Vec::new();
+    }
     select(
         &entries(service, zone, depended),
         service.policy.get(),

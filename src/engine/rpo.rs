@@ -22,6 +22,9 @@
 //! only in its own zone (its recovery zone, as right after a failover until
 //! the active-VM conflict is resolved or a recovery zone is named) is at
 //! least `warning`, and says which zones keep them only locally.
+//!
+//! A service whose protection an operator paused is `paused` (never past
+//! its RPO, nothing alerts) until it is resumed; its age is still shown.
 
 use super::{RpoLevel, RpoStatus};
 use crate::model::ZoneId;
@@ -110,15 +113,19 @@ pub fn rpo(service: &Service, now_ms: u64, rules: &RpoRules) -> RpoStatus {
         .into_iter()
         .filter(|z| replicated_to(service, z).is_none())
         .collect();
+    let paused = service.pause().is_some() && !service.is_deleted();
     let mut level = rules.level(judged, target_s);
     if !kept_only_in.is_empty() {
         level = level.max(RpoLevel::Warning);
+    }
+    if paused {
+        level = RpoLevel::Paused;
     }
     RpoStatus {
         service: service.id.clone(),
         rpo_age_s: age.map(|a| a as f64 / 1000.0),
         rpo_target_s: target_s,
-        past_rpo: judged.is_none_or(|a| a > limit_ms),
+        past_rpo: !paused && judged.is_none_or(|a| a > limit_ms),
         level,
         kept_only_in,
     }

@@ -10,7 +10,7 @@ pub mod names;
 mod service;
 
 pub use ids::{validate_volume_name, MessageId, RpId, ServiceId, ZoneId};
-pub use service::{CopyState, Policy, Retention, RpDisk, VmSlot};
+pub use service::{CopyState, Pause, Policy, Retention, RpDisk, VmSlot, MAX_PAUSE_REASON_BYTES};
 
 /// Longest VM metadata text a service may hold (bytes). The metadata is
 /// copied into every recovery point, so it has to stay small.

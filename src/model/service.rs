@@ -1,6 +1,6 @@
 //! The values a DR service is made of.
 
-use super::{validate_volume_name, InvalidInput, ZoneId, MAX_DISKS_PER_VM};
+use super::{validate_volume_name, InvalidInput, ZoneId, MAX_ACTOR_BYTES, MAX_DISKS_PER_VM};
 use serde::{Deserialize, Serialize};
 
 /// How long recovery points are kept in one zone. An RP is kept while it is
@@ -70,6 +70,38 @@ impl Policy {
             if r.keep_last == 0 {
                 return Err(InvalidInput::field(field, "must keep at least 1"));
             }
+        }
+        Ok(())
+    }
+}
+
+/// Why, and by whom, a service's protection is paused: while it is, no RP
+/// is scheduled and retention deletes none of its copies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pause {
+    /// The caller that paused it.
+    pub by: String,
+    /// What the operator said (maintenance, a storage migration, ...).
+    pub reason: String,
+}
+
+/// Longest pause reason, in bytes.
+pub const MAX_PAUSE_REASON_BYTES: usize = 1024;
+
+impl Pause {
+    pub fn validate(&self) -> Result<(), InvalidInput> {
+        if self.by.is_empty() || self.by.len() > MAX_ACTOR_BYTES {
+            return Err(InvalidInput::field(
+                "by",
+                format!("must be 1 to {MAX_ACTOR_BYTES} bytes"),
+            ));
+        }
+        if self.reason.len() > MAX_PAUSE_REASON_BYTES {
+            return Err(InvalidInput::field(
+                "reason",
+                format!("at most {MAX_PAUSE_REASON_BYTES} bytes"),
+            ));
         }
         Ok(())
     }

@@ -53,6 +53,8 @@ pub const WRITE_ACTIONS: &[&str] = &[
     "delivered",
     "ack",
     "prune-messages",
+    "pause",
+    "resume",
 ];
 
 /// Every action a history row may show: the recorded actions, then the
@@ -229,6 +231,18 @@ pub fn describe(ev: &Event) -> Entry {
             };
             entry(action, service, Some(rp), format!("RP {what}"))
         }
+        Op::SetPaused { service, pause } => match pause {
+            Some(p) if p.reason.is_empty() => {
+                entry("pause", service, None, "protection paused".into())
+            }
+            Some(p) => entry(
+                "pause",
+                service,
+                None,
+                format!("protection paused: {}", clip(&p.reason, 200)),
+            ),
+            None => entry("resume", service, None, "protection resumed".into()),
+        },
         Op::PurgeRps { service, rps } => Entry {
             routine: true,
             ..entry(

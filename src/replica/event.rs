@@ -2,7 +2,7 @@
 //! its origin, and verified by every node before it is stored or applied.
 
 use super::{Dot, Hlc, VersionVector};
-use crate::model::{CopyState, MessageId, Policy, RpDisk, RpId, ServiceId, VmSlot, ZoneId};
+use crate::model::{CopyState, MessageId, Pause, Policy, RpDisk, RpId, ServiceId, VmSlot, ZoneId};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -142,6 +142,13 @@ pub enum Op {
     PruneMessages {
         messages: Vec<MessageId>,
     },
+    /// Pauses protection of a service (`Some`) or resumes it (`None`).
+    /// Any zone may write it. Concurrent pause and resume leave the
+    /// service protected: it is paused only while every current value is.
+    SetPaused {
+        service: ServiceId,
+        pause: Option<Pause>,
+    },
 }
 
 impl Op {
@@ -157,7 +164,8 @@ impl Op {
             | Op::SetCopy { service, .. }
             | Op::SetHold { service, .. }
             | Op::PurgeRps { service, .. }
-            | Op::Record { service, .. } => Some(service),
+            | Op::Record { service, .. }
+            | Op::SetPaused { service, .. } => Some(service),
             Op::Send { service, .. } => service.as_ref(),
             Op::SendMessage { .. }
             | Op::AckMessage { .. }
@@ -186,6 +194,8 @@ impl Op {
             Op::Deliver { .. } => "deliver_message",
             Op::Answer { .. } => "ack_message",
             Op::PruneMessages { .. } => "prune_messages",
+            Op::SetPaused { pause: Some(_), .. } => "pause",
+            Op::SetPaused { pause: None, .. } => "resume",
         }
     }
 }

@@ -337,6 +337,12 @@ impl Replica {
             Op::DeleteService { service } => {
                 live(service)?;
             }
+            Op::SetPaused { service, pause } => {
+                live(service)?;
+                if let Some(p) = pause {
+                    p.validate()?;
+                }
+            }
             Op::CreateRp { service, rp, .. } => {
                 let s = live(service)?;
                 if s.rps.contains_key(rp) {

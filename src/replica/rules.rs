@@ -195,6 +195,13 @@ pub fn authorize(state: &State, directory: &Directory, ev: &Event) -> Result<(),
         }
         // The first format's acknowledgement: no deadline was kept then.
         Op::AckMessage { message } => seen_message(state, ev, message, Some(false)),
+        Op::SetPaused { service, pause } => {
+            seen_service(service)?;
+            match pause {
+                Some(p) => p.validate().map_err(|e| Rejected::Invalid(e.to_string())),
+                None => Ok(()),
+            }
+        }
     }
 }
 

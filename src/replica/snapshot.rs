@@ -238,6 +238,7 @@ impl State {
             out.extend(s.policy.values().iter().map(|v| v.dot.clone()));
             out.extend(s.metadata.values().iter().map(|v| v.dot.clone()));
             out.extend(s.deleted.values().iter().map(|v| v.dot.clone()));
+            out.extend(s.paused.values().iter().map(|v| v.dot.clone()));
             for slot in s.slots.values() {
                 out.extend(slot.values().iter().map(|v| v.dot.clone()));
             }

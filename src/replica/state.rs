@@ -3,7 +3,7 @@
 
 use super::{Dot, Event, Hlc, Mvr, Op, VersionVector, Versioned};
 use crate::model::message::{DEFAULT_MESSAGE_TTL_MS, TEXT_KIND};
-use crate::model::{CopyState, MessageId, Policy, RpDisk, RpId, ServiceId, VmSlot, ZoneId};
+use crate::model::{CopyState, MessageId, Pause, Policy, RpDisk, RpId, ServiceId, VmSlot, ZoneId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -20,6 +20,8 @@ pub struct Service {
     pub slots: BTreeMap<ZoneId, Mvr<Option<VmSlot>>>,
     pub deleted: Mvr<bool>,
     pub rps: BTreeMap<RpId, RecoveryPoint>,
+    /// Protection paused (`Some`) or resumed (`None`); see [`Service::pause`].
+    pub paused: Mvr<Option<Pause>>,
 }
 
 /// A recovery point: one group snapshot, with a copy state per zone.
@@ -174,6 +176,7 @@ impl Service {
             slots: BTreeMap::new(),
             deleted: Mvr::default(),
             rps: BTreeMap::new(),
+            paused: Mvr::default(),
         }
     }
 
@@ -185,6 +188,31 @@ impl Service {
 
     pub fn is_deleted(&self) -> bool {
         self.deleted.get().copied().unwrap_or(false)
+    }
+
+    /// The pause in force, if protection is paused: only while every
+    /// current value says so, so a resume concurrent with a pause leaves
+    /// the service protected (the pause's values stay, shown).
+    pub fn pause(&self) -> Option<&Versioned<Option<Pause>>> {
+        let values = self.paused.values();
+        if values.is_empty() || values.iter().any(|v| v.value.is_none()) {
+            return None;
+        }
+        self.paused.winner()
+    }
+
+    /// When protection was last resumed, if it was paused before: the
+    /// write that ended the pause, while no pause is in force.
+    pub fn resumed_at(&self) -> Option<Hlc> {
+        if self.pause().is_some() {
+            return None;
+        }
+        self.paused
+            .values()
+            .iter()
+            .filter(|v| v.value.is_none())
+            .map(|v| v.hlc)
+            .max()
     }
 
     /// The VM slot a zone reads for `zone`.
@@ -380,6 +408,9 @@ impl State {
                     s.rps.remove(rp);
                 }
             }),
+            Op::SetPaused { service, pause } => {
+                self.with_service(service, |s| s.paused.write(deps, dot, hlc, pause.clone()))
+            }
             Op::SendMessage { to, body } => {
                 // The first format: free text to one zone, a day to answer.
                 let text = serde_json::to_string(body).unwrap_or_default();

@@ -49,8 +49,9 @@ const META_CHECKPOINT: &str = "checkpoint";
 /// Older ones are upgraded in place: version 1 (state rows on every commit)
 /// has its rows made a checkpoint at its version vector; versions 1 and 2
 /// have their message rows rewritten in the message format of version 3
-/// (kinds, addressees, deadlines, deliveries and answers).
-pub const STORE_FORMAT_VERSION: u16 = 3;
+/// (kinds, addressees, deadlines, deliveries and answers); versions 1 to 3
+/// have their service rows rewritten with the pause register of version 4.
+pub const STORE_FORMAT_VERSION: u16 = 4;
 
 /// Log events written since the last checkpoint that make the next commit
 /// a checkpoint: this bounds the replay on restart.
@@ -170,6 +171,24 @@ impl Store {
         Ok(())
     }
 
+    /// Rewrites service rows of store versions 1 to 3 (no pause register)
+    /// in the current format.
+    fn upgrade_services(&self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        let mut rows = txn.open_table(SERVICES).map_err(|e| self.err(e))?;
+        let mut upgraded = Vec::new();
+        for row in rows.iter().map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            let old: ServiceV3 = postcard::from_bytes(v.value())
+                .map_err(|e| self.corrupt(format!("services/{}", k.value()), e))?;
+            upgraded.push((k.value().to_string(), encode(&old.upgrade())));
+        }
+        for (k, v) in upgraded {
+            rows.insert(k.as_str(), v.as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
     fn corrupt(&self, key: impl Into<String>, reason: impl ToString) -> StoreError {
         StoreError::Corrupt {
             path: self.path.clone(),
@@ -214,6 +233,10 @@ impl Store {
                     if format == 1 || format == 2 {
                         // Versions 1 and 2 kept the first message format.
                         self.upgrade_messages(&txn)?;
+                    }
+                    if (1..=3).contains(&format) {
+                        // Versions 1 to 3 had no pause register.
+                        self.upgrade_services(&txn)?;
                         meta.insert(META_FORMAT, &STORE_FORMAT_VERSION.to_le_bytes()[..])
                             .map_err(|e| self.err(e))?;
                     } else if format != STORE_FORMAT_VERSION {
@@ -866,6 +889,35 @@ impl MessageV2 {
     }
 }
 
+/// A service row as store versions 1 to 3 wrote it: no pause register.
+#[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+struct ServiceV3 {
+    id: ServiceId,
+    created: Vec<Dot>,
+    policy: crate::replica::Mvr<crate::model::Policy>,
+    metadata: crate::replica::Mvr<String>,
+    slots: std::collections::BTreeMap<ZoneId, crate::replica::Mvr<Option<crate::model::VmSlot>>>,
+    deleted: crate::replica::Mvr<bool>,
+    rps: std::collections::BTreeMap<crate::model::RpId, crate::replica::RecoveryPoint>,
+}
+
+impl ServiceV3 {
+    /// Never paused: no event of those versions could pause it.
+    fn upgrade(self) -> Service {
+        Service {
+            id: self.id,
+            created: self.created,
+            policy: self.policy,
+            metadata: self.metadata,
+            slots: self.slots,
+            deleted: self.deleted,
+            rps: self.rps,
+            paused: crate::replica::Mvr::default(),
+        }
+    }
+}
+
 fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
     // Encoding our own plain data types into a Vec cannot fail.
     postcard::to_stdvec(v).unwrap_or_default()
@@ -1265,6 +1317,48 @@ mod tests {
         let store = f.open();
         let loaded = f.load(&store);
         assert_eq!(loaded.state().messages.get(&m.id), Some(&m));
+        assert_eq!(loaded.digest(), digest);
+        let txn = store.db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        let format = meta.get(META_FORMAT).unwrap().unwrap().value().to_vec();
+        assert_eq!(format, STORE_FORMAT_VERSION.to_le_bytes());
+    }
+
+    #[test]
+    fn a_version_3_database_has_its_service_rows_upgraded() {
+        let f = Fixture::new();
+        let store = f.open();
+        store.set_checkpoint_every(1);
+        let mut replica = f.load(&store);
+        f.write(&store, &mut replica, 7);
+        let services: Vec<Service> = replica.state().services.values().cloned().collect();
+        assert!(!services.is_empty());
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut rows = txn.open_table(SERVICES).unwrap();
+            for s in &services {
+                let old = ServiceV3 {
+                    id: s.id.clone(),
+                    created: s.created.clone(),
+                    policy: s.policy.clone(),
+                    metadata: s.metadata.clone(),
+                    slots: s.slots.clone(),
+                    deleted: s.deleted.clone(),
+                    rps: s.rps.clone(),
+                };
+                rows.insert(s.id.as_str(), encode(&old).as_slice()).unwrap();
+            }
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert(META_FORMAT, &3u16.to_le_bytes()[..]).unwrap();
+        }
+        txn.commit().unwrap();
+        let digest = replica.digest();
+        drop(store);
+        let store = f.open();
+        let loaded = f.load(&store);
+        for s in &services {
+            assert_eq!(loaded.state().services.get(&s.id), Some(s));
+        }
         assert_eq!(loaded.digest(), digest);
         let txn = store.db.begin_read().unwrap();
         let meta = txn.open_table(META).unwrap();

@@ -22,7 +22,8 @@ pub const PROTOCOL: &str = "/drengine/sync/1";
 
 /// Version of [`Msg`]'s encoding. A frame of another version is dropped.
 /// 3: Hello carries the sender's own control links ([`LinkReport`]).
-pub const WIRE_VERSION: u16 = 3;
+/// 4: events may carry `Op::SetPaused` (pause and resume of protection).
+pub const WIRE_VERSION: u16 = 4;
 
 /// Bytes of the length prefix and the version.
 pub const FRAME_OVERHEAD_BYTES: usize = 4 + 2;

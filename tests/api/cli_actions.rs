@@ -201,7 +201,8 @@ fn active_vm_conflicts(list: &Value) -> Vec<&Value> {
 /// zone-b, a test failover there and its clean-up, failover to zone-b while
 /// zone-a's VM still runs, the active-VM conflict listed in every zone,
 /// refused and accepted resolutions, revert, and a planned migration back
-/// to zone-a that is refused until its final RP is complete there.
+/// to zone-a that is refused until its final RP is complete there; then
+/// pause (RPO level `paused`) and resume (an RP at once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dr_actions_through_the_cli_on_a_devnet_with_the_engine() {
     let net = Devnet::start().await;
@@ -455,6 +456,30 @@ async fn dr_actions_through_the_cli_on_a_devnet_with_the_engine() {
     let shown = drengine(a, &["service", "show", &svc]).await.ok();
     assert_eq!(shown["active_zones"], json!(["zone-a"]), "{shown}");
 
+    // Paused for maintenance: zone-a's engine grades its RPO `paused`.
+    let paused = drengine(
+        a,
+        &["service", "pause", &svc, "--reason", "storage migration"],
+    )
+    .await
+    .ok();
+    assert_eq!(paused["paused"]["reason"], "storage migration", "{paused}");
+    wait_until("the RPO level paused in zone-a", WAIT, || async {
+        let shown = drengine(a, &["service", "show", &svc]).await.ok();
+        shown["rpo"]["level"] == "paused" && shown["rpo"]["past_rpo"] == false
+    })
+    .await;
+    // Resumed: an RP is taken at once, though the next is a day away.
+    let resumed = drengine(a, &["service", "resume", &svc]).await.ok();
+    assert!(resumed["paused"].is_null(), "{resumed}");
+    wait_until("an RP taken at the resume", WAIT, || async {
+        let shown = drengine(a, &["service", "show", &svc]).await.ok();
+        shown["newest_recoverable_rp"]
+            .as_str()
+            .is_some_and(|rp| rp != final_rp && rp.starts_with("zone-a."))
+    })
+    .await;
+
     net.stop().await;
 }
 
@@ -469,6 +494,8 @@ async fn action_exit_codes_without_a_node_or_a_service() {
         &["migrate", "svc", "--complete", "--yes"],
         &["test-failover", "svc", "--cleanup"],
         &["rp", "take", "svc"],
+        &["service", "pause", "svc"],
+        &["service", "resume", "svc"],
     ] {
         let out = drengine(&dead, args).await;
         assert_eq!(out.code, 5, "{args:?}: {}", out.stderr);

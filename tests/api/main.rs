@@ -18,6 +18,7 @@ mod hardening;
 mod history;
 mod messages;
 mod node_devnet;
+mod pause;
 mod preflight;
 mod races;
 mod readme_quickstart;

@@ -11,6 +11,7 @@ mod crash;
 mod failover;
 mod faults;
 mod flows;
+mod pause;
 mod retention;
 mod safety;
 mod storpool_client;

@@ -809,7 +809,7 @@
 
   // ---- rendering: services table -------------------------------------------------------
 
-  const LEVEL_RANK = { ok: 0, warning: 1, critical: 2 };
+  const LEVEL_RANK = { paused: -1, ok: 0, warning: 1, critical: 2 };
 
   function rowAge(r) {
     return r.age === null ? null : r.age + (Date.now() - r.at) / 1000;
