@@ -35,6 +35,10 @@ async fn set_paused(
 ) -> ApiResult<Json<ServiceView>> {
     caller.require(Role::Cmp)?;
     let id: ServiceId = p.id("service")?;
+    // Bad input is refused before anything is looked up.
+    if let Some(p) = &pause {
+        p.validate()?;
+    }
     read_service(state, &id, |_| ())?;
     let paused = pause.is_some();
     state

@@ -38,6 +38,14 @@ async fn pause_and_resume_are_shown_on_the_service_and_in_its_history() {
     n.post("/v1/services/no-such/pause", CMP_TOKEN, json!({}))
         .await
         .assert_error(404);
+    // Bad input is refused before the service is looked up.
+    n.post(
+        "/v1/services/no-such/pause",
+        CMP_TOKEN,
+        json!({ "reason": "x".repeat(1025) }),
+    )
+    .await
+    .assert_error(422);
     let before = show(&n, &id).await;
     assert!(before["paused"].is_null(), "{before}");
     assert_eq!(before["version"], svc["version"], "a refusal wrote nothing");
